@@ -1,0 +1,34 @@
+"""poolkit: exact, fast pooling layers for NumPy.
+
+Max pooling forward and backward for 1-D, 2-D, 3-D (and any rank), bit-compatible with
+PyTorch, as functions (:mod:`poolkit.functional`) and layers (:mod:`poolkit.layers`).
+"""
+
+from .functional import (
+    max_pool,
+    max_pool1d,
+    max_pool1d_backward,
+    max_pool2d,
+    max_pool2d_backward,
+    max_pool3d,
+    max_pool3d_backward,
+    max_pool_backward,
+)
+from .layers import MaxPool1d, MaxPool2d, MaxPool3d
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MaxPool1d",
+    "MaxPool2d",
+    "MaxPool3d",
+    "__version__",
+    "max_pool",
+    "max_pool1d",
+    "max_pool1d_backward",
+    "max_pool2d",
+    "max_pool2d_backward",
+    "max_pool3d",
+    "max_pool3d_backward",
+    "max_pool_backward",
+]

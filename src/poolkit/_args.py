@@ -1,0 +1,178 @@
+"""Argument normalisation and validation: every user-facing error message lives here.
+
+Public functions call these helpers once, where arguments enter; kernels downstream
+assume their inputs are valid and never check again.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+#: dtypes max pooling accepts (the set PyTorch's CPU max pooling supports, less bfloat16).
+MAX_POOL_DTYPES = (
+    np.dtype(np.float16),
+    np.dtype(np.float32),
+    np.dtype(np.float64),
+    np.dtype(np.int8),
+    np.dtype(np.int16),
+    np.dtype(np.int32),
+    np.dtype(np.int64),
+    np.dtype(np.uint8),
+)
+FLOAT_DTYPES = MAX_POOL_DTYPES[:3]
+
+_DTYPE_NAMES = ", ".join(d.name for d in MAX_POOL_DTYPES)
+
+
+def _describe(value: Any) -> str:
+    """Short description of an offending value for error messages."""
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{text} ({type(value).__name__})"
+
+
+def as_array(x: Any, name: str = "x") -> np.ndarray:
+    """Convert an array-like to an ndarray without copying when possible.
+
+    Rejects ragged nested sequences and inputs that cannot become a numeric array.
+    """
+    if isinstance(x, np.ndarray):
+        return x
+    if isinstance(x, (str, bytes)):
+        raise TypeError(f"{name} must be an array-like of numbers, got {_describe(x)}")
+    try:
+        return np.asarray(x)
+    except ValueError as exc:  # ragged nested lists
+        raise ValueError(
+            f"{name} must be a rectangular array-like (all rows the same length), "
+            f"got a ragged sequence: {exc}"
+        ) from None
+    except TypeError as exc:
+        raise TypeError(f"{name} must be an array-like of numbers, got {_describe(x)}") from exc
+
+
+def check_dtype(arr: np.ndarray, name: str, allowed: Sequence[np.dtype] = MAX_POOL_DTYPES) -> None:
+    """Reject dtypes outside ``allowed`` with a TypeError naming the argument."""
+    if arr.dtype not in allowed:
+        names = ", ".join(np.dtype(d).name for d in allowed)
+        raise TypeError(f"{name} must have one of the dtypes {names}; got dtype {arr.dtype}")
+
+
+def _as_int(value: Any, name: str) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int or a tuple of ints, got {_describe(value)}")
+    return int(value)
+
+
+def int_tuple(value: Any, ndim: int, name: str, minimum: int | None = None) -> tuple[int, ...]:
+    """Normalise an int or a length-``ndim`` sequence of ints to a tuple.
+
+    Parameters
+    ----------
+    value : int or sequence of int
+    ndim : int
+        Number of spatial dimensions expected.
+    name : str
+        Argument name used in error messages.
+    minimum : int, optional
+        Smallest allowed value of every entry.
+    """
+    if isinstance(value, (np.ndarray,)) and value.ndim == 0:
+        value = value.item()
+    if isinstance(value, (Sequence, np.ndarray)) and not isinstance(value, (str, bytes)):
+        items = list(value)
+        if len(items) == 1 and ndim != 1:
+            items = items * ndim
+        if len(items) != ndim:
+            raise ValueError(
+                f"{name} must be an int or a tuple of {ndim} ints, "
+                f"got a sequence of length {len(items)}: {tuple(items)!r}"
+            )
+        result = tuple(_as_int(v, name) for v in items)
+    else:
+        result = (_as_int(value, name),) * ndim
+    if minimum is not None and any(v < minimum for v in result):
+        raise ValueError(f"{name} must be >= {minimum} in every dimension, got {result}")
+    return result
+
+
+def spatial_ndim_of(kernel_size: Any) -> int:
+    """Number of spatial dims implied by a general ``max_pool`` kernel_size argument."""
+    if isinstance(kernel_size, (Sequence, np.ndarray)) and not isinstance(
+        kernel_size, (str, bytes)
+    ):
+        n = len(kernel_size)
+        if n < 1:
+            raise ValueError("kernel_size must name at least one spatial dimension, got ()")
+        return n
+    raise TypeError(
+        "kernel_size of the general max_pool must be a tuple with one int per spatial "
+        f"dimension, got {_describe(kernel_size)}"
+    )
+
+
+def check_bool(value: Any, name: str) -> bool:
+    """Accept Python and NumPy booleans only."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {_describe(value)}")
+    return bool(value)
+
+
+def check_input(shape: tuple[int, ...], nd: int, name: str, channels_last: bool) -> bool:
+    """Validate the rank and sizes of a pooling input shape; return True if batched."""
+    ndim = len(shape)
+    if ndim == nd + 2:
+        batched = True
+    elif ndim == nd + 1:
+        batched = False
+    else:
+        layout = (
+            f"(N, {'*spatial' if nd > 1 else 'L'}, C) or ({'*spatial' if nd > 1 else 'L'}, C)"
+            if channels_last
+            else f"(N, C, {'*spatial' if nd > 1 else 'L'}) or (C, {'*spatial' if nd > 1 else 'L'})"
+        )
+        raise ValueError(
+            f"{name} must have {nd + 1} (unbatched) or {nd + 2} (batched) dimensions for "
+            f"{nd}-D pooling, laid out {layout}; got shape {tuple(shape)}"
+        )
+    spatial = spatial_shape(shape, nd, channels_last)
+    channels = shape[-1] if channels_last else shape[1 if batched else 0]
+    if any(s == 0 for s in spatial):
+        raise ValueError(f"{name} must have non-empty spatial dimensions, got shape {shape}")
+    if channels == 0:
+        raise ValueError(f"{name} must have at least one channel, got shape {shape}")
+    return batched
+
+
+def spatial_shape(shape: tuple[int, ...], nd: int, channels_last: bool) -> tuple[int, ...]:
+    """The ``nd`` spatial sizes of an input shape in either layout."""
+    return tuple(shape[-nd - 1 : -1]) if channels_last else tuple(shape[-nd:])
+
+
+def check_padding(padding: Any, kernel: tuple[int, ...], name: str = "padding") -> tuple[int, ...]:
+    """PyTorch-form padding: int or per-dim ints, 0 <= pad <= kernel // 2."""
+    pads = int_tuple(padding, len(kernel), name)
+    if any(p < 0 for p in pads):
+        raise ValueError(f"{name} must be non-negative, got {pads}")
+    limit = tuple(k // 2 for k in kernel)
+    if any(p > lim for p, lim in zip(pads, limit)):
+        raise ValueError(
+            f"{name} must be at most half of kernel_size (kernel_size // 2 = {limit}) in every "
+            f"dimension, got {name}={pads} with kernel_size={kernel}"
+        )
+    return pads
+
+
+def check_output_size(out: tuple[int, ...], in_spatial: tuple[int, ...], name: str = "x") -> None:
+    """Reject configurations whose output would be empty."""
+    if any(o < 1 for o in out):
+        raise ValueError(
+            f"output size must be >= 1 in every dimension, but {name} with spatial size "
+            f"{in_spatial} gives output size {out}; use a smaller kernel_size or dilation, "
+            "or more padding"
+        )

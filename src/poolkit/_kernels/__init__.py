@@ -1,0 +1,1 @@
+"""Compiled (numba) kernels. Internal: call through :mod:`poolkit.functional`."""

@@ -1,0 +1,499 @@
+"""Functional pooling API: ``max_pool*`` and their ``*_backward``.
+
+Every public function validates its arguments once (via :mod:`poolkit._args`), builds a
+:class:`~poolkit._geometry.Geometry`, and hands 5-D views to the compiled kernels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from . import _args
+from ._geometry import Geometry, as_kernel_view, output_shape
+from ._kernels import max_pool as _max_kernels
+
+IntOrTuple = int | tuple[int, ...]
+
+__all__ = [
+    "max_pool",
+    "max_pool1d",
+    "max_pool1d_backward",
+    "max_pool2d",
+    "max_pool2d_backward",
+    "max_pool3d",
+    "max_pool3d_backward",
+    "max_pool_backward",
+]
+
+
+@dataclass(frozen=True)
+class MaxPoolParams:
+    """Validated, per-dimension max pooling options (input-independent)."""
+
+    nd: int
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: tuple[int, ...]
+    dilation: tuple[int, ...]
+    ceil_mode: bool
+    return_indices: bool
+    channels_last: bool
+
+    @classmethod
+    def parse(
+        cls,
+        nd: int,
+        kernel_size: Any,
+        stride: Any,
+        padding: Any,
+        dilation: Any,
+        ceil_mode: Any,
+        return_indices: Any,
+        channels_last: Any,
+    ) -> MaxPoolParams:
+        kernel = _args.int_tuple(kernel_size, nd, "kernel_size", minimum=1)
+        strides = kernel if stride is None else _args.int_tuple(stride, nd, "stride", minimum=1)
+        dil = _args.int_tuple(dilation, nd, "dilation", minimum=1)
+        pads = _args.check_padding(padding, kernel)
+        return cls(
+            nd,
+            kernel,
+            strides,
+            pads,
+            dil,
+            _args.check_bool(ceil_mode, "ceil_mode"),
+            _args.check_bool(return_indices, "return_indices"),
+            _args.check_bool(channels_last, "channels_last"),
+        )
+
+
+# Value a window with no input element produces (PyTorch: -inf / the dtype minimum).
+def _lowest(dtype: np.dtype) -> np.generic:
+    if dtype.kind == "f":
+        return dtype.type(-np.inf)
+    return np.iinfo(dtype).min
+
+
+def _kernel_dtype_view(arr: np.ndarray) -> np.ndarray:
+    """float16 goes through the kernels as its bits (numba has no CPU float16)."""
+    return arr.view(np.uint16) if arr.dtype == np.float16 else arr
+
+
+def _max_pool_impl(x: Any, p: MaxPoolParams, want_indices: bool):
+    """Run a max pooling forward on validated options; validates ``x`` only."""
+    arr = _args.as_array(x)
+    _args.check_dtype(arr, "x")
+    batched = _args.check_input(arr.shape, p.nd, "x", p.channels_last)
+    in_spatial = _args.spatial_shape(arr.shape, p.nd, p.channels_last)
+    geom = Geometry.build(
+        in_spatial, p.kernel, p.stride, p.padding, p.padding, p.dilation, p.ceil_mode
+    )
+    _args.check_output_size(geom.out_size, in_spatial)
+    if p.nd > 3:
+        return _max_pool_any_rank(arr, p, geom, batched, want_indices)
+    out_shape = output_shape(arr.shape, p.nd, geom.out_size, p.channels_last)
+    out = np.empty(out_shape, dtype=arr.dtype)
+    idx = np.empty(out_shape if want_indices else (0,) * len(out_shape), dtype=np.int64)
+    idx_view = (
+        as_kernel_view(idx, p.nd, batched, p.channels_last)
+        if want_indices
+        else np.empty((0,) * 5, dtype=np.int64)
+    )
+    fill = _lowest(arr.dtype)
+    if arr.dtype == np.float16:
+        fill = np.float16(fill).view(np.uint16)
+    _max_kernels.max_pool_forward(
+        as_kernel_view(_kernel_dtype_view(arr), p.nd, batched, p.channels_last),
+        as_kernel_view(_kernel_dtype_view(out), p.nd, batched, p.channels_last),
+        idx_view,
+        geom.kernel_params(),
+        fill,
+        want_indices,
+    )
+    return out, (idx if want_indices else None)
+
+
+def _flat_planes(arr: np.ndarray, nd: int, batched: bool, channels_last: bool) -> np.ndarray:
+    """``(N, C, 1, 1, prod(spatial))`` view (or copy, if strides forbid a view) of ``arr``."""
+    view = arr if batched else arr[np.newaxis]
+    plane = int(np.prod(_args.spatial_shape(view.shape, nd, channels_last)))
+    if channels_last:
+        view = np.moveaxis(view.reshape(view.shape[0], plane, view.shape[-1]), -1, 1)
+    else:
+        view = view.reshape(view.shape[0], view.shape[1], plane)
+    return view[:, :, np.newaxis, np.newaxis, :]
+
+
+def _max_pool_any_rank(arr, p, geom, batched, want_indices):
+    """Forward for more than 3 spatial dims: the any-rank kernel on flattened planes."""
+    planes = _flat_planes(_kernel_dtype_view(arr), p.nd, batched, p.channels_last)
+    n_batch, n_chan = planes.shape[:2]
+    x2 = np.ascontiguousarray(planes).reshape(n_batch * n_chan, -1)
+    n_out = int(np.prod(geom.out_size))
+    out2 = np.empty((n_batch * n_chan, n_out), dtype=x2.dtype)
+    idx2 = np.empty((n_batch * n_chan, n_out) if want_indices else (0, 0), dtype=np.int64)
+    params = np.array(
+        [geom.kernel, geom.stride, geom.pad_begin, geom.dilation, geom.out_size], dtype=np.int64
+    )
+    fill = _lowest(arr.dtype)
+    if arr.dtype == np.float16:
+        fill = np.float16(fill).view(np.uint16)
+    _max_kernels.max_pool_forward_nd(
+        x2, out2, idx2, np.array(geom.in_size, dtype=np.int64), params, fill, want_indices
+    )
+
+    def to_layout(a2: np.ndarray) -> np.ndarray:
+        a = a2.reshape((n_batch, n_chan) + geom.out_size)
+        if p.channels_last:
+            a = np.ascontiguousarray(np.moveaxis(a, 1, -1))
+        return a if batched else a[0]
+
+    out = to_layout(out2)
+    if arr.dtype == np.float16:
+        out = out.view(np.float16)
+    return out, (to_layout(idx2) if want_indices else None)
+
+
+def _finish(out: np.ndarray, idx: np.ndarray | None, return_indices: bool):
+    return (out, idx) if return_indices else out
+
+
+def max_pool(
+    x: ArrayLike,
+    kernel_size: tuple[int, ...],
+    stride: IntOrTuple | None = None,
+    padding: IntOrTuple = 0,
+    dilation: IntOrTuple = 1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+    channels_last: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Max pooling over any number of trailing spatial dimensions.
+
+    Parameters
+    ----------
+    x : array_like
+        ``(N, C, *spatial)`` or ``(C, *spatial)``; with ``channels_last=True``
+        ``(N, *spatial, C)`` or ``(*spatial, C)``. float16/32/64, int8/16/32/64 or uint8.
+    kernel_size : tuple of int
+        Window size, one entry per spatial dimension; its length sets the number of
+        spatial dimensions.
+    stride : int or tuple of int, optional
+        Step between windows; ``None`` (default) means ``kernel_size``.
+    padding : int or tuple of int, default 0
+        Implicit ``-inf`` padding on both sides, at most ``kernel_size // 2``.
+    dilation : int or tuple of int, default 1
+        Spacing between window elements.
+    ceil_mode : bool, default False
+        Round the output size up instead of down (a window must still start inside the
+        input or the left padding).
+    return_indices : bool, default False
+        Also return the int64 flat index of each maximum within its ``(n, c)`` plane.
+    channels_last : bool, default False
+        Channels are the last axis instead of the one after the batch.
+
+    Returns
+    -------
+    out : ndarray
+        Same layout and dtype as ``x``, spatial sizes replaced by the output sizes
+        ``floor((L + 2p - d(k-1) - 1) / s) + 1`` (see :func:`max_pool2d`).
+    indices : ndarray of int64, optional
+        Only with ``return_indices=True``; same shape as ``out``.
+
+    Examples
+    --------
+    >>> import numpy as np, poolkit as pk
+    >>> x = np.arange(16.0).reshape(1, 1, 4, 4)
+    >>> pk.max_pool(x, kernel_size=(2, 2))[0, 0]
+    array([[ 5.,  7.],
+           [13., 15.]])
+    """
+    nd = _args.spatial_ndim_of(kernel_size)
+    p = MaxPoolParams.parse(
+        nd, kernel_size, stride, padding, dilation, ceil_mode, return_indices, channels_last
+    )
+    return _finish(*_max_pool_impl(x, p, p.return_indices), p.return_indices)
+
+
+def _fixed_rank_max_pool(nd: int):
+    def pool(
+        x: ArrayLike,
+        kernel_size: IntOrTuple,
+        stride: IntOrTuple | None = None,
+        padding: IntOrTuple = 0,
+        dilation: IntOrTuple = 1,
+        ceil_mode: bool = False,
+        return_indices: bool = False,
+        channels_last: bool = False,
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        p = MaxPoolParams.parse(
+            nd, kernel_size, stride, padding, dilation, ceil_mode, return_indices, channels_last
+        )
+        return _finish(*_max_pool_impl(x, p, p.return_indices), p.return_indices)
+
+    return pool
+
+
+_SHAPES = {
+    1: (
+        "(N, C, L)",
+        "(C, L)",
+        "(N, L, C)",
+        "(L, C)",
+        "np.arange(6.0).reshape(1, 1, 6)",
+        "2",
+        "array([1., 3., 5.])",
+        "[0, 0]",
+    ),
+    2: (
+        "(N, C, H, W)",
+        "(C, H, W)",
+        "(N, H, W, C)",
+        "(H, W, C)",
+        "np.arange(16.0).reshape(1, 1, 4, 4)",
+        "2",
+        "array([[ 5.,  7.],\n           [13., 15.]])",
+        "[0, 0]",
+    ),
+    3: (
+        "(N, C, D, H, W)",
+        "(C, D, H, W)",
+        "(N, D, H, W, C)",
+        "(D, H, W, C)",
+        "np.arange(8.0).reshape(1, 1, 2, 2, 2)",
+        "2",
+        "array([[[7.]]])",
+        "[0, 0]",
+    ),
+}
+
+
+def _max_pool_doc(nd: int) -> str:
+    first, unbatched, cl, cl_unbatched, example, k, result, sel = _SHAPES[nd]
+    return f"""{nd}-D max pooling, exact and PyTorch-compatible.
+
+    Parameters
+    ----------
+    x : array_like
+        ``{first}`` or ``{unbatched}``; with ``channels_last=True`` ``{cl}`` or
+        ``{cl_unbatched}``. Any array-like, any strides. float16/32/64,
+        int8/16/32/64 or uint8.
+    kernel_size : int or tuple of {nd} ints
+        Window size.
+    stride : int or tuple of {nd} ints, optional
+        Step between windows; ``None`` (default) means ``kernel_size``.
+    padding : int or tuple of {nd} ints, default 0
+        Implicit padding on both sides, at most ``kernel_size // 2``. Padding never wins:
+        it acts as ``-inf`` (the dtype minimum for integers).
+    dilation : int or tuple of {nd} ints, default 1
+        Spacing between window elements.
+    ceil_mode : bool, default False
+        Round output sizes up; a window must still start inside the input or the left
+        padding.
+    return_indices : bool, default False
+        Also return int64 indices of the maxima, flattened per ``(n, c)`` plane of the
+        unpadded input (PyTorch's convention).
+    channels_last : bool, default False
+        Channels are the last axis.
+
+    Returns
+    -------
+    out : ndarray
+        Same dtype and layout as ``x``; each spatial size becomes
+        ``floor((L + 2*p - d*(k-1) - 1 [+ s-1 with ceil_mode]) / s) + 1``.
+    indices : ndarray of int64, optional
+        With ``return_indices=True``: same shape as ``out``.
+
+    Notes
+    -----
+    Ties go to the first maximum in row-major window order; NaN propagates and the
+    last NaN in window order wins. A window that covers no input element (possible with
+    dilation and padding) gives ``-inf`` (the dtype minimum) and index ``-1``.
+
+    Examples
+    --------
+    >>> import numpy as np, poolkit as pk
+    >>> x = {example}
+    >>> pk.max_pool{nd}d(x, {k})[{sel}]
+    {result}
+    """
+
+
+def _max_pool_backward_doc(nd: int) -> str:
+    first, unbatched, cl, cl_unbatched, *_ = _SHAPES[nd]
+    return f"""Gradient of :func:`max_pool{nd}d` with respect to its input.
+
+    Each output gradient flows to the input element that won its window; where
+    windows overlap, contributions add up (in output row-major order, so results are
+    deterministic and bit-identical to PyTorch's CPU backward).
+
+    Parameters
+    ----------
+    grad_output : array_like
+        Gradient of the pooled output, float16/32/64, shaped like the forward output
+        (``{first}`` / ``{unbatched}``, or ``{cl}`` / ``{cl_unbatched}`` with
+        ``channels_last=True``).
+    indices : array_like of int
+        The indices returned by the forward pass, same shape as ``grad_output``.
+    input_shape : tuple of int
+        Shape of the forward input.
+    channels_last : bool, default False
+        Layout of all three arrays.
+
+    Returns
+    -------
+    grad_input : ndarray
+        Shape ``input_shape``, dtype of ``grad_output``.
+
+    Examples
+    --------
+    >>> import numpy as np, poolkit as pk
+    >>> x = np.array([1.0, 3.0, 2.0, 0.0]).reshape((1, 1) + (1,) * {nd - 1} + (4,))
+    >>> y, idx = pk.max_pool{nd}d(x, (1,) * {nd - 1} + (2,), return_indices=True)
+    >>> pk.max_pool{nd}d_backward(np.ones_like(y), idx, x.shape).ravel()
+    array([0., 1., 1., 0.])
+    """
+
+
+max_pool1d = _fixed_rank_max_pool(1)
+max_pool2d = _fixed_rank_max_pool(2)
+max_pool3d = _fixed_rank_max_pool(3)
+
+
+def _backward_impl(
+    grad_output: Any, indices: Any, input_shape: Any, nd: int, channels_last: Any
+) -> np.ndarray:
+    channels_last = _args.check_bool(channels_last, "channels_last")
+    grad = _args.as_array(grad_output, "grad_output")
+    _args.check_dtype(grad, "grad_output", _args.FLOAT_DTYPES)
+    idx = _args.as_array(indices, "indices")
+    if idx.dtype.kind not in "iu":
+        raise TypeError(f"indices must be an integer array, got dtype {idx.dtype}")
+    if idx.shape != grad.shape:
+        raise ValueError(
+            f"indices must have the shape of grad_output {grad.shape}, got {idx.shape}"
+        )
+    shape = (
+        _args.int_tuple(input_shape, len(tuple(input_shape)), "input_shape", minimum=0)
+        if isinstance(input_shape, (tuple, list))
+        else None
+    )
+    if shape is None:
+        raise TypeError(f"input_shape must be a tuple of ints, got {input_shape!r}")
+    if len(shape) != grad.ndim:
+        raise ValueError(
+            f"input_shape must have as many dimensions as grad_output ({grad.ndim}), "
+            f"got input_shape={shape}"
+        )
+    batched = _args.check_input(shape, nd, "input_shape", channels_last)
+    spatial_axes = (
+        range(grad.ndim - nd - 1, grad.ndim - 1)
+        if channels_last
+        else range(grad.ndim - nd, grad.ndim)
+    )
+    lead_same = all(shape[a] == grad.shape[a] for a in range(grad.ndim) if a not in spatial_axes)
+    if not lead_same:
+        raise ValueError(
+            f"grad_output {grad.shape} and input_shape {shape} must agree on the batch and "
+            "channel dimensions"
+        )
+    idx = idx.astype(np.int64, copy=False)
+    dx = np.zeros(shape, dtype=grad.dtype)
+    # Indices address whole planes, so the backward never needs the spatial structure:
+    # every rank runs on (N, C, 1, 1, plane) views; dx is contiguous, so its view is exact.
+    dx_view = _flat_planes(_kernel_dtype_view(dx), nd, batched, channels_last)
+    bad = np.zeros(dx_view.shape[0] * dx_view.shape[1], dtype=np.uint8)
+    _max_kernels.max_pool_backward(
+        _flat_planes(_kernel_dtype_view(grad), nd, batched, channels_last),
+        _flat_planes(idx, nd, batched, channels_last),
+        dx_view,
+        bad,
+    )
+    if bad.any():
+        plane = int(np.prod([shape[a] for a in spatial_axes]))
+        raise ValueError(
+            f"indices must lie in [0, {plane}) (the flattened spatial plane of input_shape "
+            f"{shape}) or be -1; got values outside that range"
+        )
+    return dx
+
+
+def _fixed_rank_backward(nd: int):
+    def backward(
+        grad_output: ArrayLike,
+        indices: ArrayLike,
+        input_shape: tuple[int, ...],
+        channels_last: bool = False,
+    ) -> np.ndarray:
+        return _backward_impl(grad_output, indices, input_shape, nd, channels_last)
+
+    return backward
+
+
+max_pool1d_backward = _fixed_rank_backward(1)
+max_pool2d_backward = _fixed_rank_backward(2)
+max_pool3d_backward = _fixed_rank_backward(3)
+
+for _nd, _fn, _bw in (
+    (1, max_pool1d, max_pool1d_backward),
+    (2, max_pool2d, max_pool2d_backward),
+    (3, max_pool3d, max_pool3d_backward),
+):
+    _fn.__name__ = _fn.__qualname__ = f"max_pool{_nd}d"
+    _bw.__name__ = _bw.__qualname__ = f"max_pool{_nd}d_backward"
+    _fn.__doc__ = _max_pool_doc(_nd)
+    _bw.__doc__ = _max_pool_backward_doc(_nd)
+
+
+def max_pool_backward(
+    grad_output: ArrayLike,
+    indices: ArrayLike,
+    input_shape: tuple[int, ...],
+    channels_last: bool = False,
+    spatial_dims: int | None = None,
+) -> np.ndarray:
+    """Gradient of :func:`max_pool` with respect to its input, any number of spatial dims.
+
+    Parameters
+    ----------
+    grad_output : array_like
+        Gradient of the pooled output (float16/32/64), shaped like the forward output.
+    indices : array_like of int
+        Indices returned by the forward pass, same shape as ``grad_output``.
+    input_shape : tuple of int
+        Shape of the forward input.
+    channels_last : bool, default False
+        Layout of the arrays.
+    spatial_dims : int, optional
+        Number of spatial dimensions; default ``len(input_shape) - 2`` (a batched input).
+
+    Returns
+    -------
+    grad_input : ndarray
+        Shape ``input_shape``, dtype of ``grad_output``.
+
+    Examples
+    --------
+    >>> import numpy as np, poolkit as pk
+    >>> x = np.array([[[[1.0, 3.0], [2.0, 0.0]]]])
+    >>> y, idx = pk.max_pool(x, (2, 2), return_indices=True)
+    >>> pk.max_pool_backward(np.ones_like(y), idx, x.shape)[0, 0]
+    array([[0., 1.],
+           [0., 0.]])
+    """
+    if spatial_dims is None:
+        if not isinstance(input_shape, (tuple, list)):
+            raise TypeError(f"input_shape must be a tuple of ints, got {input_shape!r}")
+        nd = len(input_shape) - 2
+        if nd < 1:
+            raise ValueError(
+                "input_shape must have at least 3 dimensions (N, C, *spatial) when "
+                f"spatial_dims is not given, got {tuple(input_shape)}"
+            )
+    else:
+        nd = _args.int_tuple(spatial_dims, 1, "spatial_dims", minimum=1)[0]
+    return _backward_impl(grad_output, indices, input_shape, nd, channels_last)

@@ -1,0 +1,128 @@
+"""Stateful pooling layers: thin wrappers that remember what backward needs."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from .functional import IntOrTuple, MaxPoolParams, _backward_impl, _max_pool_impl
+
+__all__ = ["MaxPool1d", "MaxPool2d", "MaxPool3d"]
+
+
+def _compact(values: tuple[int, ...]) -> int | tuple[int, ...]:
+    return values[0] if len(set(values)) == 1 else values
+
+
+class _MaxPoolNd:
+    """Max pooling layer; ``forward`` keeps the indices so ``backward`` can route."""
+
+    _nd = 0
+
+    def __init__(
+        self,
+        kernel_size: IntOrTuple,
+        stride: IntOrTuple | None = None,
+        padding: IntOrTuple = 0,
+        dilation: IntOrTuple = 1,
+        ceil_mode: bool = False,
+        return_indices: bool = False,
+        channels_last: bool = False,
+    ) -> None:
+        self.params = MaxPoolParams.parse(
+            self._nd,
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            ceil_mode,
+            return_indices,
+            channels_last,
+        )
+        self._indices: np.ndarray | None = None
+        self._input_shape: tuple[int, ...] | None = None
+
+    def forward(self, x: ArrayLike) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Pool ``x`` and remember where each maximum came from.
+
+        Returns the pooled array, or ``(pooled, indices)`` with ``return_indices=True``.
+        """
+        out, idx = _max_pool_impl(x, self.params, want_indices=True)
+        self._indices = idx
+        self._input_shape = tuple(np.shape(x))
+        return (out, idx) if self.params.return_indices else out
+
+    __call__ = forward
+
+    def backward(self, grad_output: ArrayLike) -> np.ndarray:
+        """Gradient with respect to the input of the most recent ``forward``."""
+        if self._indices is None:
+            raise RuntimeError(
+                f"{type(self).__name__}.backward() called before forward(): there are no "
+                "stored indices to route the gradient through"
+            )
+        return _backward_impl(
+            grad_output, self._indices, self._input_shape, self._nd, self.params.channels_last
+        )
+
+    def __repr__(self) -> str:
+        p = self.params
+        text = (
+            f"{type(self).__name__}(kernel_size={_compact(p.kernel)}, "
+            f"stride={_compact(p.stride)}, padding={_compact(p.padding)}, "
+            f"dilation={_compact(p.dilation)}, ceil_mode={p.ceil_mode}"
+        )
+        if p.return_indices:
+            text += ", return_indices=True"
+        if p.channels_last:
+            text += ", channels_last=True"
+        return text + ")"
+
+
+class MaxPool1d(_MaxPoolNd):
+    """1-D max pooling layer. Options as :func:`poolkit.max_pool1d`.
+
+    Examples
+    --------
+    >>> import numpy as np, poolkit as pk
+    >>> layer = pk.MaxPool1d(2)
+    >>> y = layer(np.array([[[1.0, 3.0, 2.0, 0.0]]]))
+    >>> layer.backward(np.ones_like(y))
+    array([[[0., 1., 1., 0.]]])
+    """
+
+    _nd = 1
+
+
+class MaxPool2d(_MaxPoolNd):
+    """2-D max pooling layer. Options as :func:`poolkit.max_pool2d`.
+
+    Input ``(N, C, H, W)`` / ``(C, H, W)`` (or channels-last), output likewise.
+
+    Examples
+    --------
+    >>> import numpy as np, poolkit as pk
+    >>> layer = pk.MaxPool2d(3, stride=2, padding=1)
+    >>> x = np.random.default_rng(0).standard_normal((8, 4, 16, 16)).astype(np.float32)
+    >>> y = layer(x)
+    >>> y.shape
+    (8, 4, 8, 8)
+    >>> layer.backward(np.ones_like(y)).shape
+    (8, 4, 16, 16)
+    """
+
+    _nd = 2
+
+
+class MaxPool3d(_MaxPoolNd):
+    """3-D max pooling layer. Options as :func:`poolkit.max_pool3d`.
+
+    Examples
+    --------
+    >>> import numpy as np, poolkit as pk
+    >>> layer = pk.MaxPool3d(2)
+    >>> layer(np.zeros((1, 2, 4, 4, 4))).shape
+    (1, 2, 2, 2, 2)
+    """
+
+    _nd = 3
