@@ -87,107 +87,150 @@ def _step(v, i, m, mi):
     return (v if t else m), (i if t else mi)
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _pass_k2s2(ra, rb, two, first, orow, irow, ba, bb):
-    """Columns ``{2*ow, 2*ow + 1}`` of one or two window rows (k=2, s=2, d=1 along W).
+#: Vector width the padded row buffers are rounded up to (AVX-512: 16 float32 lanes).
+#: Running every pass over a multiple of it leaves no scalar remainder loop, whose
+#: data-dependent branches would cost as much as the whole vectorised row.
+_LANES = 16
 
-    Row views start at the first interior window (so every index is provably
-    non-negative and numba emits no wraparound code); ``ba``/``bb`` are the plane
-    indices of their first elements. ``first``: these are the window's first rows
-    (start the scan here) instead of continuing from ``orow``/``irow``. Loops are
-    branch-free (selects only) and keep the running max in registers across both rows.
+
+@njit(cache=True, nogil=True, inline="always")
+def _split(row, ph, sw, n_col):
+    """Phase-split a row: ``ph[q, k] = row[k*sw + q]`` for the elements that exist.
+
+    After the split every window column of a stride-``sw`` pooling is a unit-stride run,
+    so the passes vectorise with plain loads instead of gathers. Entries past the row
+    are left as they are (they only feed padding lanes, whose results are dropped).
     """
-    if first:
-        if two:
-            for ow in range(orow.shape[0]):
-                j = 2 * ow
-                m, mi = _step(ra[j + 1], ba + j + 1, ra[j], ba + j)
-                m, mi = _step(rb[j], bb + j, m, mi)
-                m, mi = _step(rb[j + 1], bb + j + 1, m, mi)
-                orow[ow] = m
-                irow[ow] = mi
-        else:
-            for ow in range(orow.shape[0]):
-                j = 2 * ow
-                m, mi = _step(ra[j + 1], ba + j + 1, ra[j], ba + j)
-                orow[ow] = m
-                irow[ow] = mi
-    elif two:
-        for ow in range(orow.shape[0]):
-            j = 2 * ow
-            m, mi = _step(ra[j], ba + j, orow[ow], irow[ow])
-            m, mi = _step(ra[j + 1], ba + j + 1, m, mi)
-            m, mi = _step(rb[j], bb + j, m, mi)
-            m, mi = _step(rb[j + 1], bb + j + 1, m, mi)
-            orow[ow] = m
-            irow[ow] = mi
+    n = row.shape[0]
+    full = min(n_col, n // sw)  # columns present in every phase
+    if sw == 1:
+        p0 = ph[0]
+        for k in range(full):
+            p0[k] = row[k]
+    elif sw == 2:
+        p0 = ph[0]
+        p1 = ph[1]
+        for k in range(full):
+            p0[k] = row[2 * k]
+            p1[k] = row[2 * k + 1]
     else:
-        for ow in range(orow.shape[0]):
-            j = 2 * ow
-            m, mi = _step(ra[j], ba + j, orow[ow], irow[ow])
-            m, mi = _step(ra[j + 1], ba + j + 1, m, mi)
-            orow[ow] = m
-            irow[ow] = mi
+        for k in range(full):
+            for q in range(sw):
+                ph[q, k] = row[k * sw + q]
+    for k in range(full, n_col):
+        for q in range(sw):
+            j = k * sw + q
+            if j < n:
+                ph[q, k] = row[j]
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _pass_k3s2(ra, rb, two, first, orow, irow, ba, bb):
-    """Columns ``2*ow + {0, 1, 2}`` of one or two window rows (k=3, s=2, d=1 along W)."""
-    if first:
-        if two:
-            for ow in range(orow.shape[0]):
-                j = 2 * ow
-                m, mi = _step(ra[j + 1], ba + j + 1, ra[j], ba + j)
-                m, mi = _step(ra[j + 2], ba + j + 2, m, mi)
-                m, mi = _step(rb[j], bb + j, m, mi)
-                m, mi = _step(rb[j + 1], bb + j + 1, m, mi)
-                m, mi = _step(rb[j + 2], bb + j + 2, m, mi)
-                orow[ow] = m
-                irow[ow] = mi
-        else:
-            for ow in range(orow.shape[0]):
-                j = 2 * ow
-                m, mi = _step(ra[j + 1], ba + j + 1, ra[j], ba + j)
-                m, mi = _step(ra[j + 2], ba + j + 2, m, mi)
-                orow[ow] = m
-                irow[ow] = mi
+def _pass_k2(pa, pb, two, first, acc, acci, ba, bb):
+    """k=2, s=2, d=1 along W: window of ``ow`` is ``pX[0, ow], pX[1, ow]`` per row.
+
+    One or two phase-split window rows per pass (``two``); ``first`` starts the scan
+    here instead of continuing from ``acc``/``acci``. Branch-free (selects only), the
+    running maximum stays in registers across both rows.
+    """
+    a0 = pa[0]
+    a1 = pa[1]
+    b0 = pb[0]
+    b1 = pb[1]
+    if first and two:
+        for ow in range(acc.shape[0]):
+            j = 2 * ow
+            m, mi = _step(a1[ow], ba + j + 1, a0[ow], ba + j)
+            m, mi = _step(b0[ow], bb + j, m, mi)
+            m, mi = _step(b1[ow], bb + j + 1, m, mi)
+            acc[ow] = m
+            acci[ow] = mi
+    elif first:
+        for ow in range(acc.shape[0]):
+            j = 2 * ow
+            m, mi = _step(a1[ow], ba + j + 1, a0[ow], ba + j)
+            acc[ow] = m
+            acci[ow] = mi
     elif two:
-        for ow in range(orow.shape[0]):
+        for ow in range(acc.shape[0]):
             j = 2 * ow
-            m, mi = _step(ra[j], ba + j, orow[ow], irow[ow])
-            m, mi = _step(ra[j + 1], ba + j + 1, m, mi)
-            m, mi = _step(ra[j + 2], ba + j + 2, m, mi)
-            m, mi = _step(rb[j], bb + j, m, mi)
-            m, mi = _step(rb[j + 1], bb + j + 1, m, mi)
-            m, mi = _step(rb[j + 2], bb + j + 2, m, mi)
-            orow[ow] = m
-            irow[ow] = mi
+            m, mi = _step(a0[ow], ba + j, acc[ow], acci[ow])
+            m, mi = _step(a1[ow], ba + j + 1, m, mi)
+            m, mi = _step(b0[ow], bb + j, m, mi)
+            m, mi = _step(b1[ow], bb + j + 1, m, mi)
+            acc[ow] = m
+            acci[ow] = mi
     else:
-        for ow in range(orow.shape[0]):
+        for ow in range(acc.shape[0]):
             j = 2 * ow
-            m, mi = _step(ra[j], ba + j, orow[ow], irow[ow])
-            m, mi = _step(ra[j + 1], ba + j + 1, m, mi)
-            m, mi = _step(ra[j + 2], ba + j + 2, m, mi)
-            orow[ow] = m
-            irow[ow] = mi
+            m, mi = _step(a0[ow], ba + j, acc[ow], acci[ow])
+            m, mi = _step(a1[ow], ba + j + 1, m, mi)
+            acc[ow] = m
+            acci[ow] = mi
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _pass_k3(pa, pb, two, first, acc, acci, ba, bb):
+    """k=3, s=2, d=1 along W: window of ``ow`` is ``p[0, ow], p[1, ow], p[0, ow + 1]``."""
+    a0 = pa[0]
+    a1 = pa[1]
+    b0 = pb[0]
+    b1 = pb[1]
+    if first and two:
+        for ow in range(acc.shape[0]):
+            j = 2 * ow
+            m, mi = _step(a1[ow], ba + j + 1, a0[ow], ba + j)
+            m, mi = _step(a0[ow + 1], ba + j + 2, m, mi)
+            m, mi = _step(b0[ow], bb + j, m, mi)
+            m, mi = _step(b1[ow], bb + j + 1, m, mi)
+            m, mi = _step(b0[ow + 1], bb + j + 2, m, mi)
+            acc[ow] = m
+            acci[ow] = mi
+    elif first:
+        for ow in range(acc.shape[0]):
+            j = 2 * ow
+            m, mi = _step(a1[ow], ba + j + 1, a0[ow], ba + j)
+            m, mi = _step(a0[ow + 1], ba + j + 2, m, mi)
+            acc[ow] = m
+            acci[ow] = mi
+    elif two:
+        for ow in range(acc.shape[0]):
+            j = 2 * ow
+            m, mi = _step(a0[ow], ba + j, acc[ow], acci[ow])
+            m, mi = _step(a1[ow], ba + j + 1, m, mi)
+            m, mi = _step(a0[ow + 1], ba + j + 2, m, mi)
+            m, mi = _step(b0[ow], bb + j, m, mi)
+            m, mi = _step(b1[ow], bb + j + 1, m, mi)
+            m, mi = _step(b0[ow + 1], bb + j + 2, m, mi)
+            acc[ow] = m
+            acci[ow] = mi
+    else:
+        for ow in range(acc.shape[0]):
+            j = 2 * ow
+            m, mi = _step(a0[ow], ba + j, acc[ow], acci[ow])
+            m, mi = _step(a1[ow], ba + j + 1, m, mi)
+            m, mi = _step(a0[ow + 1], ba + j + 2, m, mi)
+            acc[ow] = m
+            acci[ow] = mi
 
 
 @njit(cache=True, nogil=True)
-def _pass_generic(ra, first, orow, irow, kw, sw, dw, ba):
-    """Any window along W, one window row: window columns outside, output columns inside."""
+def _pass_generic(pa, first, acc, acci, kw, sw, dw, ba):
+    """Any window along W, one phase-split window row; one pass per window column.
+
+    Window column ``e`` of output ``ow`` is ``pa[(e*dw) % sw, ow + (e*dw) // sw]``.
+    """
     for e in range(kw):
-        o = e * dw
+        src = pa[(e * dw) % sw, (e * dw) // sw :]
+        o = ba + e * dw
         if first and e == 0:
-            for ow in range(orow.shape[0]):
-                j = ow * sw + o
-                orow[ow] = ra[j]
-                irow[ow] = ba + j
+            for ow in range(acc.shape[0]):
+                acc[ow] = src[ow]
+                acci[ow] = o + ow * sw
         else:
-            for ow in range(orow.shape[0]):
-                j = ow * sw + o
-                m, mi = _step(ra[j], ba + j, orow[ow], irow[ow])
-                orow[ow] = m
-                irow[ow] = mi
+            for ow in range(acc.shape[0]):
+                m, mi = _step(src[ow], o + ow * sw, acc[ow], acci[ow])
+                acc[ow] = m
+                acci[ow] = mi
 
 
 @njit(cache=True, nogil=True)
@@ -195,11 +238,12 @@ def forward_nchw_range(x, out, idx, kp, fill, want, t0, t1):
     """Forward for output rows ``t0 <= task < t1`` of a channels-first 5-D view.
 
     ``task`` enumerates ``(n, c, od, oh)`` in row-major order. The window rows inside
-    the input are listed first; columns whose window lies inside the input along W are
-    then scanned pass by pass (two window rows per pass for k=2/s=2 and k=3/s=2 along
-    W, one row and one window column per pass otherwise); border columns use the
-    padding-aware point routine. Without ``want`` the indices go to a scratch row and
-    ``idx`` is never touched.
+    the input are listed first. Columns whose window lies inside the input along W
+    (the interior) are then computed in padded row buffers: each window row is
+    phase-split by the W stride, and passes of unit-stride, branch-free vector loops
+    fold one or two window rows at a time into the running maximum (specialised for
+    k=2/s=2 and k=3/s=2 along W, one pass per window column otherwise). Border
+    columns use the padding-aware point routine. ``idx`` is only written if ``want``.
     """
     n_chan, in_d, in_h, in_w = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
     out_d, out_h, out_w = out.shape[2], out.shape[3], out.shape[4]
@@ -208,10 +252,14 @@ def forward_nchw_range(x, out, idx, kp, fill, want, t0, t1):
     pd, ph, pw = kp[2, 0], kp[2, 1], kp[2, 2]
     dd, dh, dw = kp[3, 0], kp[3, 1], kp[3, 2]
     lo, hi = _interior(in_w, kw, sw, pw, dw, out_w)
-    k2s2 = kw == 2 and sw == 2 and dw == 1
-    k3s2 = kw == 3 and sw == 2 and dw == 1
+    k2 = kw == 2 and sw == 2 and dw == 1
+    k3 = kw == 3 and sw == 2 and dw == 1
     start = lo * sw - pw  # first input column of the first interior window
-    scratch = np.empty(0 if want else out_w, dtype=np.int64)
+    n_pad = (hi - lo + _LANES - 1) // _LANES * _LANES
+    n_col = n_pad + ((kw - 1) * dw) // sw + 1  # phase-split columns per window row
+    phases = np.empty((2, sw, n_col), dtype=x.dtype)
+    acc = np.empty(n_pad, dtype=x.dtype)
+    acci = np.empty(n_pad, dtype=np.int64)
     zs = np.empty(kd * kh, dtype=np.int64)
     ys = np.empty(kd * kh, dtype=np.int64)
     for task in range(t0, t1):
@@ -224,11 +272,16 @@ def forward_nchw_range(x, out, idx, kp, fill, want, t0, t1):
         z0 = od * sd - pd
         y0 = oh * sh - ph
         orow = out[n, c, od, oh]
-        irow = idx[n, c, od, oh] if want else scratch
         for ow in range(min(lo, out_w)):
-            orow[ow], irow[ow] = _point_nchw(x, n, c, z0, y0, ow * sw - pw, kp, fill)
+            v, i = _point_nchw(x, n, c, z0, y0, ow * sw - pw, kp, fill)
+            orow[ow] = v
+            if want:
+                idx[n, c, od, oh, ow] = i
         for ow in range(hi, out_w):
-            orow[ow], irow[ow] = _point_nchw(x, n, c, z0, y0, ow * sw - pw, kp, fill)
+            v, i = _point_nchw(x, n, c, z0, y0, ow * sw - pw, kp, fill)
+            orow[ow] = v
+            if want:
+                idx[n, c, od, oh, ow] = i
         if lo == hi:
             continue
         n_rows = 0
@@ -246,27 +299,30 @@ def forward_nchw_range(x, out, idx, kp, fill, want, t0, t1):
         if n_rows == 0:  # no window row inside the input: fill (index -1)
             for ow in range(lo, hi):
                 orow[ow] = fill
-                irow[ow] = -1
+                if want:
+                    idx[n, c, od, oh, ow] = -1
             continue
-        orow = orow[lo:hi]
-        irow = irow[lo:hi]
-        if k2s2 or k3s2:
+        if k2 or k3:
             for i in range(0, n_rows, 2):
                 two = i + 1 < n_rows
                 i2 = i + 1 if two else i
-                ra = x[n, c, zs[i], ys[i], start:]
-                rb = x[n, c, zs[i2], ys[i2], start:]
+                _split(x[n, c, zs[i], ys[i], start:], phases[0], 2, n_col)
+                if two:
+                    _split(x[n, c, zs[i2], ys[i2], start:], phases[1], 2, n_col)
                 ba = (zs[i] * in_h + ys[i]) * in_w + start
                 bb = (zs[i2] * in_h + ys[i2]) * in_w + start
-                if k2s2:
-                    _pass_k2s2(ra, rb, two, i == 0, orow, irow, ba, bb)
+                if k2:
+                    _pass_k2(phases[0], phases[1], two, i == 0, acc, acci, ba, bb)
                 else:
-                    _pass_k3s2(ra, rb, two, i == 0, orow, irow, ba, bb)
+                    _pass_k3(phases[0], phases[1], two, i == 0, acc, acci, ba, bb)
         else:
             for i in range(n_rows):
-                ra = x[n, c, zs[i], ys[i], start:]
+                _split(x[n, c, zs[i], ys[i], start:], phases[0], sw, n_col)
                 ba = (zs[i] * in_h + ys[i]) * in_w + start
-                _pass_generic(ra, i == 0, orow, irow, kw, sw, dw, ba)
+                _pass_generic(phases[0], i == 0, acc, acci, kw, sw, dw, ba)
+        orow[lo:hi] = acc[: hi - lo]
+        if want:
+            idx[n, c, od, oh, lo:hi] = acci[: hi - lo]
 
 
 # --------------------------------------------------------------------------------------
