@@ -17,6 +17,7 @@ from . import _args
 from ._geometry import Geometry
 from ._kernels import dispatch as _dispatch
 from ._kernels import max_pool as _max_kernels
+from ._memo import BoundedCache, simple_key
 
 IntOrTuple = int | tuple[int, ...]
 
@@ -57,11 +58,16 @@ class MaxPoolParams:
         return_indices: Any,
         channels_last: Any,
     ) -> MaxPoolParams:
+        key = simple_key(
+            (nd, kernel_size, stride, padding, dilation, ceil_mode, return_indices, channels_last)
+        )
+        if key is not None and key in _PARSED:
+            return _PARSED[key]
         kernel = _args.int_tuple(kernel_size, nd, "kernel_size", minimum=1)
         strides = kernel if stride is None else _args.int_tuple(stride, nd, "stride", minimum=1)
         dil = _args.int_tuple(dilation, nd, "dilation", minimum=1)
         pads = _args.check_padding(padding, kernel)
-        return cls(
+        parsed = cls(
             nd,
             kernel,
             strides,
@@ -71,6 +77,13 @@ class MaxPoolParams:
             _args.check_bool(return_indices, "return_indices"),
             _args.check_bool(channels_last, "channels_last"),
         )
+        if key is not None:
+            _PARSED.put(key, parsed)
+        return parsed
+
+
+#: Validated options by exact-typed raw arguments (see :mod:`poolkit._memo`).
+_PARSED = BoundedCache(256)
 
 
 # Value a window with no input element produces (PyTorch: -inf / the dtype minimum).
@@ -89,24 +102,30 @@ def _max_pool_impl(x: Any, p: MaxPoolParams, want_indices: bool):
     """Run a max pooling forward on validated options; validates ``x`` only."""
     arr = _args.as_array(x)
     _args.check_dtype(arr, "x")
-    batched = _args.check_input(arr.shape, p.nd, "x", p.channels_last)
-    in_spatial = _args.spatial_shape(arr.shape, p.nd, p.channels_last)
-    geom = Geometry.build(
-        in_spatial, p.kernel, p.stride, p.padding, p.padding, p.dilation, p.ceil_mode
-    )
-    _args.check_output_size(geom.out_size, in_spatial)
-    if p.nd > 3:
-        return _max_pool_any_rank(arr, p, geom, batched, want_indices)
-    return _dispatch.max_pool_forward(
-        arr,
-        p.nd,
-        batched,
-        p.channels_last,
-        geom.out_size,
-        _dispatch.kernel_table(p.kernel, p.stride, p.padding, p.dilation),
-        math.prod(p.kernel),
-        want_indices,
-    )
+    key = (p, arr.shape, arr.dtype, want_indices)
+    plan = _dispatch.forward_plans.get(key)
+    if plan is None:  # first call with these options/shape/dtype: validate and plan
+        batched = _args.check_input(arr.shape, p.nd, "x", p.channels_last)
+        in_spatial = _args.spatial_shape(arr.shape, p.nd, p.channels_last)
+        geom = Geometry.build(
+            in_spatial, p.kernel, p.stride, p.padding, p.padding, p.dilation, p.ceil_mode
+        )
+        _args.check_output_size(geom.out_size, in_spatial)
+        if p.nd > 3:
+            return _max_pool_any_rank(arr, p, geom, batched, want_indices)
+        plan = _dispatch.ForwardPlan(
+            arr.shape,
+            arr.dtype,
+            p.nd,
+            batched,
+            p.channels_last,
+            geom.out_size,
+            _dispatch.kernel_table(p.kernel, p.stride, p.padding, p.dilation),
+            math.prod(p.kernel),
+            want_indices,
+        )
+        _dispatch.forward_plans.put(key, plan)
+    return plan(arr)
 
 
 def _flat_planes(arr: np.ndarray, nd: int, batched: bool, channels_last: bool) -> np.ndarray:

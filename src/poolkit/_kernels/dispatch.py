@@ -7,11 +7,13 @@ small to be worth waking the thread team. Arguments are assumed valid here.
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 import numba
 import numpy as np
 
+from .._memo import BoundedCache
 from . import max_pool as _k
 
 #: Below this many window-element visits a call runs on the calling thread.
@@ -61,58 +63,84 @@ def _chunks(n_tasks: int) -> int:
     return max(1, min(n_tasks, 4 * numba.get_num_threads()))
 
 
-def max_pool_forward(
-    arr: np.ndarray,
-    nd: int,
-    batched: bool,
-    channels_last: bool,
-    out_size: tuple[int, ...],
-    kp: np.ndarray,
-    window: int,
-    want: bool,
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Max pooling forward of a validated 1-D/2-D/3-D input.
+class ForwardPlan:
+    """Everything about a forward call that depends only on shapes, dtype and options.
 
-    ``kp`` comes from :func:`kernel_table`; ``window`` is the number of elements per
-    window (for the serial/parallel choice). Returns ``(out, idx or None)`` in the
-    layout of ``arr``.
+    Built once per (options, input shape, dtype) and reused, so a repeated call costs
+    two allocations, a reshape and the kernel call.
     """
-    shape = arr.shape
-    lead = (1,) * (3 - nd)
-    if channels_last:
-        n_batch = shape[0] if batched else 1
-        in5 = (n_batch,) + lead + shape[-nd - 1 : -1] + (shape[-1],)
-        out5 = (n_batch,) + lead + out_size + (shape[-1],)
-        user_out = (shape[:1] if batched else ()) + out_size + (shape[-1],)
-    else:
-        n_batch, n_chan = (shape[0], shape[1]) if batched else (1, shape[0])
-        in5 = (n_batch, n_chan) + lead + shape[-nd:]
-        out5 = (n_batch, n_chan) + lead + out_size
-        user_out = shape[:-nd] + out_size
-    dtype = arr.dtype
-    out = np.empty(out5, dtype=dtype)
-    idx = np.empty(out5, dtype=np.int64) if want else _DUMMY_IDX5
-    x5 = arr.reshape(in5)
-    if dtype == _F16:
-        x5 = x5.view(_U16)
-        o5 = out.view(_U16)
-    else:
-        o5 = out
-    fill = _LOWEST[dtype]
-    # one task per output row: (n, c, od, oh) channels first, (n, od, oh) channels last
-    n_tasks = out5[0] * out5[1] * out5[2] * (1 if channels_last else out5[3])
-    chunks = 1 if out.size * window < SERIAL_WORK else _chunks(n_tasks)
-    if channels_last:
-        if chunks == 1:
-            _k.forward_nhwc_range(x5, o5, idx, kp, fill, want, 0, n_tasks)
+
+    __slots__ = (
+        "fill",
+        "half",
+        "in5",
+        "kp",
+        "n_tasks",
+        "nhwc",
+        "out5",
+        "out_dtype",
+        "serial",
+        "user_out",
+        "want",
+    )
+
+    def __init__(
+        self,
+        shape: tuple[int, ...],
+        dtype: np.dtype,
+        nd: int,
+        batched: bool,
+        channels_last: bool,
+        out_size: tuple[int, ...],
+        kp: np.ndarray,
+        window: int,
+        want: bool,
+    ) -> None:
+        lead = (1,) * (3 - nd)
+        if channels_last:
+            n_batch = shape[0] if batched else 1
+            self.in5 = (n_batch,) + lead + shape[-nd - 1 : -1] + (shape[-1],)
+            self.out5 = (n_batch,) + lead + out_size + (shape[-1],)
+            self.user_out = (shape[:1] if batched else ()) + out_size + (shape[-1],)
         else:
-            _k.forward_nhwc_par(x5, o5, idx, kp, fill, want, n_tasks, chunks)
-    elif chunks == 1:
-        _k.forward_nchw_range(x5, o5, idx, kp, fill, want, 0, n_tasks)
-    else:
-        _k.forward_nchw_par(x5, o5, idx, kp, fill, want, n_tasks, chunks)
-    out = out.reshape(user_out)
-    return out, (idx.reshape(user_out) if want else None)
+            n_batch, n_chan = (shape[0], shape[1]) if batched else (1, shape[0])
+            self.in5 = (n_batch, n_chan) + lead + shape[-nd:]
+            self.out5 = (n_batch, n_chan) + lead + out_size
+            self.user_out = shape[:-nd] + out_size
+        o = self.out5
+        # one task per output row: (n, c, od, oh) channels first, (n, od, oh) channels last
+        self.n_tasks = o[0] * o[1] * o[2] * (1 if channels_last else o[3])
+        self.serial = math.prod(o) * window < SERIAL_WORK
+        self.nhwc = channels_last
+        self.out_dtype = dtype
+        self.half = dtype == _F16
+        self.fill = _LOWEST[dtype]
+        self.kp = kp
+        self.want = want
+
+    def __call__(self, arr: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Run the forward on ``arr`` (shape and dtype as planned)."""
+        out = np.empty(self.out5, self.out_dtype)
+        want = self.want
+        idx = np.empty(self.out5, np.int64) if want else _DUMMY_IDX5
+        x5 = arr.reshape(self.in5)
+        o5 = out
+        if self.half:
+            x5 = x5.view(_U16)
+            o5 = out.view(_U16)
+        n_tasks = self.n_tasks
+        if self.serial:
+            kernel = _k.forward_nhwc_range if self.nhwc else _k.forward_nchw_range
+            kernel(x5, o5, idx, self.kp, self.fill, want, 0, n_tasks)
+        else:
+            kernel = _k.forward_nhwc_par if self.nhwc else _k.forward_nchw_par
+            kernel(x5, o5, idx, self.kp, self.fill, want, n_tasks, _chunks(n_tasks))
+        user_out = self.user_out
+        return out.reshape(user_out), (idx.reshape(user_out) if want else None)
+
+
+#: Forward plans by (options, input shape, dtype, want indices).
+forward_plans = BoundedCache(256)
 
 
 def max_pool_backward(
@@ -129,7 +157,7 @@ def max_pool_backward(
     """
     n_batch = shape[0] if batched else 1
     dtype = grad.dtype
-    dx = np.empty(shape, dtype=dtype)
+    dx = np.zeros(shape, dtype=dtype)
     if channels_last:
         n_chan = shape[-1]
         plane = int(np.prod(shape[-nd - 1 : -1]))

@@ -405,17 +405,17 @@ def forward_nhwc_range(x, out, idx, kp, fill, want, t0, t1):
 
 @njit(cache=True, nogil=True)
 def backward_nchw_range(grad, idx, dx, bad, t0, t1):
-    """Planes ``t0 <= p < t1``: zero ``dx[p]`` then add ``grad`` at ``idx``.
+    """Planes ``t0 <= p < t1``: add ``grad`` at ``idx`` into ``dx[p]``.
 
-    ``grad``/``idx`` are ``(P, n_out)`` views, ``dx`` is ``(P, plane)`` (uninitialised
-    on entry). Index -1 is skipped; any other out-of-range index sets ``bad[p]``.
+    ``grad``/``idx`` are ``(P, n_out)`` views, ``dx`` is ``(P, plane)`` and zeroed on
+    entry (``np.zeros``: fresh pages come zeroed from the OS, so zeroing them again here
+    would only double the write traffic). Index -1 is skipped; any other out-of-range
+    index sets ``bad[p]``.
     """
     plane = dx.shape[1]
     n_out = grad.shape[1]
     for p in range(t0, t1):
         drow = dx[p]
-        for j in range(plane):
-            drow[j] = 0
         grow = grad[p]
         irow = idx[p]
         for o in range(n_out):
@@ -431,8 +431,7 @@ def backward_nchw_range(grad, idx, dx, bad, t0, t1):
 def backward_nhwc_range(grad, idx, dx, bad, block, t0, t1):
     """Channels-last backward for tasks ``t0 <= task < t1``.
 
-    ``grad``/``idx`` are ``(N, n_out, C)``, ``dx`` is ``(N, plane, C)`` (uninitialised on
-    entry). A task is one batch item and one block of ``block`` channels, so every
+    ``grad``/``idx`` are ``(N, n_out, C)``, ``dx`` is ``(N, plane, C)`` (zeroed on entry). A task is one batch item and one block of ``block`` channels, so every
     ``(n, c)`` plane belongs to one task and is summed in output row-major order.
     """
     plane = dx.shape[1]
@@ -443,9 +442,6 @@ def backward_nhwc_range(grad, idx, dx, bad, block, t0, t1):
         n = task // n_blocks
         c0 = (task % n_blocks) * block
         c1 = min(c0 + block, n_chan)
-        for j in range(plane):
-            for c in range(c0, c1):
-                dx[n, j, c] = 0
         for o in range(n_out):
             for c in range(c0, c1):
                 i = idx[n, o, c]
