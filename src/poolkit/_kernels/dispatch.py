@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from typing import Any
 
-import numba
 import numpy as np
 
 from .._memo import BoundedCache
-from . import max_pool as _k
 
 #: Below this many window-element visits a call runs on the calling thread.
 SERIAL_WORK = 1 << 15
@@ -58,9 +57,35 @@ def kernel_table(
     return table
 
 
+class _LazyKernels:
+    """Stands for :mod:`poolkit._kernels.max_pool` until first use.
+
+    Importing the kernels imports numba (a few tenths of a second); deferring it to the
+    first pooling call keeps ``import poolkit`` fast. The first attribute access
+    replaces this proxy with the module itself, so later calls pay nothing.
+    """
+
+    def __getattr__(self, name: str):
+        return getattr(kernels(), name)
+
+
+_k: Any = _LazyKernels()
+
+
+def kernels() -> Any:
+    """The compiled-kernel module (imported, with numba, on first call)."""
+    global _k
+    from . import max_pool
+
+    _k = max_pool
+    return max_pool
+
+
 def _chunks(n_tasks: int) -> int:
     """Task chunks for a parallel call: a few per thread (1 means: run serially)."""
-    return max(1, min(n_tasks, 4 * numba.get_num_threads()))
+    from .._threads import get_num_threads
+
+    return max(1, min(n_tasks, 4 * get_num_threads()))
 
 
 class ForwardPlan:
