@@ -323,8 +323,12 @@ def forward_nhwc_range(x, out, idx, kp, fill, want, t0, t1):
     """Forward for output rows ``t0 <= task < t1`` of a channels-last 5-D view.
 
     ``x`` is ``(N, D, H, W, C)``; ``task`` enumerates ``(n, od, oh)``. For each output
-    pixel the window is scanned in row-major order and every window element updates
-    all channels at once (the contiguous C axis is the vectorised inner loop).
+    pixel the window is scanned in row-major order and every window element updates all
+    channels at once: the contiguous C axis is the vectorised inner loop (branch-free
+    selects). The running maximum lives in ``out`` itself, the running index in an
+    int32 scratch vector (half the vector work of int64) when the plane is small enough,
+    widened into ``idx`` once per pixel. No array views are made in the loops (a view
+    costs reference counting).
     """
     in_d, in_h, in_w, n_chan = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
     out_d, out_h, out_w = out.shape[1], out.shape[2], out.shape[3]
@@ -332,6 +336,9 @@ def forward_nhwc_range(x, out, idx, kp, fill, want, t0, t1):
     sd, sh, sw = kp[1, 0], kp[1, 1], kp[1, 2]
     pd, ph, pw = kp[2, 0], kp[2, 1], kp[2, 2]
     dd, dh, dw = kp[3, 0], kp[3, 1], kp[3, 2]
+    small = in_d * in_h * in_w < 2**31
+    acc32 = np.empty(n_chan if small else 0, dtype=np.int32)
+    acc64 = np.empty(0 if small else n_chan, dtype=np.int64)
     for task in range(t0, t1):
         oh = task % out_h
         r = task // out_h
@@ -341,8 +348,6 @@ def forward_nhwc_range(x, out, idx, kp, fill, want, t0, t1):
         y0 = oh * sh - ph
         for ow in range(out_w):
             x0 = ow * sw - pw
-            ovec = out[n, od, oh, ow]
-            ivec = idx[n, od, oh, ow] if want else idx[0, 0, 0, 0]
             first = True
             for a in range(kd):
                 z = z0 + a * dd
@@ -356,34 +361,48 @@ def forward_nhwc_range(x, out, idx, kp, fill, want, t0, t1):
                         xx = x0 + e * dw
                         if xx < 0 or xx >= in_w:
                             continue
-                        xvec = x[n, z, y, xx]
                         k = (z * in_h + y) * in_w + xx
                         if first:
                             for c in range(n_chan):
-                                ovec[c] = xvec[c]
-                            if want:
+                                out[n, od, oh, ow, c] = x[n, z, y, xx, c]
+                            if small:
+                                k32 = np.int32(k)
                                 for c in range(n_chan):
-                                    ivec[c] = k
+                                    acc32[c] = k32
+                            else:
+                                for c in range(n_chan):
+                                    acc64[c] = k
                             first = False
-                        elif want:
+                        elif small:
+                            k32 = np.int32(k)
                             for c in range(n_chan):
-                                v = xvec[c]
-                                bv = ovec[c]
-                                bi = ivec[c]
+                                v = x[n, z, y, xx, c]
+                                bv = out[n, od, oh, ow, c]
+                                bi = acc32[c]
                                 t = _wins(v, bv)
-                                ovec[c] = v if t else bv
-                                ivec[c] = k if t else bi
+                                out[n, od, oh, ow, c] = v if t else bv
+                                acc32[c] = k32 if t else bi
                         else:
                             for c in range(n_chan):
-                                v = xvec[c]
-                                bv = ovec[c]
-                                ovec[c] = v if _wins(v, bv) else bv
-            if first:
+                                v = x[n, z, y, xx, c]
+                                bv = out[n, od, oh, ow, c]
+                                bi = acc64[c]
+                                t = _wins(v, bv)
+                                out[n, od, oh, ow, c] = v if t else bv
+                                acc64[c] = k if t else bi
+            if first:  # no window element inside the input: fill, index -1
                 for c in range(n_chan):
-                    ovec[c] = fill
+                    out[n, od, oh, ow, c] = fill
                 if want:
                     for c in range(n_chan):
-                        ivec[c] = -1
+                        idx[n, od, oh, ow, c] = -1
+            elif want:
+                if small:
+                    for c in range(n_chan):
+                        idx[n, od, oh, ow, c] = acc32[c]
+                else:
+                    for c in range(n_chan):
+                        idx[n, od, oh, ow, c] = acc64[c]
 
 
 # --------------------------------------------------------------------------------------
