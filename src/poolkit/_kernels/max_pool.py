@@ -60,17 +60,37 @@ def _step(v, i, m, mi):
     return (v if t else m), (i if t else mi)
 
 
+@njit(cache=True, nogil=True)
+def _border_columns(in_w, kw, sw, pw, dw, lo, n_in, out_w):
+    """Border output columns (outside ``[lo, lo + n_in)``) and their valid window columns.
+
+    Returns ``(ows, e_lo, e_hi)``: for border column ``ows[j]``, the window columns
+    ``e_lo[j] <= e < e_hi[j]`` lie inside ``[0, in_w)``. Computed once per call, not per
+    row (the integer divisions would otherwise dominate the border windows).
+    """
+    n_border = out_w - n_in
+    ows = np.empty(n_border, dtype=np.int64)
+    e_lo = np.empty(n_border, dtype=np.int64)
+    e_hi = np.empty(n_border, dtype=np.int64)
+    for j in range(n_border):
+        ow = j if j < lo else j + n_in
+        x0 = ow * sw - pw
+        ows[j] = ow
+        e_lo[j] = 0 if x0 >= 0 else (-x0 + dw - 1) // dw
+        e_hi[j] = min(kw, (in_w - 1 - x0) // dw + 1) if x0 <= in_w - 1 else 0
+    return ows, e_lo, e_hi
+
+
 @njit(cache=True, nogil=True, inline="always")
-def _border_point(x, n, c, zs, ys, n_rows, x0, kw, dw, fill):
+def _border_point(x, n, c, zs, ys, n_rows, x0, e_lo, e_hi, dw, fill):
     """One window that crosses the W border: ``(value, flat plane index)``.
 
     ``zs``/``ys`` list the window rows inside the input (``n_rows`` of them, in scan
-    order); the window columns are ``x0 + e*dw``. Scans in row-major order; with no
-    element inside the input the result is ``(fill, -1)``.
+    order); the window columns inside the input are ``x0 + e*dw`` for
+    ``e_lo <= e < e_hi`` (see :func:`_border_columns`). Scans in row-major order; with
+    no element inside the input the result is ``(fill, -1)``.
     """
     in_h, in_w = x.shape[3], x.shape[4]
-    e_lo = 0 if x0 >= 0 else (-x0 + dw - 1) // dw
-    e_hi = min(kw, (in_w - 1 - x0) // dw + 1) if x0 <= in_w - 1 else 0
     if n_rows == 0 or e_lo >= e_hi:
         return fill, -1
     best = x[n, c, zs[0], ys[0], x0 + e_lo * dw]
@@ -132,31 +152,31 @@ def _pass_k2(ph, two, first, acc, acci, ba, bb):
     if first and two:
         for ow in range(acc.shape[0]):
             j = 2 * ow
-            m, mi = _step(ph[0, 1, ow], ba + j + 1, ph[0, 0, ow], ba + j)
-            m, mi = _step(ph[1, 0, ow], bb + j, m, mi)
-            m, mi = _step(ph[1, 1, ow], bb + j + 1, m, mi)
+            m, mi = _step(ph[0, 1, ow], np.int32(ba + j + 1), ph[0, 0, ow], np.int32(ba + j))
+            m, mi = _step(ph[1, 0, ow], np.int32(bb + j), m, mi)
+            m, mi = _step(ph[1, 1, ow], np.int32(bb + j + 1), m, mi)
             acc[ow] = m
             acci[ow] = mi
     elif first:
         for ow in range(acc.shape[0]):
             j = 2 * ow
-            m, mi = _step(ph[0, 1, ow], ba + j + 1, ph[0, 0, ow], ba + j)
+            m, mi = _step(ph[0, 1, ow], np.int32(ba + j + 1), ph[0, 0, ow], np.int32(ba + j))
             acc[ow] = m
             acci[ow] = mi
     elif two:
         for ow in range(acc.shape[0]):
             j = 2 * ow
-            m, mi = _step(ph[0, 0, ow], ba + j, acc[ow], acci[ow])
-            m, mi = _step(ph[0, 1, ow], ba + j + 1, m, mi)
-            m, mi = _step(ph[1, 0, ow], bb + j, m, mi)
-            m, mi = _step(ph[1, 1, ow], bb + j + 1, m, mi)
+            m, mi = _step(ph[0, 0, ow], np.int32(ba + j), acc[ow], acci[ow])
+            m, mi = _step(ph[0, 1, ow], np.int32(ba + j + 1), m, mi)
+            m, mi = _step(ph[1, 0, ow], np.int32(bb + j), m, mi)
+            m, mi = _step(ph[1, 1, ow], np.int32(bb + j + 1), m, mi)
             acc[ow] = m
             acci[ow] = mi
     else:
         for ow in range(acc.shape[0]):
             j = 2 * ow
-            m, mi = _step(ph[0, 0, ow], ba + j, acc[ow], acci[ow])
-            m, mi = _step(ph[0, 1, ow], ba + j + 1, m, mi)
+            m, mi = _step(ph[0, 0, ow], np.int32(ba + j), acc[ow], acci[ow])
+            m, mi = _step(ph[0, 1, ow], np.int32(ba + j + 1), m, mi)
             acc[ow] = m
             acci[ow] = mi
 
@@ -167,37 +187,37 @@ def _pass_k3(ph, two, first, acc, acci, ba, bb):
     if first and two:
         for ow in range(acc.shape[0]):
             j = 2 * ow
-            m, mi = _step(ph[0, 1, ow], ba + j + 1, ph[0, 0, ow], ba + j)
-            m, mi = _step(ph[0, 0, ow + 1], ba + j + 2, m, mi)
-            m, mi = _step(ph[1, 0, ow], bb + j, m, mi)
-            m, mi = _step(ph[1, 1, ow], bb + j + 1, m, mi)
-            m, mi = _step(ph[1, 0, ow + 1], bb + j + 2, m, mi)
+            m, mi = _step(ph[0, 1, ow], np.int32(ba + j + 1), ph[0, 0, ow], np.int32(ba + j))
+            m, mi = _step(ph[0, 0, ow + 1], np.int32(ba + j + 2), m, mi)
+            m, mi = _step(ph[1, 0, ow], np.int32(bb + j), m, mi)
+            m, mi = _step(ph[1, 1, ow], np.int32(bb + j + 1), m, mi)
+            m, mi = _step(ph[1, 0, ow + 1], np.int32(bb + j + 2), m, mi)
             acc[ow] = m
             acci[ow] = mi
     elif first:
         for ow in range(acc.shape[0]):
             j = 2 * ow
-            m, mi = _step(ph[0, 1, ow], ba + j + 1, ph[0, 0, ow], ba + j)
-            m, mi = _step(ph[0, 0, ow + 1], ba + j + 2, m, mi)
+            m, mi = _step(ph[0, 1, ow], np.int32(ba + j + 1), ph[0, 0, ow], np.int32(ba + j))
+            m, mi = _step(ph[0, 0, ow + 1], np.int32(ba + j + 2), m, mi)
             acc[ow] = m
             acci[ow] = mi
     elif two:
         for ow in range(acc.shape[0]):
             j = 2 * ow
-            m, mi = _step(ph[0, 0, ow], ba + j, acc[ow], acci[ow])
-            m, mi = _step(ph[0, 1, ow], ba + j + 1, m, mi)
-            m, mi = _step(ph[0, 0, ow + 1], ba + j + 2, m, mi)
-            m, mi = _step(ph[1, 0, ow], bb + j, m, mi)
-            m, mi = _step(ph[1, 1, ow], bb + j + 1, m, mi)
-            m, mi = _step(ph[1, 0, ow + 1], bb + j + 2, m, mi)
+            m, mi = _step(ph[0, 0, ow], np.int32(ba + j), acc[ow], acci[ow])
+            m, mi = _step(ph[0, 1, ow], np.int32(ba + j + 1), m, mi)
+            m, mi = _step(ph[0, 0, ow + 1], np.int32(ba + j + 2), m, mi)
+            m, mi = _step(ph[1, 0, ow], np.int32(bb + j), m, mi)
+            m, mi = _step(ph[1, 1, ow], np.int32(bb + j + 1), m, mi)
+            m, mi = _step(ph[1, 0, ow + 1], np.int32(bb + j + 2), m, mi)
             acc[ow] = m
             acci[ow] = mi
     else:
         for ow in range(acc.shape[0]):
             j = 2 * ow
-            m, mi = _step(ph[0, 0, ow], ba + j, acc[ow], acci[ow])
-            m, mi = _step(ph[0, 1, ow], ba + j + 1, m, mi)
-            m, mi = _step(ph[0, 0, ow + 1], ba + j + 2, m, mi)
+            m, mi = _step(ph[0, 0, ow], np.int32(ba + j), acc[ow], acci[ow])
+            m, mi = _step(ph[0, 1, ow], np.int32(ba + j + 1), m, mi)
+            m, mi = _step(ph[0, 0, ow + 1], np.int32(ba + j + 2), m, mi)
             acc[ow] = m
             acci[ow] = mi
 
@@ -242,17 +262,20 @@ def forward_nchw_range(x, out, idx, kp, fill, want, t0, t1):
     pd, ph_, pw = kp[2, 0], kp[2, 1], kp[2, 2]
     dd, dh, dw = kp[3, 0], kp[3, 1], kp[3, 2]
     lo, hi = _interior(in_w, kw, sw, pw, dw, out_w)
-    k2 = kw == 2 and sw == 2 and dw == 1
-    k3 = kw == 3 and sw == 2 and dw == 1
+    small = in_d * in_h * in_w < 2**31  # plane indices fit int32 (half the vector work)
+    k2 = kw == 2 and sw == 2 and dw == 1 and small
+    k3 = kw == 3 and sw == 2 and dw == 1 and small
     start = lo * sw - pw  # first input column of the first interior window
     n_in = hi - lo
     n_pad = (n_in + _LANES - 1) // _LANES * _LANES
     n_col = n_pad + ((kw - 1) * dw) // sw + 1  # phase-split columns per window row
     ph = np.empty((2, sw, n_col), dtype=x.dtype)
     acc = np.empty(n_pad, dtype=x.dtype)
-    acci = np.empty(n_pad, dtype=np.int64)
+    acci = np.empty(0 if k2 or k3 else n_pad, dtype=np.int64)
+    acci32 = np.empty(n_pad if k2 or k3 else 0, dtype=np.int32)  # k2/k3: int32 indices
     zs = np.empty(kd * kh, dtype=np.int64)
     ys = np.empty(kd * kh, dtype=np.int64)
+    b_ows, b_lo, b_hi = _border_columns(in_w, kw, sw, pw, dw, lo, n_in, out_w)
     for task in range(t0, t1):
         oh = task % out_h
         r = task // out_h
@@ -274,9 +297,9 @@ def forward_nchw_range(x, out, idx, kp, fill, want, t0, t1):
                 zs[n_rows] = z
                 ys[n_rows] = y
                 n_rows += 1
-        for ob in range(out_w - n_in):  # border columns: [0, lo) and [hi, out_w)
-            ow = ob if ob < lo else ob + n_in
-            v, i = _border_point(x, n, c, zs, ys, n_rows, ow * sw - pw, kw, dw, fill)
+        for j in range(b_ows.shape[0]):  # border columns: [0, lo) and [hi, out_w)
+            ow = b_ows[j]
+            v, i = _border_point(x, n, c, zs, ys, n_rows, ow * sw - pw, b_lo[j], b_hi[j], dw, fill)
             out[n, c, od, oh, ow] = v
             if want:
                 idx[n, c, od, oh, ow] = i
@@ -298,9 +321,9 @@ def forward_nchw_range(x, out, idx, kp, fill, want, t0, t1):
                 ba = (zs[i] * in_h + ys[i]) * in_w + start
                 bb = (zs[i2] * in_h + ys[i2]) * in_w + start
                 if k2:
-                    _pass_k2(ph, two, i == 0, acc, acci, ba, bb)
+                    _pass_k2(ph, two, i == 0, acc, acci32, ba, bb)
                 else:
-                    _pass_k3(ph, two, i == 0, acc, acci, ba, bb)
+                    _pass_k3(ph, two, i == 0, acc, acci32, ba, bb)
         else:
             for i in range(n_rows):
                 _split(x, n, c, zs[i], ys[i], start, ph, 0, sw, n_col)
@@ -308,7 +331,10 @@ def forward_nchw_range(x, out, idx, kp, fill, want, t0, t1):
                 _pass_generic(ph, i == 0, acc, acci, kw, sw, dw, ba)
         for ow in range(n_in):
             out[n, c, od, oh, np.uint64(lo + ow)] = acc[ow]
-        if want:
+        if want and (k2 or k3):
+            for ow in range(n_in):
+                idx[n, c, od, oh, np.uint64(lo + ow)] = acci32[ow]
+        elif want:
             for ow in range(n_in):
                 idx[n, c, od, oh, np.uint64(lo + ow)] = acci[ow]
 
