@@ -533,6 +533,20 @@ from ._avg import (  # noqa: E402
     lp_pool3d,
     lp_pool3d_backward,
 )
+from ._fractional import (  # noqa: E402
+    fractional_max_pool2d,
+    fractional_max_pool2d_backward,
+    fractional_max_pool3d,
+    fractional_max_pool3d_backward,
+)
+from ._unpool import (  # noqa: E402
+    max_unpool1d,
+    max_unpool1d_backward,
+    max_unpool2d,
+    max_unpool2d_backward,
+    max_unpool3d,
+    max_unpool3d_backward,
+)
 
 __all__ += [
     "adaptive_avg_pool1d",
@@ -553,6 +567,10 @@ __all__ += [
     "avg_pool2d_backward",
     "avg_pool3d",
     "avg_pool3d_backward",
+    "fractional_max_pool2d",
+    "fractional_max_pool2d_backward",
+    "fractional_max_pool3d",
+    "fractional_max_pool3d_backward",
     "global_avg_pool",
     "global_avg_pool_backward",
     "global_lp_pool",
@@ -565,4 +583,10 @@ __all__ += [
     "lp_pool2d_backward",
     "lp_pool3d",
     "lp_pool3d_backward",
+    "max_unpool1d",
+    "max_unpool1d_backward",
+    "max_unpool2d",
+    "max_unpool2d_backward",
+    "max_unpool3d",
+    "max_unpool3d_backward",
 ]

@@ -140,6 +140,15 @@ from ._adaptive import (  # noqa: E402
     GlobalMaxPool,
 )
 from ._avg import AvgPool1d, AvgPool2d, AvgPool3d, LPPool1d, LPPool2d, LPPool3d  # noqa: E402
+from ._fractional import (  # noqa: E402
+    FractionalMaxPool2d,
+    FractionalMaxPool3d,
+)
+from ._unpool import (  # noqa: E402
+    MaxUnpool1d,
+    MaxUnpool2d,
+    MaxUnpool3d,
+)
 
 __all__ += [
     "AdaptiveAvgPool1d",
@@ -151,10 +160,15 @@ __all__ += [
     "AvgPool1d",
     "AvgPool2d",
     "AvgPool3d",
+    "FractionalMaxPool2d",
+    "FractionalMaxPool3d",
     "GlobalAvgPool",
     "GlobalLpPool",
     "GlobalMaxPool",
     "LPPool1d",
     "LPPool2d",
     "LPPool3d",
+    "MaxUnpool1d",
+    "MaxUnpool2d",
+    "MaxUnpool3d",
 ]
