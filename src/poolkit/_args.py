@@ -224,7 +224,8 @@ def check_norm_type(value: Any) -> float:
 def check_adaptive_output_size(
     value: Any, in_spatial: tuple[int, ...], name: str = "output_size"
 ) -> tuple[int, ...]:
-    """Adaptive output size: int or per-dim ints >= 1; ``None`` entries keep the input size."""
+    """Adaptive output size: int or per-dim ints >= 0 (0 gives an empty output, as in
+    PyTorch); ``None`` entries keep the input size."""
     nd = len(in_spatial)
     if value is None:
         raise TypeError(f"{name} must be an int or a tuple of {nd} ints or None, got None")
@@ -240,8 +241,8 @@ def check_adaptive_output_size(
     sizes = tuple(
         in_spatial[j] if v is None else _as_int(v, name) for j, v in enumerate(items)
     )
-    if any(s < 1 for s in sizes):
-        raise ValueError(f"{name} must be >= 1 in every dimension, got {tuple(items)!r}")
+    if any(s < 0 for s in sizes):
+        raise ValueError(f"{name} must be >= 0 in every dimension, got {tuple(items)!r}")
     return sizes
 
 
