@@ -127,6 +127,11 @@ def _unpool_backward_impl(
         )
     _args.check_input(grad.shape, p.nd, "grad_output", p.channels_last)
     out_spatial = _args.spatial_shape(grad.shape, p.nd, p.channels_last)
+    in_spatial = _args.spatial_shape(shape, p.nd, p.channels_last)
+    try:  # the gradient must have a size the forward could have produced
+        p.out_size(in_spatial, out_spatial, len(shape))
+    except ValueError as exc:
+        raise ValueError(f"grad_output has an impossible unpooled size: {exc}") from None
     _args.check_grad_shape(grad, output_shape(shape, p.nd, out_spatial, p.channels_last))
     g_planes = np.ascontiguousarray(to_planes(kernel_bits(grad), p.nd, p.channels_last))
     dx = np.empty((g_planes.shape[0], int(np.prod(_args.spatial_shape(shape, p.nd,
@@ -184,8 +189,10 @@ def _unpool_doc(nd: int) -> str:
     Notes
     -----
     When several elements of a plane carry the same index, the last one in row-major
-    order wins (as PyTorch's CPU kernel); the backward routes that slot's gradient to
-    the winner only (PyTorch gives it to every duplicate).
+    order wins, whatever the thread count. PyTorch's CPU kernel runs in parallel over
+    all input elements, so its winner depends on thread chunking (on one thread it is
+    also the last). The backward routes a slot's gradient to the winner only (PyTorch
+    gives it to every duplicate, which double-counts after a max_pool round trip).
 
     Examples
     --------
