@@ -184,7 +184,7 @@ def _adaptive_avg_doc(nd: int) -> str:
     >>> import numpy as np, poolkit as pk
     >>> x = np.arange(5.0).reshape{_example_shape(nd, 5)}
     >>> pk.adaptive_avg_pool{nd}d(x, {(1,) * (nd - 1) + (2,) if nd > 1 else 2}).ravel()
-    array([1. , 3. ])
+    array([1., 3.])
     """
 
 
