@@ -10,6 +10,7 @@ gradient to its dtype after each of those divisions. The max keeps the first max
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit, prange
 
 from ._scalar import accumulate, is_nan, order_key
@@ -27,28 +28,88 @@ def _round_div(v, k, like):
     return from_opmath(divide(to_opmath(v), k), like)
 
 
+#: Planes summed side by side: independent add chains hide the float-add latency
+#: while every window is still summed in its own row-major order.
+PLANE_BLOCK = 8
+
+
+@njit(inline="always")
+def _sum8(x, n, c0, z0, z1, y0, y1, x0, x1, acc):
+    """Row-major window sums of 8 consecutive planes, in 8 register chains."""
+    zero = opmath_zero(x[0, 0, 0, 0, 0])
+    a0 = zero
+    a1 = zero
+    a2 = zero
+    a3 = zero
+    a4 = zero
+    a5 = zero
+    a6 = zero
+    a7 = zero
+    for z in range(z0, z1):
+        for y in range(y0, y1):
+            r0 = x[n, c0, z, y]
+            r1 = x[n, c0 + 1, z, y]
+            r2 = x[n, c0 + 2, z, y]
+            r3 = x[n, c0 + 3, z, y]
+            r4 = x[n, c0 + 4, z, y]
+            r5 = x[n, c0 + 5, z, y]
+            r6 = x[n, c0 + 6, z, y]
+            r7 = x[n, c0 + 7, z, y]
+            for xx in range(x0, x1):
+                a0 += to_opmath(r0[xx])
+                a1 += to_opmath(r1[xx])
+                a2 += to_opmath(r2[xx])
+                a3 += to_opmath(r3[xx])
+                a4 += to_opmath(r4[xx])
+                a5 += to_opmath(r5[xx])
+                a6 += to_opmath(r6[xx])
+                a7 += to_opmath(r7[xx])
+    acc[0] = a0
+    acc[1] = a1
+    acc[2] = a2
+    acc[3] = a3
+    acc[4] = a4
+    acc[5] = a5
+    acc[6] = a6
+    acc[7] = a7
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def adaptive_avg_forward(x, out):
-    """Adaptive average: row-major window sum, then ``/ kd / kh / kw``."""
+    """Adaptive average: row-major window sum, then ``/ kd / kh / kw``.
+
+    Tasks are blocks of :data:`PLANE_BLOCK` channels of one (n, od): the blocked
+    planes are summed in lockstep (one add chain per plane and output, in row-major
+    window order), so the arithmetic per output is exactly the sequential loop's.
+    """
     n_batch, n_chan, in_d, in_h, in_w = x.shape
     out_d, out_h, out_w = out.shape[2], out.shape[3], out.shape[4]
     like = x[0, 0, 0, 0, 0]
-    for task in prange(n_batch * n_chan * out_d):
-        n = task // (n_chan * out_d)
-        c = (task // out_d) % n_chan
+    n_blocks = (n_chan + PLANE_BLOCK - 1) // PLANE_BLOCK
+    for task in prange(n_batch * n_blocks * out_d):
+        n = task // (n_blocks * out_d)
+        c0 = ((task // out_d) % n_blocks) * PLANE_BLOCK
+        nb = min(PLANE_BLOCK, n_chan - c0)
         od = task % out_d
         z0, z1 = _bounds(od, in_d, out_d)
+        acc = np.empty(PLANE_BLOCK, dtype=type(opmath_zero(like)))
         for oh in range(out_h):
             y0, y1 = _bounds(oh, in_h, out_h)
             for ow in range(out_w):
                 x0, x1 = _bounds(ow, in_w, out_w)
-                acc = opmath_zero(like)
-                for z in range(z0, z1):
-                    for y in range(y0, y1):
-                        for xx in range(x0, x1):
-                            acc += to_opmath(x[n, c, z, y, xx])
-                acc = divide(divide(divide(acc, z1 - z0), y1 - y0), x1 - x0)
-                out[n, c, od, oh, ow] = from_opmath(acc, like)
+                if nb == PLANE_BLOCK:
+                    _sum8(x, n, c0, z0, z1, y0, y1, x0, x1, acc)
+                else:
+                    for b in range(nb):
+                        total = opmath_zero(like)
+                        for z in range(z0, z1):
+                            for y in range(y0, y1):
+                                for xx in range(x0, x1):
+                                    total += to_opmath(x[n, c0 + b, z, y, xx])
+                        acc[b] = total
+                for b in range(nb):
+                    v = divide(divide(divide(acc[b], z1 - z0), y1 - y0), x1 - x0)
+                    out[n, c0 + b, od, oh, ow] = from_opmath(v, like)
 
 
 @njit(parallel=True, cache=True, nogil=True)

@@ -124,23 +124,22 @@ def _u(i):
 
 
 @njit(inline="always")
-def _split_row(row, phases, z_slot, y, sw):
-    """Convert one input row to opmath and split it by ``stride`` phase (``x = j*sw + r``)."""
-    n = row.shape[0]
-    step = _u(sw)
-    for r in range(sw):
-        dst = phases[z_slot, y, r]
-        for j in range(_u((n - r + sw - 1) // sw)):
-            dst[j] = to_opmath(row[j * step + _u(r)])
-
-
-@njit(inline="always")
 def _add_run(dst, dst_start, src, src_start, count):
     """``dst[dst_start + i] += src[src_start + i]`` for i < count (each add in order)."""
     d0 = _u(dst_start)
     s0 = _u(src_start)
     for i in range(_u(count)):
         dst[d0 + i] = accumulate(dst[d0 + i], src[s0 + i])
+
+
+@njit(inline="always")
+def _add_strided(acc, start, row, first, step, count):
+    """``acc[start + i] += row[first + i*step]`` (widened to opmath), each add in order."""
+    a0 = _u(start)
+    r0 = _u(first)
+    st = _u(step)
+    for i in range(_u(count)):
+        acc[a0 + i] += to_opmath(row[r0 + i * st])
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -150,11 +149,10 @@ def avg_pool_forward(x, out, params, pad_end, count_include_pad, divisor_overrid
     ``params`` is the (4, 3) table of :meth:`Geometry.kernel_params` (dilation 1),
     ``pad_end`` the three end paddings. A window with no input element gives 0.
 
-    Per (n, c, od) task the input rows it needs are split into ``stride`` phases (so
-    the elements of neighbouring windows are contiguous); then, one output row at a
-    time, every window offset (z, y, e) in row-major order adds its element to the
-    whole row of accumulators. Each window is therefore summed in row-major order,
-    elements outside the input skipped, exactly as PyTorch's loop does.
+    One output row at a time: for every window offset (z, y, e) in row-major order the
+    whole row of accumulators takes its element (a strided run of the input row), so
+    each window is still summed in row-major order, elements outside the input
+    skipped, exactly as PyTorch's loop does; the runs vectorize across outputs.
     """
     n_batch, n_chan, in_d, in_h, in_w = x.shape
     out_d, out_h, out_w = out.shape[2], out.shape[3], out.shape[4]
@@ -163,7 +161,10 @@ def avg_pool_forward(x, out, params, pad_end, count_include_pad, divisor_overrid
     pd, ph, pw = params[2, 0], params[2, 1], params[2, 2]
     ed, eh, ew = pad_end[0], pad_end[1], pad_end[2]
     like = x[0, 0, 0, 0, 0]
-    phase_len = (in_w + sw - 1) // sw
+    xcnt, xpad = _row_divisors(out_w, sw, pw, kw, in_w, ew)
+    runs = np.empty((kw, 2), dtype=np.int64)
+    for e in range(kw):
+        runs[e, 0], runs[e, 1] = _col_range(e, sw, pw, in_w, out_w)
     for task in prange(n_batch * n_chan * out_d):
         n = task // (n_chan * out_d)
         c = (task // out_d) % n_chan
@@ -171,31 +172,35 @@ def avg_pool_forward(x, out, params, pad_end, count_include_pad, divisor_overrid
         z0, z1, zp = _window(od, sd, pd, kd, in_d, ed)
         zero = opmath_zero(like)
         acc = np.empty(out_w, dtype=type(zero))
-        phases = np.empty((max(z1 - z0, 0), in_h, sw, phase_len), dtype=type(zero))
-        for z in range(z0, z1):
-            for y in range(in_h):
-                _split_row(x[n, c, z, y], phases, z - z0, y, sw)
-        xcnt, xpad = _row_divisors(out_w, sw, pw, kw, in_w, ew)
+        div = np.empty(out_w, dtype=type(zero))
         for oh in range(out_h):
             y0, y1, yp = _window(oh, sh, ph, kh, in_h, eh)
             for ow in range(out_w):
                 acc[ow] = zero
+                if divisor_override != 0:
+                    div[ow] = divisor_override
+                elif count_include_pad:
+                    div[ow] = zp * yp * xpad[ow]
+                else:
+                    div[ow] = (z1 - z0) * (y1 - y0) * xcnt[ow]
             for z in range(z0, z1):
                 for y in range(y0, y1):
+                    row = x[n, c, z, y]
                     for e in range(kw):
-                        lo, hi = _col_range(e, sw, pw, in_w, out_w)
-                        off = e - pw
+                        lo = runs[e, 0]
+                        hi = runs[e, 1]
                         if hi > lo:
-                            _add_run(acc, lo, phases[z - z0, y, off % sw], lo + off // sw, hi - lo)
+                            _add_strided(acc, lo, row, lo * sw + e - pw, sw, hi - lo)
+            dst = out[n, c, od, oh]
+            if z0 >= z1 or y0 >= y1:
+                for ow in range(out_w):
+                    dst[ow] = from_opmath(zero, like)
+                continue
+            for ow in range(_u(out_w)):
+                dst[ow] = from_opmath(acc[ow] / div[ow], like)
             for ow in range(out_w):
-                if z0 >= z1 or y0 >= y1 or xcnt[ow] <= 0:
-                    out[n, c, od, oh, ow] = from_opmath(zero, like)
-                    continue
-                div = _divisor(
-                    zp, yp, xpad[ow], z1 - z0, y1 - y0, xcnt[ow], count_include_pad,
-                    divisor_override,
-                )
-                out[n, c, od, oh, ow] = from_opmath(divide(acc[ow], div), like)
+                if xcnt[ow] <= 0:
+                    dst[ow] = from_opmath(zero, like)
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -218,41 +223,52 @@ def avg_pool_backward(grad, dx, params, pad_end, count_include_pad, divisor_over
     like = grad[0, 0, 0, 0, 0]
     phase_len = (in_w + sw - 1) // sw
     xcnt, xpad = _row_divisors(out_w, sw, pw, kw, in_w, ew)
+    # per window column e (visited backwards): output run [lo, hi) and its phase offset
+    runs = np.empty((kw, 3), dtype=np.int64)
+    for k in range(kw):
+        e = kw - 1 - k
+        lo, hi = _col_range(e, sw, pw, in_w, out_w)
+        off = e - pw
+        runs[k, 0] = lo
+        runs[k, 1] = hi
+        runs[k, 2] = (off % sw) * phase_len + lo + off // sw
     for task in prange(n_batch * n_chan * in_d):
         n = task // (n_chan * in_d)
         c = (task // in_d) % n_chan
         z = task % in_d
         fd, ld = _cover(z, sd, pd, kd, out_d)
-        delta = np.empty((max(ld - fd + 1, 0), out_h, out_w), dtype=grad.dtype)
-        for i in range(ld - fd + 1):
+        n_od = max(ld - fd + 1, 0)
+        delta = np.empty(n_od * out_h * out_w, dtype=grad.dtype)
+        for i in range(n_od):
             od = fd + i
             z0, z1, zp = _window(od, sd, pd, kd, in_d, ed)
             for oh in range(out_h):
                 y0, y1, yp = _window(oh, sh, ph, kh, in_h, eh)
+                base = (i * out_h + oh) * out_w
                 for ow in range(out_w):
                     div = _divisor(
                         zp, yp, xpad[ow], z1 - z0, y1 - y0, max(xcnt[ow], 1),
                         count_include_pad, divisor_override,
                     )
-                    delta[i, oh, ow] = from_opmath(
+                    delta[base + ow] = from_opmath(
                         divide(to_opmath(grad[n, c, od, oh, ow]), div), like
                     )
-        acc = np.empty((sw, phase_len), dtype=grad.dtype)
+        acc = np.empty(sw * phase_len, dtype=grad.dtype)
         for y in range(in_h):
             fh, lh = _cover(y, sh, ph, kh, out_h)
-            for r in range(sw):
-                for j in range(phase_len):
-                    acc[r, j] = 0
-            for i in range(ld - fd + 1):
+            for j in range(sw * phase_len):
+                acc[j] = 0
+            for i in range(n_od):
                 for oh in range(fh, lh + 1):
-                    for e in range(kw - 1, -1, -1):
-                        lo, hi = _col_range(e, sw, pw, in_w, out_w)
-                        off = e - pw
+                    base = (i * out_h + oh) * out_w
+                    for k in range(kw):
+                        lo = runs[k, 0]
+                        hi = runs[k, 1]
                         if hi > lo:
-                            _add_run(acc[off % sw], lo + off // sw, delta[i, oh], lo, hi - lo)
+                            _add_run(acc, runs[k, 2], delta, base + lo, hi - lo)
             step = _u(sw)
             row = dx[n, c, z, y]
             for r in range(sw):
-                src = acc[r]
+                src0 = _u(r * phase_len)
                 for j in range(_u((in_w - r + sw - 1) // sw)):
-                    row[j * step + _u(r)] = src[j]
+                    row[j * step + _u(r)] = acc[src0 + j]
