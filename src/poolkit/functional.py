@@ -257,7 +257,7 @@ _SHAPES = {
         "np.arange(6.0).reshape(1, 1, 6)",
         "2",
         "array([1., 3., 5.])",
-        "[0, 0]",
+        "0, 0",
     ),
     2: (
         "(N, C, H, W)",
@@ -267,7 +267,7 @@ _SHAPES = {
         "np.arange(16.0).reshape(1, 1, 4, 4)",
         "2",
         "array([[ 5.,  7.],\n           [13., 15.]])",
-        "[0, 0]",
+        "0, 0",
     ),
     3: (
         "(N, C, D, H, W)",
@@ -277,7 +277,7 @@ _SHAPES = {
         "np.arange(8.0).reshape(1, 1, 2, 2, 2)",
         "2",
         "array([[[7.]]])",
-        "[0, 0]",
+        "0, 0",
     ),
 }
 
@@ -498,3 +498,96 @@ def max_pool_backward(
     else:
         nd = _args.int_tuple(spatial_dims, 1, "spatial_dims", minimum=1)[0]
     return _backward_impl(grad_output, indices, input_shape, nd, channels_last)
+
+# The pooling family lives in private modules; re-exported here as the functional API.
+from ._adaptive import (  # noqa: E402
+    adaptive_avg_pool1d,
+    adaptive_avg_pool1d_backward,
+    adaptive_avg_pool2d,
+    adaptive_avg_pool2d_backward,
+    adaptive_avg_pool3d,
+    adaptive_avg_pool3d_backward,
+    adaptive_max_pool1d,
+    adaptive_max_pool1d_backward,
+    adaptive_max_pool2d,
+    adaptive_max_pool2d_backward,
+    adaptive_max_pool3d,
+    adaptive_max_pool3d_backward,
+    global_avg_pool,
+    global_avg_pool_backward,
+    global_lp_pool,
+    global_lp_pool_backward,
+    global_max_pool,
+    global_max_pool_backward,
+)
+from ._avg import (  # noqa: E402
+    avg_pool1d,
+    avg_pool1d_backward,
+    avg_pool2d,
+    avg_pool2d_backward,
+    avg_pool3d,
+    avg_pool3d_backward,
+    lp_pool1d,
+    lp_pool1d_backward,
+    lp_pool2d,
+    lp_pool2d_backward,
+    lp_pool3d,
+    lp_pool3d_backward,
+)
+from ._fractional import (  # noqa: E402
+    fractional_max_pool2d,
+    fractional_max_pool2d_backward,
+    fractional_max_pool3d,
+    fractional_max_pool3d_backward,
+)
+from ._unpool import (  # noqa: E402
+    max_unpool1d,
+    max_unpool1d_backward,
+    max_unpool2d,
+    max_unpool2d_backward,
+    max_unpool3d,
+    max_unpool3d_backward,
+)
+
+__all__ += [
+    "adaptive_avg_pool1d",
+    "adaptive_avg_pool1d_backward",
+    "adaptive_avg_pool2d",
+    "adaptive_avg_pool2d_backward",
+    "adaptive_avg_pool3d",
+    "adaptive_avg_pool3d_backward",
+    "adaptive_max_pool1d",
+    "adaptive_max_pool1d_backward",
+    "adaptive_max_pool2d",
+    "adaptive_max_pool2d_backward",
+    "adaptive_max_pool3d",
+    "adaptive_max_pool3d_backward",
+    "avg_pool1d",
+    "avg_pool1d_backward",
+    "avg_pool2d",
+    "avg_pool2d_backward",
+    "avg_pool3d",
+    "avg_pool3d_backward",
+    "fractional_max_pool2d",
+    "fractional_max_pool2d_backward",
+    "fractional_max_pool3d",
+    "fractional_max_pool3d_backward",
+    "global_avg_pool",
+    "global_avg_pool_backward",
+    "global_lp_pool",
+    "global_lp_pool_backward",
+    "global_max_pool",
+    "global_max_pool_backward",
+    "lp_pool1d",
+    "lp_pool1d_backward",
+    "lp_pool2d",
+    "lp_pool2d_backward",
+    "lp_pool3d",
+    "lp_pool3d_backward",
+    "max_unpool1d",
+    "max_unpool1d_backward",
+    "max_unpool2d",
+    "max_unpool2d_backward",
+    "max_unpool3d",
+    "max_unpool3d_backward",
+]

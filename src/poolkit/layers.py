@@ -61,6 +61,12 @@ class _MaxPoolNd:
                 f"{type(self).__name__}.backward() called before forward(): there are no "
                 "stored indices to route the gradient through"
             )
+        grad_shape = np.shape(grad_output)
+        if grad_shape != self._indices.shape:
+            raise ValueError(
+                f"grad_output must have the shape of the last forward output "
+                f"{self._indices.shape}, got {grad_shape}"
+            )
         return _backward_impl(
             grad_output, self._indices, self._input_shape, self._nd, self.params.channels_last
         )
@@ -126,3 +132,49 @@ class MaxPool3d(_MaxPoolNd):
     """
 
     _nd = 3
+
+# The pooling family's layers live beside their functions; re-exported here.
+from ._adaptive import (  # noqa: E402
+    AdaptiveAvgPool1d,
+    AdaptiveAvgPool2d,
+    AdaptiveAvgPool3d,
+    AdaptiveMaxPool1d,
+    AdaptiveMaxPool2d,
+    AdaptiveMaxPool3d,
+    GlobalAvgPool,
+    GlobalLpPool,
+    GlobalMaxPool,
+)
+from ._avg import AvgPool1d, AvgPool2d, AvgPool3d, LPPool1d, LPPool2d, LPPool3d  # noqa: E402
+from ._fractional import (  # noqa: E402
+    FractionalMaxPool2d,
+    FractionalMaxPool3d,
+)
+from ._unpool import (  # noqa: E402
+    MaxUnpool1d,
+    MaxUnpool2d,
+    MaxUnpool3d,
+)
+
+__all__ += [
+    "AdaptiveAvgPool1d",
+    "AdaptiveAvgPool2d",
+    "AdaptiveAvgPool3d",
+    "AdaptiveMaxPool1d",
+    "AdaptiveMaxPool2d",
+    "AdaptiveMaxPool3d",
+    "AvgPool1d",
+    "AvgPool2d",
+    "AvgPool3d",
+    "FractionalMaxPool2d",
+    "FractionalMaxPool3d",
+    "GlobalAvgPool",
+    "GlobalLpPool",
+    "GlobalMaxPool",
+    "LPPool1d",
+    "LPPool2d",
+    "LPPool3d",
+    "MaxUnpool1d",
+    "MaxUnpool2d",
+    "MaxUnpool3d",
+]
