@@ -238,9 +238,7 @@ def check_adaptive_output_size(
             )
     else:
         items = [value] * nd
-    sizes = tuple(
-        in_spatial[j] if v is None else _as_int(v, name) for j, v in enumerate(items)
-    )
+    sizes = tuple(in_spatial[j] if v is None else _as_int(v, name) for j, v in enumerate(items))
     if any(s < 0 for s in sizes):
         raise ValueError(f"{name} must be >= 0 in every dimension, got {tuple(items)!r}")
     return sizes

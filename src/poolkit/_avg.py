@@ -252,7 +252,13 @@ def _make_avg(nd: int):
         channels_last: bool = False,
     ) -> np.ndarray:
         p = AvgPoolParams.parse(
-            nd, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override,
+            nd,
+            kernel_size,
+            stride,
+            padding,
+            ceil_mode,
+            count_include_pad,
+            divisor_override,
             channels_last,
         )
         return _avg_forward_impl(x, p)
@@ -269,7 +275,13 @@ def _make_avg(nd: int):
         channels_last: bool = False,
     ) -> np.ndarray:
         p = AvgPoolParams.parse(
-            nd, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override,
+            nd,
+            kernel_size,
+            stride,
+            padding,
+            ceil_mode,
+            count_include_pad,
+            divisor_override,
             channels_last,
         )
         return _avg_backward_impl(grad_output, input_shape, p)
@@ -320,8 +332,14 @@ class _AvgPoolNd(_Layer):
         channels_last: bool = False,
     ) -> None:
         self.params = AvgPoolParams.parse(
-            self._nd, kernel_size, stride, padding, ceil_mode, count_include_pad,
-            divisor_override, channels_last,
+            self._nd,
+            kernel_size,
+            stride,
+            padding,
+            ceil_mode,
+            count_include_pad,
+            divisor_override,
+            channels_last,
         )
         self._input_shape: tuple[int, ...] | None = None
 
@@ -418,7 +436,12 @@ class LpPoolParams:
 
     @classmethod
     def parse(
-        cls, nd: int, norm_type: Any, kernel_size: Any, stride: Any, ceil_mode: Any,
+        cls,
+        nd: int,
+        norm_type: Any,
+        kernel_size: Any,
+        stride: Any,
+        ceil_mode: Any,
         channels_last: Any,
     ) -> LpPoolParams:
         p = _args.check_norm_type(norm_type)
@@ -470,8 +493,9 @@ def _lp_backward_impl(grad_output: Any, x: Any, p: LpPoolParams) -> np.ndarray:
     spread = _avg_backward_impl(
         t,
         shape,
-        AvgPoolParams(a.nd, a.kernel, a.stride, a.pad_begin, a.pad_end, a.ceil_mode, True, 1,
-                      a.channels_last),
+        AvgPoolParams(
+            a.nd, a.kernel, a.stride, a.pad_begin, a.pad_end, a.ceil_mode, True, 1, a.channels_last
+        ),
     )
     with np.errstate(divide="ignore", invalid="ignore"):
         local = np.where(ax > 0, np.sign(x64) * ax ** (norm - 1.0), 0.0)

@@ -67,9 +67,7 @@ class UnpoolParams:
                 )
             return default
         if not isinstance(output_size, (tuple, list)):
-            raise TypeError(
-                f"output_size must be None or a tuple of ints, got {output_size!r}"
-            )
+            raise TypeError(f"output_size must be None or a tuple of ints, got {output_size!r}")
         sizes = list(output_size)
         if len(sizes) in (ndim, self.nd + 2) and len(sizes) != self.nd:
             sizes = list(_args.spatial_shape(tuple(sizes), self.nd, self.channels_last))
@@ -134,9 +132,10 @@ def _unpool_backward_impl(
         raise ValueError(f"grad_output has an impossible unpooled size: {exc}") from None
     _args.check_grad_shape(grad, output_shape(shape, p.nd, out_spatial, p.channels_last))
     g_planes = np.ascontiguousarray(to_planes(kernel_bits(grad), p.nd, p.channels_last))
-    dx = np.empty((g_planes.shape[0], int(np.prod(_args.spatial_shape(shape, p.nd,
-                                                                         p.channels_last)))),
-                  dtype=g_planes.dtype)
+    dx = np.empty(
+        (g_planes.shape[0], int(np.prod(_args.spatial_shape(shape, p.nd, p.channels_last)))),
+        dtype=g_planes.dtype,
+    )
     bad = np.zeros(g_planes.shape[0], dtype=np.uint8)
     _indexed.unpool_backward(
         g_planes, np.ascontiguousarray(to_planes(idx, p.nd, p.channels_last)), dx, bad

@@ -499,6 +499,7 @@ def max_pool_backward(
         nd = _args.int_tuple(spatial_dims, 1, "spatial_dims", minimum=1)[0]
     return _backward_impl(grad_output, indices, input_shape, nd, channels_last)
 
+
 # The pooling family lives in private modules; re-exported here as the functional API.
 from ._adaptive import (  # noqa: E402
     adaptive_avg_pool1d,

@@ -133,6 +133,7 @@ class MaxPool3d(_MaxPoolNd):
 
     _nd = 3
 
+
 # The pooling family's layers live beside their functions; re-exported here.
 from ._adaptive import (  # noqa: E402
     AdaptiveAvgPool1d,

@@ -487,7 +487,9 @@ def backward_nhwc_range(grad, idx, dx, bad, block, t0, t1):
 
 
 # --------------------------------------------------------------------------------------
-# parallel wrappers: split tasks into contiguous chunks, a few per thread
+# parallel wrappers: split tasks into contiguous chunks; the caller sets numba's parallel
+# chunk size to 1 so chunks are handed out one at a time (a thread slowed by other load
+# on the machine does not hold the others up)
 # --------------------------------------------------------------------------------------
 
 
