@@ -143,6 +143,22 @@ def test_1d_and_3d_use_the_same_engine(channels_last):
         _check_backward(x, y, i, len(kernel), channels_last, rng)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float16", "int16"])
+def test_long_rows_take_the_direct_path(dtype):
+    """Rows with >= 256 interior outputs and one pass write straight into the output."""
+    rng = np.random.default_rng(9)
+    for shape, kernel, stride, padding in [
+        ((2, 2, 700), (3,), (2,), (1,)),  # 1-D k3: one window row
+        ((2, 2, 701), (2,), (2,), (0,)),  # 1-D k2
+        ((1, 2, 4, 613), (2, 2), (2, 2), (0, 0)),  # 2-D k2: two rows in one pass
+        ((1, 2, 3, 530), (2, 3), (2, 2), (1, 1)),  # 2-D k3 along W, border rows
+    ]:
+        x = _data(rng, shape, dtype)
+        dil = (1,) * len(kernel)
+        y, i = _check_forward(x, kernel, stride, padding, dil)
+        _check_backward(x, y, i, len(kernel), False, rng)
+
+
 def test_unbatched_and_non_contiguous_inputs():
     rng = np.random.default_rng(4)
     base = _data(rng, (4, 6, 14, 18), "float32")

@@ -108,6 +108,10 @@ def _border_point(x, n, c, zs, ys, n_rows, x0, e_lo, e_hi, dw, fill):
 #: data-dependent branches would cost as much as the whole vectorised row.
 _LANES = 16
 
+#: Rows with at least this many interior outputs and a single pass are written straight
+#: into the output arrays.
+_DIRECT = 256
+
 
 @njit(cache=True, nogil=True, inline="always")
 def _split(x, n, c, z, y, start, ph, r, sw, n_col):
@@ -273,6 +277,7 @@ def forward_nchw_range(x, out, idx, kp, fill, want, t0, t1):
     acc = np.empty(n_pad, dtype=x.dtype)
     acci = np.empty(0 if k2 or k3 else n_pad, dtype=np.int64)
     acci32 = np.empty(n_pad if k2 or k3 else 0, dtype=np.int32)  # k2/k3: int32 indices
+    acci64 = np.empty(0 if want else n_in, dtype=np.int64)  # direct rows without idx
     zs = np.empty(kd * kh, dtype=np.int64)
     ys = np.empty(kd * kh, dtype=np.int64)
     b_ows, b_lo, b_hi = _border_columns(in_w, kw, sw, pw, dw, lo, n_in, out_w)
@@ -310,6 +315,23 @@ def forward_nchw_range(x, out, idx, kp, fill, want, t0, t1):
                 out[n, c, od, oh, np.uint64(lo + ow)] = fill
                 if want:
                     idx[n, c, od, oh, np.uint64(lo + ow)] = -1
+            continue
+        if (k2 or k3) and n_rows <= 2 and n_in >= _DIRECT:
+            # one pass over a long row: write straight into out/idx (no copy-out; the
+            # short scalar remainder of a long row costs little)
+            two = n_rows == 2
+            _split(x, n, c, zs[0], ys[0], start, ph, 0, 2, n_col)
+            if two:
+                _split(x, n, c, zs[1], ys[1], start, ph, 1, 2, n_col)
+            i2 = 1 if two else 0
+            ba = (zs[0] * in_h + ys[0]) * in_w + start
+            bb = (zs[i2] * in_h + ys[i2]) * in_w + start
+            orow = out[n, c, od, oh, lo:hi]
+            irow = idx[n, c, od, oh, lo:hi] if want else acci64[:n_in]
+            if k2:
+                _pass_k2(ph, two, True, orow, irow, ba, bb)
+            else:
+                _pass_k3(ph, two, True, orow, irow, ba, bb)
             continue
         if k2 or k3:
             for i in range(0, n_rows, 2):
