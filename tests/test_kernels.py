@@ -339,6 +339,33 @@ def test_thread_setting_roundtrip_and_errors():
         pk.set_num_threads(2.0)
 
 
+def test_numba_num_threads_environment_is_honoured():
+    """NUMBA_NUM_THREADS caps the pool: a fresh process with 1 thread cannot go to 2."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, poolkit as pk\n"
+        "assert pk.get_num_threads() == 1\n"
+        "try:\n"
+        "    pk.set_num_threads(2)\n"
+        "except ValueError as e:\n"
+        "    assert 'NUMBA_NUM_THREADS=1' in str(e)\n"
+        "else:\n"
+        "    raise SystemExit('set_num_threads(2) accepted')\n"
+        "x = np.arange(64.0 * 64 * 9).reshape(1, 9, 64, 64)\n"
+        "assert pk.max_pool2d(x, 2).shape == (1, 9, 32, 32)\n"
+        "print('ok')\n"
+    )
+    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+    env = dict(os.environ, NUMBA_NUM_THREADS="1")
+    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "ok"
+
+
 def test_cached_options_keep_bool_and_int_apart():
     x = np.arange(16.0).reshape(1, 1, 4, 4)
     pk.max_pool2d(x, 2, ceil_mode=False)  # cached with a real bool
