@@ -295,6 +295,11 @@ def bad_indices(message: str) -> ValueError:
     return ValueError(f"indices {message}")
 
 
+def bad_attribute(op: str, name: str, expectation: str, value: Any) -> ValueError:
+    """The error for an ONNX node attribute or input that breaks the operator's spec."""
+    return ValueError(f"{op}: {name} must be {expectation}, got {value!r}")
+
+
 def check_output_size(out: tuple[int, ...], in_spatial: tuple[int, ...], name: str = "x") -> None:
     """Reject configurations whose output would be empty."""
     if any(o < 1 for o in out):
