@@ -27,14 +27,17 @@ def pooled_size(
     """Output length of one pooled dimension (PyTorch's rule, with asymmetric pads).
 
     ``out = floor((L + pb + pe - d*(k-1) - 1 [+ s-1 if ceil]) / s) + 1``; with ceil_mode
-    the last window is dropped when it would start past the input and left padding.
+    every window that would start past the input and left padding is dropped (with
+    PyTorch's padding, at most kernel // 2, that is at most the last one; explicit end pads
+    beyond it can push several windows into the right padding).
     """
     numerator = length + pad_begin + pad_end - dilation * (kernel - 1) - 1
     if ceil_mode:
         numerator += stride - 1
     out = numerator // stride + 1
-    if ceil_mode and out > 0 and (out - 1) * stride >= length + pad_begin:
-        out -= 1
+    if ceil_mode:
+        # windows starting inside the input or the left padding: i * s < L + pb
+        out = min(out, -(-(length + pad_begin) // stride))
     return out
 
 
