@@ -130,3 +130,35 @@ def spec_pool(op, x, attrs, out_shape, storage_order=0):
                 p = attrs.get("p", 2)
                 y[(n, c, *o)] = sum(abs(float(v)) ** p for v, _ in vals) ** (1.0 / p)
     return y, idx
+
+
+def conv_model(channels: int = 8, classes: int = 10, seed: int = 7):
+    """Conv -> Relu -> MaxPool(k3 s2 p1) -> AveragePool(k2 s2) -> GlobalAveragePool ->
+    Flatten -> Gemm, opset 22, input ``(N, 3, H, W)`` float32."""
+    import onnx.numpy_helper as onh
+
+    rng = np.random.default_rng(seed)
+    inits = [
+        onh.from_array(rng.standard_normal((channels, 3, 3, 3)).astype(np.float32) * 0.3, "w"),
+        onh.from_array(rng.standard_normal(channels).astype(np.float32) * 0.1, "b"),
+        onh.from_array(rng.standard_normal((classes, channels)).astype(np.float32) * 0.3, "gw"),
+        onh.from_array(rng.standard_normal(classes).astype(np.float32) * 0.1, "gb"),
+    ]
+    nodes = [
+        oh.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+        oh.make_node("Relu", ["c"], ["r"]),
+        oh.make_node("MaxPool", ["r"], ["m"], kernel_shape=[3, 3], strides=[2, 2],
+                     pads=[1, 1, 1, 1]),
+        oh.make_node("AveragePool", ["m"], ["a"], kernel_shape=[2, 2], strides=[2, 2]),
+        oh.make_node("GlobalAveragePool", ["a"], ["g"]),
+        oh.make_node("Flatten", ["g"], ["f"]),
+        oh.make_node("Gemm", ["f", "gw", "gb"], ["y"], transB=1),
+    ]
+    graph = oh.make_graph(
+        nodes,
+        "convnet",
+        [oh.make_tensor_value_info("x", TensorProto.FLOAT, [None, 3, None, None])],
+        [oh.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        inits,
+    )
+    return oh.make_model(graph, opset_imports=[oh.make_opsetid("", 22)])

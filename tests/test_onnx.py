@@ -19,7 +19,7 @@ import pytest
 from onnx.reference import ReferenceEvaluator
 
 import poolkit.onnx as pkonnx
-from onnx_spec import inferred_shape, make_model, spec_out_size, spec_pool
+from onnx_spec import conv_model, inferred_shape, make_model, spec_out_size, spec_pool
 
 OPSETS = {
     "MaxPool": [8, 10, 12, 22],
@@ -408,40 +408,8 @@ def test_ops_are_the_seven_operators():
     assert all(c.op_domain == "" for c in pkonnx.OPS)
 
 
-def _conv_model():
-    """Conv -> Relu -> MaxPool(k3 s2 p1) -> AveragePool -> GlobalAveragePool -> Flatten -> Gemm."""
-    import onnx.helper as oh
-    import onnx.numpy_helper as onh
-    from onnx import TensorProto
-
-    rng = np.random.default_rng(7)
-    inits = [
-        onh.from_array(rng.standard_normal((8, 3, 3, 3)).astype(np.float32) * 0.3, "w"),
-        onh.from_array(rng.standard_normal(8).astype(np.float32) * 0.1, "b"),
-        onh.from_array(rng.standard_normal((10, 8)).astype(np.float32) * 0.3, "gw"),
-        onh.from_array(rng.standard_normal(10).astype(np.float32) * 0.1, "gb"),
-    ]
-    nodes = [
-        oh.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
-        oh.make_node("Relu", ["c"], ["r"]),
-        oh.make_node("MaxPool", ["r"], ["m"], kernel_shape=[3, 3], strides=[2, 2],
-                     pads=[1, 1, 1, 1]),
-        oh.make_node("AveragePool", ["m"], ["a"], kernel_shape=[2, 2], strides=[2, 2]),
-        oh.make_node("GlobalAveragePool", ["a"], ["g"]),
-        oh.make_node("Flatten", ["g"], ["f"]),
-        oh.make_node("Gemm", ["f", "gw", "gb"], ["y"], transB=1),
-    ]
-    graph = oh.make_graph(
-        nodes, "convnet",
-        [oh.make_tensor_value_info("x", TensorProto.FLOAT, [None, 3, 16, 16])],
-        [oh.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-        inits,
-    )
-    return oh.make_model(graph, opset_imports=[oh.make_opsetid("", 22)])
-
-
 def test_conv_model_same_output_with_and_without_poolkit():
-    model = _conv_model()
+    model = conv_model()
     x = np.random.default_rng(8).standard_normal((2, 3, 16, 16)).astype(np.float32)
     plain = ReferenceEvaluator(model).run(None, {"x": x})[0]
     fast = ReferenceEvaluator(model, new_ops=pkonnx.OPS).run(None, {"x": x})[0]
