@@ -1,8 +1,23 @@
 """ONNX pooling operators on poolkit, for :class:`onnx.reference.ReferenceEvaluator`.
 
->>> import poolkit.onnx
+>>> import numpy as np, onnx.helper as oh
+>>> from onnx import TensorProto
 >>> from onnx.reference import ReferenceEvaluator
->>> sess = ReferenceEvaluator(model, new_ops=poolkit.onnx.OPS)  # doctest: +SKIP
+>>> import poolkit.onnx
+>>> node = oh.make_node("MaxPool", ["x"], ["y", "i"], kernel_shape=[2, 2], strides=[2, 2])
+>>> F, I = TensorProto.FLOAT, TensorProto.INT64
+>>> io = [oh.make_tensor_value_info(n, t, None) for n, t in (("x", F), ("y", F), ("i", I))]
+>>> model = oh.make_model(oh.make_graph([node], "g", io[:1], io[1:]),
+...                       opset_imports=[oh.make_opsetid("", 22)])
+>>> sess = ReferenceEvaluator(model, new_ops=poolkit.onnx.OPS)
+>>> x = np.arange(32, dtype=np.float32).reshape(2, 1, 4, 4)
+>>> y, i = sess.run(None, {"x": x})
+>>> y[1, 0]
+array([[21., 23.],
+       [29., 31.]], dtype=float32)
+>>> i[1, 0]  # ONNX Indices: flattened over the whole (N, C, H, W) input
+array([[21, 23],
+       [29, 31]])
 
 :data:`OPS` holds ``MaxPool`` (with its optional ``Indices`` output), ``AveragePool``,
 ``LpPool``, ``GlobalMaxPool``, ``GlobalAveragePool``, ``GlobalLpPool`` and ``MaxUnpool``.
@@ -68,6 +83,12 @@ def onnx_geometry(
     ``floor((L + pb + pe - d * (k - 1) - 1) / s) + 1`` windows, or ``ceil(...)`` with
     ``ceil_mode``; from opset 22 a last ceil window that would start in the right padding
     is dropped (earlier versions keep it).
+
+    Examples
+    --------
+    >>> g = onnx_geometry("MaxPool", (7,), (3,), (2,), (1,), (0, 0), "SAME_LOWER", False, 22)
+    >>> g.pad_begin, g.pad_end, g.out_size
+    ((1,), (1,), (4,))
     """
     nd = len(kernel)
     begin = list(pads[:nd])
@@ -188,7 +209,7 @@ class _PoolingOp(OpRun):
     ) -> Geometry:
         op = self.op_name
         kernel, stride, dil, flat_pads = self._sizes(x, kernel_shape, strides, dilations, pads)
-        mode = _text(auto_pad) if auto_pad is not None else "NOTSET"
+        mode = _text(auto_pad) if auto_pad else "NOTSET"  # "" means NOTSET too
         if mode not in _AUTO_PADS:
             raise _args.bad_attribute(op, "auto_pad", f"one of {_AUTO_PADS}", mode)
         if mode != "NOTSET" and any(flat_pads):
