@@ -42,6 +42,7 @@ from onnx.reference.op_run import OpRun
 
 from . import _args, _indices
 from ._geometry import Geometry, PaddingSpec
+from ._window_sum import accumulator, window_counts, window_sums
 from .functional import MaxPoolParams, _max_pool_forward
 
 __all__ = [
@@ -275,58 +276,6 @@ class MaxPool(_PoolingOp):
         return out, _indices.from_plane(idx, arr.shape, nd, True, False, "global", order)
 
 
-def _accumulator(dtype: np.dtype) -> np.dtype:
-    return np.dtype(np.float32) if dtype == np.float16 else dtype
-
-
-def _window_sums(values: np.ndarray, geom: Geometry) -> np.ndarray:
-    """Sum of every window of ``(N, C, *spatial)`` ``values`` (padding counts as 0).
-
-    Separable: one strided add per kernel tap and dimension, in NumPy.
-    """
-    nd = len(geom.kernel)
-    cur = values
-    for j in range(nd):
-        axis = 2 + j
-        k, s, d = geom.kernel[j], geom.stride[j], geom.dilation[j]
-        length, pb, n_out = geom.in_size[j], geom.pad_begin[j], geom.out_size[j]
-        need = (n_out - 1) * s + d * (k - 1) + 1  # padded length the windows reach
-        shape = list(cur.shape)
-        shape[axis] = max(need, pb + length)
-        padded = np.zeros(shape, dtype=cur.dtype)
-        dest = [slice(None)] * cur.ndim
-        dest[axis] = slice(pb, pb + length)
-        padded[tuple(dest)] = cur
-        acc = None
-        for t in range(k):
-            sel = [slice(None)] * cur.ndim
-            sel[axis] = slice(t * d, t * d + (n_out - 1) * s + 1, s)
-            part = padded[tuple(sel)]
-            if acc is None:
-                acc = part.copy()
-            else:
-                acc += part
-        cur = acc
-    return cur
-
-
-def _window_counts(geom: Geometry, include_pad: bool) -> np.ndarray:
-    """Divisor of every window: taps inside the input, or inside input + pads."""
-    nd = len(geom.kernel)
-    total = np.ones((1, 1) + (1,) * nd, dtype=np.float64)
-    for j in range(nd):
-        k, s, d = geom.kernel[j], geom.stride[j], geom.dilation[j]
-        length, pb, pe = geom.in_size[j], geom.pad_begin[j], geom.pad_end[j]
-        starts = np.arange(geom.out_size[j]) * s - pb
-        taps = starts[:, None] + d * np.arange(k)[None, :]
-        low, high = (-pb, length + pe) if include_pad else (0, length)
-        count = ((taps >= low) & (taps < high)).sum(axis=1)
-        shape = [1] * (nd + 2)
-        shape[2 + j] = geom.out_size[j]
-        total = total * count.reshape(shape)
-    return total
-
-
 class AveragePool(_PoolingOp):
     """ONNX AveragePool (opsets 1 to 22).
 
@@ -353,9 +302,9 @@ class AveragePool(_PoolingOp):
         include = int(count_include_pad or 0)
         if include not in (0, 1):
             raise _args.bad_attribute(self.op_name, "count_include_pad", "0 or 1", include)
-        sums = _window_sums(arr.astype(_accumulator(arr.dtype), copy=False), geom)
+        sums = window_sums(arr.astype(accumulator(arr.dtype), copy=False), geom)
         with np.errstate(invalid="ignore", divide="ignore"):
-            out = sums / _window_counts(geom, bool(include)).astype(sums.dtype)
+            out = sums / window_counts(geom, bool(include)).astype(sums.dtype)
         return (out.astype(arr.dtype, copy=False),)
 
 
@@ -369,7 +318,7 @@ def _p_value(op: str, p: Any, version: int) -> float:
 
 
 def _abs_power(arr: np.ndarray, p: float) -> np.ndarray:
-    mag = np.abs(arr.astype(_accumulator(arr.dtype), copy=False))
+    mag = np.abs(arr.astype(accumulator(arr.dtype), copy=False))
     if p == 1:
         return mag
     if p == 2:
@@ -408,7 +357,7 @@ class LpPool(_PoolingOp):
             arr, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode
         )
         power = _p_value(self.op_name, p, self.version)
-        out = _root(_window_sums(_abs_power(arr, power), geom), power)
+        out = _root(window_sums(_abs_power(arr, power), geom), power)
         return (out.astype(arr.dtype, copy=False),)
 
 
@@ -440,7 +389,7 @@ class GlobalAveragePool(_PoolingOp):
     def _run(self, x):
         arr = self._input(x)
         axes = tuple(range(2, arr.ndim))
-        out = np.mean(arr, axis=axes, keepdims=True, dtype=_accumulator(arr.dtype))
+        out = np.mean(arr, axis=axes, keepdims=True, dtype=accumulator(arr.dtype))
         return (out.astype(arr.dtype, copy=False),)
 
 
