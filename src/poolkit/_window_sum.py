@@ -26,6 +26,27 @@ def _padded_length(geom: Geometry, j: int) -> int:
     return max(reach, geom.pad_begin[j] + geom.in_size[j])
 
 
+def _tap(ndim: int, axis: int, geom: Geometry, j: int, t: int) -> tuple[slice, ...]:
+    """Index of tap ``t`` of every window along ``axis`` of a padded array."""
+    s, d, n_out = geom.stride[j], geom.dilation[j], geom.out_size[j]
+    sel = [slice(None)] * ndim
+    sel[axis] = slice(t * d, t * d + (n_out - 1) * s + 1, s)
+    return tuple(sel)
+
+
+def _padded_zeros(like: np.ndarray, axis: int, geom: Geometry, j: int) -> np.ndarray:
+    shape = list(like.shape)
+    shape[axis] = _padded_length(geom, j)
+    return np.zeros(shape, dtype=like.dtype)
+
+
+def _input_part(ndim: int, axis: int, geom: Geometry, j: int) -> tuple[slice, ...]:
+    """Index of the unpadded input inside a padded array."""
+    sel = [slice(None)] * ndim
+    sel[axis] = slice(geom.pad_begin[j], geom.pad_begin[j] + geom.in_size[j])
+    return tuple(sel)
+
+
 def window_sums(values: np.ndarray, geom: Geometry, first_axis: int = 2) -> np.ndarray:
     """Sum of every window of ``values`` (spatial axes from ``first_axis`` on).
 
@@ -44,20 +65,11 @@ def window_sums(values: np.ndarray, geom: Geometry, first_axis: int = 2) -> np.n
     cur = values
     for j in range(len(geom.kernel)):
         axis = first_axis + j
-        k, s, d = geom.kernel[j], geom.stride[j], geom.dilation[j]
-        pb, length, n_out = geom.pad_begin[j], geom.in_size[j], geom.out_size[j]
-        shape = list(cur.shape)
-        shape[axis] = _padded_length(geom, j)
-        padded = np.zeros(shape, dtype=cur.dtype)
-        dest = [slice(None)] * cur.ndim
-        dest[axis] = slice(pb, pb + length)
-        padded[tuple(dest)] = cur
-        acc = None
-        for t in range(k):
-            sel = [slice(None)] * cur.ndim
-            sel[axis] = slice(t * d, t * d + (n_out - 1) * s + 1, s)
-            part = padded[tuple(sel)]
-            acc = part.copy() if acc is None else np.add(acc, part, out=acc)
+        padded = _padded_zeros(cur, axis, geom, j)
+        padded[_input_part(cur.ndim, axis, geom, j)] = cur
+        acc = padded[_tap(cur.ndim, axis, geom, j, 0)].copy()
+        for t in range(1, geom.kernel[j]):
+            acc += padded[_tap(cur.ndim, axis, geom, j, t)]
         cur = acc
     return cur
 
@@ -70,18 +82,10 @@ def window_sums_transpose(grad: np.ndarray, geom: Geometry, first_axis: int = 2)
     cur = grad
     for j in reversed(range(len(geom.kernel))):
         axis = first_axis + j
-        k, s, d = geom.kernel[j], geom.stride[j], geom.dilation[j]
-        pb, length, n_out = geom.pad_begin[j], geom.in_size[j], geom.out_size[j]
-        shape = list(cur.shape)
-        shape[axis] = _padded_length(geom, j)
-        padded = np.zeros(shape, dtype=cur.dtype)
-        for t in range(k):
-            sel = [slice(None)] * cur.ndim
-            sel[axis] = slice(t * d, t * d + (n_out - 1) * s + 1, s)
-            padded[tuple(sel)] += cur  # one tap: distinct positions, no collisions
-        crop = [slice(None)] * cur.ndim
-        crop[axis] = slice(pb, pb + length)
-        cur = padded[tuple(crop)]
+        padded = _padded_zeros(cur, axis, geom, j)
+        for t in range(geom.kernel[j]):
+            padded[_tap(cur.ndim, axis, geom, j, t)] += cur  # one tap: no collisions
+        cur = padded[_input_part(cur.ndim, axis, geom, j)]
     return np.ascontiguousarray(cur)
 
 
