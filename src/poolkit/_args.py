@@ -229,6 +229,23 @@ def parse_padding(padding: Any, kernel: tuple[int, ...], name: str = "padding") 
     return PaddingSpec.symmetric(check_padding(padding, kernel, name))
 
 
+def parse_unpool_padding(
+    padding: Any, nd: int, name: str = "padding"
+) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
+    """Max unpooling's padding: ints (>= 0, no kernel limit, as PyTorch) or (begin, end)
+    pairs; returns ``(begin, end)``, ``end`` None when symmetric. The string forms depend
+    on the pooled input's size, which unpooling does not know, so they are rejected."""
+    if isinstance(padding, str):
+        raise ValueError(
+            f"{name} of max unpooling must be ints or (begin, end) pairs (the pads the "
+            f"pooling resolved); got {padding!r}"
+        )
+    if _is_sequence(padding) and any(_is_sequence(v) for v in padding):
+        spec = parse_padding(padding, (1,) * nd, name)
+        return spec.begin, spec.end
+    return int_tuple(padding, nd, name, minimum=0), None
+
+
 def check_windows_cover(
     in_size: tuple[int, ...],
     kernel: tuple[int, ...],

@@ -1,8 +1,9 @@
-"""Average pooling with the ONNX/TensorFlow padding forms and with dilation.
+"""The ONNX conventions across the pooling family: padding forms, dilation, index layouts.
 
-Padding pairs match PyTorch's zero F.pad then an unpadded pool; dilated windows match the
-ONNX-spec loop oracle (tests/onnx_spec.py) and ONNX AveragePool-19 through poolkit.onnx;
-the dilated backward is the exact adjoint of the forward.
+Average pooling: padding pairs match PyTorch's zero F.pad then an unpadded pool; dilated
+windows match the ONNX-spec loop oracle (tests/onnx_spec.py) and ONNX AveragePool-19
+through poolkit.onnx; the dilated backward is the exact adjoint of the forward.
+Max unpooling: asymmetric pads and ONNX's global / column-major indices.
 """
 
 from __future__ import annotations
@@ -98,3 +99,42 @@ def test_dilated_avg_matches_onnx_average_pool_19_and_layer():
     )
     with pytest.raises(ValueError, match="dilation must be >= 1"):
         pk.avg_pool2d(x, 3, dilation=0)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_unpool_accepts_global_column_major_indices_and_pad_pairs(channels_last):
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((2, 8, 7, 3) if channels_last else (2, 3, 8, 7))
+    pads = ((1, 0), (0, 1))
+    kw = dict(channels_last=channels_last)
+    y, plane = pk.max_pool2d(x, 3, 2, pads, return_indices=True, **kw)
+    _, glob = pk.max_pool2d(x, 3, 2, pads, return_indices=True, index_format="global",
+                            storage_order=1, **kw)
+    # default size (n - 1) * s - (p_begin + p_end) + k = (8, 6); output_size gives (8, 7)
+    small = pk.max_unpool2d(y, np.zeros_like(plane), 3, 2, pads, **kw)
+    assert (small.shape[1:3] if channels_last else small.shape[2:]) == (8, 6)
+    want = pk.max_unpool2d(y, plane, 3, 2, pads, output_size=(8, 7), **kw)
+    assert want.shape == x.shape
+    np.testing.assert_array_equal(want[want != 0], x[want != 0])  # maxima back in place
+    got = pk.max_unpool2d(y, glob, 3, 2, pads, output_size=(8, 7), index_format="global",
+                          storage_order=1, **kw)
+    np.testing.assert_array_equal(got, want)
+    g = rng.standard_normal(x.shape)
+    np.testing.assert_array_equal(
+        pk.max_unpool2d_backward(g, glob, y.shape, 3, 2, pads, index_format="global",
+                                 storage_order=1, **kw),
+        pk.max_unpool2d_backward(g, plane, y.shape, 3, 2, pads, **kw),
+    )
+    layer = pk.MaxUnpool2d(3, 2, pads, index_format="global", storage_order=1, **kw)
+    assert "padding=((1, 0), (0, 1))" in repr(layer) and "index_format='global'" in repr(layer)
+    np.testing.assert_array_equal(layer(y, glob, output_size=(8, 7)), want)
+
+
+def test_unpool_padding_and_index_errors():
+    y = np.ones((1, 1, 2, 2))
+    idx = np.zeros((1, 1, 2, 2), dtype=np.int64)
+    with pytest.raises(ValueError, match="ints or \\(begin, end\\) pairs"):
+        pk.max_unpool2d(y, idx, 2, padding="same")
+    with pytest.raises(ValueError, match="another plane"):
+        pk.max_unpool2d(np.ones((1, 2, 2, 2)), np.full((1, 2, 2, 2), 3), 2,
+                        index_format="global")
