@@ -21,6 +21,12 @@ import numpy as np
 from . import _args
 
 
+def layout_repr(index_format: str, storage_order: int) -> str:
+    """The ``, index_format=..., storage_order=...`` part of a layer repr (defaults omitted)."""
+    text = f", index_format={index_format!r}" if index_format != "plane" else ""
+    return text + (f", storage_order={storage_order}" if storage_order else "")
+
+
 def _plane_ids(
     out_shape: tuple[int, ...], nd: int, batched: bool, channels_last: bool
 ) -> tuple[np.ndarray, np.ndarray, int, int]:

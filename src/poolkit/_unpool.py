@@ -376,10 +376,7 @@ class _MaxUnpoolNd(_Layer):
         )
         if p.channels_last:
             text += ", channels_last=True"
-        if p.index_format != "plane":
-            text += f", index_format={p.index_format!r}"
-        if p.storage_order:
-            text += f", storage_order={p.storage_order}"
+        text += _indices.layout_repr(p.index_format, p.storage_order)
         return text + ")"
 
 

@@ -99,10 +99,7 @@ class _MaxPoolNd:
             text += ", return_indices=True"
         if p.channels_last:
             text += ", channels_last=True"
-        if p.index_format != "plane":
-            text += f", index_format={p.index_format!r}"
-        if p.storage_order:
-            text += f", storage_order={p.storage_order}"
+        text += _indices.layout_repr(p.index_format, p.storage_order)
         return text + ")"
 
 
