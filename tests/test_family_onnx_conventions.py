@@ -138,3 +138,46 @@ def test_unpool_padding_and_index_errors():
     with pytest.raises(ValueError, match="another plane"):
         pk.max_unpool2d(np.ones((1, 2, 2, 2)), np.full((1, 2, 2, 2), 3), 2,
                         index_format="global")
+
+
+@pytest.mark.parametrize("nd", [1, 2, 3])
+def test_lp_pool_padding_and_dilation_follow_onnx_lp_pool(nd):
+    rng = np.random.default_rng(30 + nd)
+    fn = {1: pk.lp_pool1d, 2: pk.lp_pool2d, 3: pk.lp_pool3d}[nd]
+    back = {1: pk.lp_pool1d_backward, 2: pk.lp_pool2d_backward, 3: pk.lp_pool3d_backward}[nd]
+    for _ in range(8):
+        kernel = [int(v) for v in rng.integers(1, 4, nd)]
+        stride = [int(v) for v in rng.integers(1, 3, nd)]
+        dilation = [int(v) for v in rng.integers(1, 3, nd)]
+        size = [int(v) for v in rng.integers(5, 8 if nd < 3 else 6, nd)]
+        pads = tuple((int(rng.integers(0, k)), int(rng.integers(0, k))) for k in kernel)
+        if any(n + b + e < d * (k - 1) + 1
+               for n, (b, e), d, k in zip(size, pads, dilation, kernel)):
+            continue
+        norm = int(rng.integers(1, 4))
+        x = rng.standard_normal((2, 2, *size))
+        try:
+            y = fn(x, norm, kernel, stride, padding=pads, dilation=dilation)
+        except ValueError as exc:  # a window of padding only
+            assert "padding too large" in str(exc)
+            continue
+        attrs = {"kernel_shape": kernel, "strides": stride, "dilations": dilation,
+                 "pads": [b for b, _ in pads] + [e for _, e in pads], "p": norm}
+        want, _ = spec_pool("LpPool", x, attrs, y.shape)
+        np.testing.assert_allclose(y, want, rtol=1e-10)
+        # gradient: central finite differences on a few coordinates
+        g = rng.standard_normal(y.shape)
+        dx = back(g, x, norm, kernel, stride, padding=pads, dilation=dilation)
+        for flat in rng.choice(x.size, 4, replace=False):
+            e = np.zeros(x.size)
+            e[flat] = 1e-6
+            e = e.reshape(x.shape)
+            num = (np.vdot(fn(x + e, norm, kernel, stride, padding=pads, dilation=dilation), g)
+                   - np.vdot(fn(x - e, norm, kernel, stride, padding=pads, dilation=dilation),
+                             g)) / 2e-6
+            assert abs(num - dx.reshape(-1)[flat]) <= 1e-5 * max(1.0, abs(num))
+    layer = pk.LPPool2d(2, 3, 2, padding="same", dilation=2)
+    assert "padding='same'" in repr(layer) and "dilation=2" in repr(layer)
+    x = rng.standard_normal((1, 2, 7, 7))
+    np.testing.assert_allclose(layer(x), pk.lp_pool2d(x, 2, 3, 2, padding="same", dilation=2))
+    assert layer.backward(np.ones((1, 2, 4, 4))).shape == x.shape

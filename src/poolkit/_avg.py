@@ -503,16 +503,59 @@ class LpPoolParams:
     @classmethod
     def parse(
         cls, nd: int, norm_type: Any, kernel_size: Any, stride: Any, ceil_mode: Any,
-        channels_last: Any,
+        channels_last: Any, padding: Any = 0, dilation: Any = 1,
     ) -> LpPoolParams:
         p = _args.check_norm_type(norm_type)
-        avg = AvgPoolParams.parse(nd, kernel_size, stride, 0, ceil_mode, True, None, channels_last)
+        avg = AvgPoolParams.parse(
+            nd, kernel_size, stride, padding, ceil_mode, True, None, channels_last, dilation
+        )
         return cls(p, avg)
+
+    @property
+    def extended(self) -> bool:
+        """Padding or dilation (ONNX LpPool): the separable path instead of PyTorch's."""
+        spec = self.avg.padding
+        padded = spec is not None and (
+            spec.mode != "explicit" or any(spec.begin) or any(spec.end)
+        )
+        return padded or self.avg.dilated
+
+
+def _lp_extended_forward(arr: np.ndarray, p: LpPoolParams, batched: bool):
+    """``(sum over the window of |x|^p)^(1/p)`` by separable window sums (opmath)."""
+    a = p.avg
+    geom = a.geometry(_args.spatial_shape(arr.shape, a.nd, a.channels_last))
+    planes = _channels_first(arr, batched, a.channels_last).astype(_opmath(arr.dtype))
+    total = window_sums(_power(np.abs(planes), p.norm_type), geom)
+    return total, geom
+
+
+def _lp_extended_backward(grad: np.ndarray, arr: np.ndarray, p: LpPoolParams) -> np.ndarray:
+    """``dx = sign(x)|x|^(p-1) * sum over windows of g * y^(1-p)`` (0 where y or x is 0)."""
+    a = p.avg
+    batched = arr.ndim == a.nd + 2
+    total, geom = _lp_extended_forward(arr.astype(np.float64), p, batched)
+    y = _power(total, 1.0 / p.norm_type)
+    g = _channels_first(grad, batched, a.channels_last).astype(np.float64)
+    _args.check_grad_shape(g, y.shape)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(y > 0, g * y ** (1.0 - p.norm_type), 0.0)
+    spread = window_sums_transpose(t, geom)
+    x64 = _channels_first(arr, batched, a.channels_last).astype(np.float64)
+    ax = np.abs(x64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        local = np.where(ax > 0, np.sign(x64) * ax ** (p.norm_type - 1.0), 0.0)
+    return _from_channels_first(spread * local, batched, a.channels_last, grad.dtype)
 
 
 def _lp_forward_impl(x: Any, p: LpPoolParams) -> np.ndarray:
     arr = _args.as_array(x)
     _args.check_dtype(arr, "x", _args.FLOAT_DTYPES)
+    if p.extended:
+        batched = _args.check_input(arr.shape, p.avg.nd, "x", p.avg.channels_last)
+        total, _ = _lp_extended_forward(arr, p, batched)
+        out = _power(total, 1.0 / p.norm_type)
+        return _from_channels_first(out, batched, p.avg.channels_last, arr.dtype)
     powered = _power(np.abs(arr), p.norm_type)
     mean = _avg_forward_impl(powered, p.avg)
     scaled = mean * arr.dtype.type(np.prod(p.avg.kernel))
@@ -542,6 +585,8 @@ def _lp_backward_impl(grad_output: Any, x: Any, p: LpPoolParams) -> np.ndarray:
     _args.check_dtype(arr, "x", _args.FLOAT_DTYPES)
     a = p.avg
     grad, shape, batched = _grad_and_shape(grad_output, tuple(arr.shape), a.nd, a.channels_last)
+    if p.extended:
+        return _lp_extended_backward(grad, arr, p)
     geom = a.geometry(_args.spatial_shape(shape, a.nd, a.channels_last))
     _args.check_grad_shape(grad, output_shape(shape, a.nd, geom.out_size, a.channels_last))
     x64 = arr.astype(np.float64)
@@ -585,6 +630,12 @@ def _lp_doc(nd: int) -> str:
         input is scaled by ``prod(kernel_size) / elements`` before the root.
     channels_last : bool, default False
         Channels are the last axis.
+    padding : int, tuple of {nd} ints, {nd} (begin, end) pairs, or str, default 0
+        Zero padding, every form of :func:`max_pool{nd}d` (ONNX ``LpPool`` pads).
+    dilation : int or tuple of {nd} ints, default 1
+        Spacing between window taps (ONNX LpPool-18). With padding or dilation the
+        result is ONNX's ``(sum of |x|^p over the window)^(1/p)``: padding contributes
+        0 and no window is rescaled.
 
     Returns
     -------
@@ -624,7 +675,7 @@ def _lp_backward_doc(nd: int) -> str:
         float16/32/64, shaped like the forward output.
     x : array_like
         The forward input.
-    norm_type, kernel_size, stride, ceil_mode, channels_last
+    norm_type, kernel_size, stride, ceil_mode, channels_last, padding, dilation
         The forward options.
 
     Returns
@@ -649,8 +700,12 @@ def _make_lp(nd: int):
         stride: IntOrTuple | None = None,
         ceil_mode: bool = False,
         channels_last: bool = False,
+        padding: Padding = 0,
+        dilation: IntOrTuple = 1,
     ) -> np.ndarray:
-        p = LpPoolParams.parse(nd, norm_type, kernel_size, stride, ceil_mode, channels_last)
+        p = LpPoolParams.parse(
+            nd, norm_type, kernel_size, stride, ceil_mode, channels_last, padding, dilation
+        )
         return _lp_forward_impl(x, p)
 
     def backward(
@@ -661,8 +716,12 @@ def _make_lp(nd: int):
         stride: IntOrTuple | None = None,
         ceil_mode: bool = False,
         channels_last: bool = False,
+        padding: Padding = 0,
+        dilation: IntOrTuple = 1,
     ) -> np.ndarray:
-        p = LpPoolParams.parse(nd, norm_type, kernel_size, stride, ceil_mode, channels_last)
+        p = LpPoolParams.parse(
+            nd, norm_type, kernel_size, stride, ceil_mode, channels_last, padding, dilation
+        )
         return _lp_backward_impl(grad_output, x, p)
 
     pool.__name__ = pool.__qualname__ = f"lp_pool{nd}d"
@@ -689,9 +748,12 @@ class _LPPoolNd(_Layer):
         stride: IntOrTuple | None = None,
         ceil_mode: bool = False,
         channels_last: bool = False,
+        padding: Padding = 0,
+        dilation: IntOrTuple = 1,
     ) -> None:
         self.params = LpPoolParams.parse(
-            self._nd, norm_type, kernel_size, stride, ceil_mode, channels_last
+            self._nd, norm_type, kernel_size, stride, ceil_mode, channels_last, padding,
+            dilation,
         )
         self._input: np.ndarray | None = None
 
@@ -713,6 +775,10 @@ class _LPPoolNd(_Layer):
             f"kernel_size={_compact(a.kernel)}, stride={_compact(a.stride)}, "
             f"ceil_mode={a.ceil_mode}"
         )
+        if self.params.extended:
+            text += f", padding={_padding_repr(a)!r}"
+            if a.dilated:
+                text += f", dilation={_compact(a.dilation)}"
         return text + (", channels_last=True)" if a.channels_last else ")")
 
 
