@@ -281,18 +281,8 @@ def max_pool(
            [13., 15.]])
     """
     nd = _args.spatial_ndim_of(kernel_size)
-    p = MaxPoolParams.parse(
-        nd,
-        kernel_size,
-        stride,
-        padding,
-        dilation,
-        ceil_mode,
-        return_indices,
-        channels_last,
-        index_format,
-        storage_order,
-    )
+    p = MaxPoolParams.parse(nd, kernel_size, stride, padding, dilation, ceil_mode,
+                            return_indices, channels_last, index_format, storage_order)
     return _finish(*_max_pool_impl(x, p, p.return_indices), p.return_indices)
 
 
@@ -309,18 +299,8 @@ def _fixed_rank_max_pool(nd: int):
         index_format: str = "plane",
         storage_order: int = 0,
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-        p = MaxPoolParams.parse(
-            nd,
-            kernel_size,
-            stride,
-            padding,
-            dilation,
-            ceil_mode,
-            return_indices,
-            channels_last,
-            index_format,
-            storage_order,
-        )
+        p = MaxPoolParams.parse(nd, kernel_size, stride, padding, dilation, ceil_mode,
+                                return_indices, channels_last, index_format, storage_order)
         return _finish(*_max_pool_impl(x, p, p.return_indices), p.return_indices)
 
     return pool

@@ -37,18 +37,9 @@ class _MaxPoolNd:
         index_format: str = "plane",
         storage_order: int = 0,
     ) -> None:
-        self.params = MaxPoolParams.parse(
-            self._nd,
-            kernel_size,
-            stride,
-            padding,
-            dilation,
-            ceil_mode,
-            return_indices,
-            channels_last,
-            index_format,
-            storage_order,
-        )
+        self.params = MaxPoolParams.parse(self._nd, kernel_size, stride, padding, dilation,
+                                          ceil_mode, return_indices, channels_last,
+                                          index_format, storage_order)
         self._indices: np.ndarray | None = None
         self._input_shape: tuple[int, ...] | None = None
 

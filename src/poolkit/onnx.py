@@ -230,6 +230,16 @@ class _PoolingOp(OpRun):
         )
 
 
+def _max_on_geometry(arr: np.ndarray, geom: Geometry, want: bool):
+    """poolkit's max pooling kernels on an ONNX geometry (NCHW...): values, plane indices."""
+    nd = len(geom.kernel)
+    pads = PaddingSpec("explicit", geom.pad_begin, geom.pad_end, False)
+    params = MaxPoolParams(
+        nd, geom.kernel, geom.stride, pads, geom.dilation, False, want, False
+    )
+    return _max_pool_forward(arr, params, geom, True, want)
+
+
 class MaxPool(_PoolingOp):
     """ONNX MaxPool (opsets 1 to 22) with its optional ``Indices`` output.
 
@@ -260,17 +270,7 @@ class MaxPool(_PoolingOp):
             raise _args.bad_attribute(self.op_name, "storage_order", "0 or 1", order)
         want = len(self.output) > 1 and self.output[1] != ""
         nd = len(geom.kernel)
-        params = MaxPoolParams(
-            nd,
-            geom.kernel,
-            geom.stride,
-            PaddingSpec("explicit", geom.pad_begin, geom.pad_end, False),
-            geom.dilation,
-            False,
-            want,
-            False,
-        )
-        out, idx = _max_pool_forward(arr, params, geom, True, want)
+        out, idx = _max_on_geometry(arr, geom, want)
         if not want:
             return (out,)
         return out, _indices.from_plane(idx, arr.shape, nd, True, False, "global", order)
@@ -369,17 +369,7 @@ class GlobalMaxPool(_PoolingOp):
         spatial = arr.shape[2:]
         nd = len(spatial)
         geom = Geometry(spatial, spatial, spatial, (0,) * nd, (0,) * nd, (1,) * nd, (1,) * nd)
-        params = MaxPoolParams(
-            nd,
-            spatial,
-            spatial,
-            PaddingSpec.symmetric((0,) * nd),
-            (1,) * nd,
-            False,
-            False,
-            False,
-        )
-        out, _ = _max_pool_forward(arr, params, geom, True, False)
+        out, _ = _max_on_geometry(arr, geom, False)
         return (out,)
 
 
