@@ -421,3 +421,35 @@ def test_onnx_geometry_is_exported():
     geom = pkonnx.onnx_geometry("MaxPool", (7,), (3,), (2,), (1,), (0, 0), "SAME_LOWER", False, 22)
     assert (geom.pad_begin, geom.pad_end, geom.out_size) == ((1,), (1,), (4,))
     assert list(itertools.chain(geom.kernel)) == [3]
+
+
+def test_max_unpool_differential_without_output_shape():
+    """MaxPool -> MaxUnpool (inferred shape) on random configs: poolkit == onnx.reference."""
+    rng = np.random.default_rng(21)
+    agree = 0
+    for _ in range(40):
+        nd = int(rng.integers(1, 4))
+        kernel = [int(v) for v in rng.integers(1, 4, nd)]
+        strides = [int(v) for v in rng.integers(1, 4, nd)]
+        pads = [int(rng.integers(0, k)) for k in kernel] + [int(rng.integers(0, k)) for k in kernel]
+        size = [int(v) for v in rng.integers(3, 7 if nd < 3 else 5, nd)]
+        x = rng.standard_normal((2, 2, *size)).astype(np.float32)
+        attrs = {"kernel_shape": kernel, "strides": strides, "pads": pads}
+        if any(n + b + e < k for n, b, e, k in zip(size, pads[:nd], pads[nd:], kernel)):
+            continue
+        pool = make_model("MaxPool", 22, x.shape, outputs=("y", "i"), **attrs)
+        y, idx = _run(pool, {"x": x}, pkonnx.OPS)
+        if (idx < 0).any():
+            continue
+        # the inferred shape may be smaller than x: keep indices that fit it
+        unpool = make_model("MaxUnpool", 22, y.shape, extra_inputs=("i",), **attrs)
+        inferred = [(n - 1) * s - (b + e) + k
+                    for n, s, b, e, k in zip(y.shape[2:], strides, pads[:nd], pads[nd:], kernel)]
+        if inferred != size:
+            continue
+        ours = _run(unpool, {"x": y, "i": idx}, pkonnx.OPS)[0]
+        ref = _run(unpool, {"x": y, "i": idx})[0]
+        np.testing.assert_array_equal(ours, ref)
+        agree += 1
+    assert agree >= 10
+    print(f"\nMaxUnpool: {agree} configurations agree with onnx.reference")
