@@ -301,3 +301,35 @@ def test_bad_index_layouts_are_rejected():
         pk.max_pool2d_backward(g, idx, x.shape, storage_order=1)
     with pytest.raises(ValueError, match="must be >= 0 or -1"):
         pk.max_pool2d_backward(g, idx - 100, x.shape, index_format="global")
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    nd=st.integers(1, 3),
+    sizes=st.lists(st.integers(1, 6), min_size=3, max_size=3),
+    kernel=st.integers(1, 3),
+    batched=st.booleans(),
+    channels_last=st.booleans(),
+    storage_order=st.integers(0, 1),
+    seed=st.integers(0, 2**16),
+)
+def test_global_indices_address_the_input_property(
+    nd, sizes, kernel, batched, channels_last, storage_order, seed
+):
+    """Row-major global indices pick y out of x.ravel(); every layout round-trips."""
+    spatial = tuple(sizes[:nd])
+    k = tuple(min(kernel, s) for s in spatial)
+    shape = (spatial + (2,) if channels_last else (2,) + spatial)
+    shape = (3,) + shape if batched else shape
+    x = np.random.default_rng(seed).standard_normal(shape)
+    kw = dict(kernel_size=k, stride=1, padding="same", channels_last=channels_last,
+              return_indices=True)
+    y, glob = pk.max_pool(x, index_format="global", **kw)
+    np.testing.assert_array_equal(x.reshape(-1)[glob], y)
+    _, plane = pk.max_pool(x, **kw)
+    _, other = pk.max_pool(x, index_format="global", storage_order=storage_order, **kw)
+    g = np.ones_like(y)
+    np.testing.assert_array_equal(
+        pk.max_pool_backward(g, other, x.shape, channels_last, nd, "global", storage_order),
+        pk.max_pool_backward(g, plane, x.shape, channels_last, nd),
+    )
