@@ -222,9 +222,10 @@ def load_mnist(path: str | os.PathLike[str]) -> Dataset:
         raise DataError(f"data file {name!r} does not exist")
     source = f"data file {name!r}"
     try:
-        with np.load(name, allow_pickle=False) as data:
-            if not isinstance(data, np.lib.npyio.NpzFile):
-                raise DataError(f"{source} is not an .npz archive")
+        loaded = np.load(name, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise DataError(f"{source} is not an .npz archive (it holds a single array)")
+        with loaded as data:
             missing = [k for k in _NPZ_KEYS if k not in data.files]
             if missing:
                 raise DataError(

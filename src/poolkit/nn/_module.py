@@ -163,7 +163,10 @@ class Module:
         if not os.path.isfile(name):
             raise FileNotFoundError(f"model file {name!r} does not exist")
         try:
-            with np.load(name, allow_pickle=False) as data:
+            loaded = np.load(name, allow_pickle=False)
+            if not isinstance(loaded, np.lib.npyio.NpzFile):
+                raise ValueError("it holds a single array, not named parameters")
+            with loaded as data:
                 state = {k: data[k] for k in data.files}
         except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
             raise ValueError(f"model file {name!r} is not a readable .npz archive: {exc}") from None
