@@ -171,7 +171,7 @@ def plot_pooling(r: PoolingRouting, path: str | os.PathLike[str], title: str | N
     if ph or pw:
         ax_in.add_patch(
             Rectangle((-pw - 0.5, -ph - 0.5), w + 2 * pw, h + 2 * ph, fc="#dfe8f3", ls="--",
-                      ec="0.5", lw=1, zorder=0)
+                      ec="0.5", lw=1, zorder=-1)
         )
         ax_in.text(-pw - 0.5, h + ph - 0.3, "padding (never wins)", color="0.4", fontsize=8,
                    va="top")
