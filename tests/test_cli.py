@@ -63,6 +63,19 @@ def test_train_tiny_budget_on_digits(capsys):
     assert float(last.split(": ")[1]) > 0.7  # one epoch already learns something
 
 
+def test_train_progress_plain_lines_and_tqdm_bar(small_npz, capsys, monkeypatch):
+    argv = ["train", "--data", str(small_npz), "--epochs", "2", "--batch-size", "32"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].startswith("epoch 1/2: loss ") and ", accuracy " in out[1]
+    assert out[2].startswith("epoch 2/2: loss ")
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # a terminal: tqdm bars
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "epoch 2/2" in captured.err and "3/3" in captured.err and "loss=" in captured.err
+    assert "epoch 1/2: loss" not in captured.out
+
+
 def test_train_is_deterministic_and_saves(tmp_path, small_npz, capsys):
     outs = []
     for name in ("a.npz", "b.npz"):

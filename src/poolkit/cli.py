@@ -16,12 +16,15 @@ from typing import Any, NoReturn
 __all__ = ["main"]
 
 _EPILOG_TRAIN = """\
-The network: Conv2d(3x3, pad 1) -> ReLU -> poolkit.MaxPool2d(2) -> Conv2d(3x3, pad 1) -> ReLU
--> poolkit.MaxPool2d(2) -> Flatten -> Linear. Default data: scikit-learn's bundled 8x8 digits
-(1,797 images, fixed stratified 80/20 split). With --data: a directory holding the four
-MNIST/Fashion-MNIST IDX files (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz],
-t10k-...), or an .npz with x_train, y_train, x_test, y_test. The last line printed is
-'test accuracy: 0.xxxx'; the same seed gives the same result.
+The network: Conv2d(32, 3x3, pad 1) -> ReLU -> poolkit.MaxPool2d(2) -> Conv2d(64, 3x3,
+pad 1) -> ReLU -> poolkit.MaxPool2d(2) -> Flatten -> Linear.
+
+Default data: scikit-learn's bundled 8x8 digits (1,797 images, fixed stratified 80/20
+split). With --data: a directory holding the four MNIST/Fashion-MNIST IDX files
+(train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], t10k-...), or an .npz
+with x_train, y_train, x_test, y_test.
+
+The last line printed is 'test accuracy: 0.xxxx'; the same seed gives the same result.
 """
 
 _EPILOG_SHOW = """\
@@ -98,35 +101,35 @@ def _build_parser() -> _Parser:
     t = sub.add_parser(
         "train",
         help="train a small LeNet-style convnet whose pooling is poolkit.MaxPool2d",
-        description="Train a LeNet-style convnet (poolkit.nn, pooling by poolkit.MaxPool2d) and "
-        "report its test accuracy.",
+        description="Train a LeNet-style convnet (poolkit.nn, pooling by poolkit.MaxPool2d)\n"
+        "and report its test accuracy.",
         epilog=_EPILOG_TRAIN,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    t.add_argument("--epochs", type=_positive_int, default=30, help="passes over the training "
-                   "set (default: 30)")
-    t.add_argument("--batch-size", type=_positive_int, default=64,
+    t.add_argument("--epochs", type=_positive_int, default=30, metavar="N",
+                   help="passes over the training set (default: 30)")
+    t.add_argument("--batch-size", type=_positive_int, default=64, metavar="N",
                    help="images per mini-batch (default: 64)")
     t.add_argument("--lr", type=_positive_float, default=3e-3,
                    help="initial learning rate, decayed to 0 on a cosine schedule "
                    "(default: 0.003)")
     t.add_argument("--optimizer", choices=("adam", "sgd"), default="adam",
                    help="adam, or sgd with momentum 0.9 (default: adam)")
-    t.add_argument("--seed", type=_nonneg_int, default=0,
+    t.add_argument("--seed", type=_nonneg_int, default=0, metavar="N",
                    help="seed for initial weights and shuffling (default: 0)")
     t.add_argument("--data", metavar="PATH", default=None,
                    help="MNIST-format data: a directory of IDX files (gzipped or raw) or an .npz "
                    "(default: scikit-learn's bundled digits)")
     t.add_argument("--save", metavar="FILE", default=None,
                    help="save the trained parameters to this .npz file")
-    t.add_argument("--threads", type=_positive_int, default=1,
+    t.add_argument("--threads", type=_positive_int, default=1, metavar="N",
                    help="CPU threads for the pooling kernels and BLAS; the demo network is "
                    "small, so 1 is fastest (default: 1)")
 
     s = sub.add_parser(
         "show",
         help="draw max pooling forward and its backward gradient routing to a PNG",
-        description="Draw a sample image, its max-pooled output, and the backward routing "
+        description="Draw a sample image, its max-pooled output, and the backward routing\n"
         "(which input pixels receive gradient, and from which output cell) to a PNG.",
         epilog=_EPILOG_SHOW,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -136,7 +139,7 @@ def _build_parser() -> _Parser:
     s.add_argument("--image", metavar="FILE", default=None,
                    help="a PNG or .npy image to pool (colour is converted to grey; default: a "
                    "digit from scikit-learn's bundled dataset)")
-    s.add_argument("--index", type=_nonneg_int, default=0,
+    s.add_argument("--index", type=_nonneg_int, default=0, metavar="I",
                    help="which bundled digit to draw when --image is not given (default: 0)")
     s.add_argument("--kernel-size", type=_int_or_pair, default=2, metavar="K",
                    help="window size: K or KH,KW (default: 2)")
@@ -174,14 +177,17 @@ def _threads(n: int) -> Iterator[None]:
 
 
 class _Progress:
-    """A tqdm bar per epoch when tqdm is installed, else one plain line per epoch."""
+    """A tqdm bar per epoch on a terminal (when tqdm is installed), else one plain line per
+    epoch on stdout (also when output goes to a file or a pipe, where bars only add noise)."""
 
     def __init__(self, epochs: int, batches: int) -> None:
         self.epochs, self.batches = epochs, batches
-        try:
-            from tqdm import tqdm
-        except ImportError:
-            tqdm = None
+        tqdm = None
+        if sys.stderr.isatty():
+            try:
+                from tqdm import tqdm
+            except ImportError:
+                pass
         self._tqdm = tqdm
         self._bar: Any = None
 
