@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import poolkit as pk
 from poolkit import nn
@@ -170,6 +172,57 @@ def test_conv2d_matches_torch(stride, padding):
     np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(conv.weight.grad, wt.grad.numpy(), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(conv.bias.grad, bt.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def conv2d_loop_reference(x, w, b, stride, padding):
+    """Plain-loop cross-correlation: the obviously-correct oracle for Conv2d.forward."""
+    n, c, h, wd = x.shape
+    o, _, kh, kw = w.shape
+    (sh, sw), (ph, pw) = stride, padding
+    xp = np.zeros((n, c, h + 2 * ph, wd + 2 * pw))
+    xp[:, :, ph : ph + h, pw : pw + wd] = x
+    oh, ow = (h + 2 * ph - kh) // sh + 1, (wd + 2 * pw - kw) // sw + 1
+    out = np.zeros((n, o, oh, ow))
+    for ni in range(n):
+        for oi in range(o):
+            for i in range(oh):
+                for j in range(ow):
+                    patch = xp[ni, :, i * sh : i * sh + kh, j * sw : j * sw + kw]
+                    out[ni, oi, i, j] = (patch * w[oi]).sum() + b[oi]
+    return out
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 2), c=st.integers(1, 3), o=st.integers(1, 3),
+    h=st.integers(1, 7), w=st.integers(1, 7),
+    kh=st.integers(1, 4), kw=st.integers(1, 4),
+    sh=st.integers(1, 3), sw=st.integers(1, 3),
+    ph=st.integers(0, 2), pw=st.integers(0, 2),
+    seed=st.integers(0, 2**16),
+)
+def test_conv2d_property_reference_and_torch(n, c, o, h, w, kh, kw, sh, sw, ph, pw, seed):
+    if h + 2 * ph < kh or w + 2 * pw < kw:
+        with pytest.raises(ValueError, match="smaller than the padded kernel"):
+            nn.Conv2d(c, o, (kh, kw), (sh, sw), (ph, pw), rng=seed)(np.zeros((n, c, h, w)))
+        return
+    rng = np.random.default_rng(seed)
+    conv = nn.Conv2d(c, o, (kh, kw), (sh, sw), (ph, pw), rng=rng, dtype=np.float64)
+    conv.bias.data[:] = rng.standard_normal(o)
+    x = rng.standard_normal((n, c, h, w))
+    y = conv(x)
+    ref = conv2d_loop_reference(x, conv.weight.data, conv.bias.data, (sh, sw), (ph, pw))
+    np.testing.assert_allclose(y, ref, rtol=1e-12, atol=1e-12)
+    g = rng.standard_normal(y.shape)
+    dx = conv.backward(g)
+    xt = torch.tensor(x, requires_grad=True)
+    wt = torch.tensor(conv.weight.data, requires_grad=True)
+    torch.nn.functional.conv2d(xt, wt, stride=(sh, sw), padding=(ph, pw)).backward(
+        torch.tensor(g)
+    )
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-11, atol=1e-12)
+    np.testing.assert_allclose(conv.weight.grad, wt.grad.numpy(), rtol=1e-11, atol=1e-12)
+    np.testing.assert_allclose(conv.bias.grad, g.sum(axis=(0, 2, 3)), rtol=1e-12, atol=1e-12)
 
 
 def test_linear_and_loss_match_torch():

@@ -90,6 +90,10 @@ def gradcheck(
 
     Notes
     -----
+    ``forward`` must be deterministic: a layer that draws randomness on every call (Dropout in
+    training mode) needs its randomness fixed, e.g. by wrapping it in a function that builds
+    it with the same seed each time.
+
     Max pooling is differentiable only away from ties: give it distinct values that differ by
     much more than ``eps`` (a random permutation of a range works well).
 

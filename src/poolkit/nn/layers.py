@@ -32,7 +32,7 @@ def _positive_int(value: Any, name: str) -> int:
 
 def _float_input(x: Any, name: str = "x") -> np.ndarray:
     arr = _args.as_array(x, name)
-    if arr.dtype.kind not in "fiu" or arr.dtype.kind == "b":
+    if arr.dtype.kind not in "fiu":
         raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
     if arr.dtype.kind != "f":
         arr = arr.astype(np.float64)
