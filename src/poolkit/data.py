@@ -204,6 +204,16 @@ def load_mnist(path: str | os.PathLike[str]) -> Dataset:
     ------
     DataError
         Naming the file that is missing or malformed.
+
+    Examples
+    --------
+    >>> import os, tempfile, numpy as np
+    >>> from poolkit.data import load_mnist
+    >>> path = os.path.join(tempfile.mkdtemp(), "tiny.npz")
+    >>> np.savez(path, x_train=np.zeros((3, 8, 8), np.uint8), y_train=np.array([0, 1, 2]),
+    ...          x_test=np.zeros((1, 8, 8), np.uint8), y_test=np.array([1]))
+    >>> load_mnist(path)
+    Dataset('tiny', train=3, test=1, image_shape=(1, 8, 8), classes=3)
     """
     name = os.fspath(path)
     if os.path.isdir(name):
@@ -248,5 +258,12 @@ def load_mnist(path: str | os.PathLike[str]) -> Dataset:
 
 
 def load_dataset(path: str | os.PathLike[str] | None = None) -> Dataset:
-    """The bundled digits when ``path`` is None, else :func:`load_mnist` on ``path``."""
+    """The bundled digits when ``path`` is None, else :func:`load_mnist` on ``path``.
+
+    Examples
+    --------
+    >>> from poolkit.data import load_dataset
+    >>> load_dataset()
+    Dataset('digits', train=1438, test=359, image_shape=(1, 8, 8), classes=10)
+    """
     return load_digits() if path is None else load_mnist(path)

@@ -81,7 +81,14 @@ def pooling_routing(
 
 
 def sample_image(index: int = 0) -> np.ndarray:
-    """Image ``index`` of scikit-learn's bundled digits, scaled to [0, 1] (8x8)."""
+    """Image ``index`` of scikit-learn's bundled digits, scaled to [0, 1] (8x8).
+
+    Examples
+    --------
+    >>> from poolkit.viz import sample_image
+    >>> sample_image(0).shape
+    (8, 8)
+    """
     from .data import load_digits
 
     ds = load_digits()
@@ -98,6 +105,15 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
     ------
     ValueError
         Naming the file when it is missing, unreadable, or not a 2-D / RGB(A) image.
+
+    Examples
+    --------
+    >>> import os, tempfile, numpy as np
+    >>> from poolkit.viz import load_image
+    >>> path = os.path.join(tempfile.mkdtemp(), "rgb.npy")
+    >>> np.save(path, np.ones((4, 5, 3)))
+    >>> load_image(path).shape
+    (4, 5)
     """
     name = os.fspath(path)
     if not os.path.isfile(name):
@@ -133,7 +149,17 @@ def _cell_colours(n: int) -> np.ndarray:
 
 
 def plot_pooling(r: PoolingRouting, path: str | os.PathLike[str], title: str | None = None) -> None:
-    """Draw input, pooled output and backward routing side by side and save a PNG."""
+    """Draw input, pooled output and backward routing side by side and save a PNG.
+
+    Examples
+    --------
+    >>> import os, tempfile, numpy as np
+    >>> from poolkit.viz import plot_pooling, pooling_routing
+    >>> path = os.path.join(tempfile.mkdtemp(), "pool.png")
+    >>> plot_pooling(pooling_routing(np.arange(36.0).reshape(6, 6), 3, stride=2, padding=1), path)
+    >>> open(path, "rb").read(4)
+    b'\\x89PNG'
+    """
     import matplotlib
 
     matplotlib.use("Agg")

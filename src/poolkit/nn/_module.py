@@ -17,6 +17,11 @@ def as_generator(rng: np.random.Generator | int | None) -> np.random.Generator:
 
     None gives a fresh generator seeded from the operating system; pass an int or a
     Generator for reproducible results. poolkit never touches NumPy's global random state.
+
+    Examples
+    --------
+    >>> as_generator(0).integers(10) == as_generator(0).integers(10)
+    True
     """
     if isinstance(rng, np.random.Generator):
         return rng

@@ -12,7 +12,14 @@ __all__ = ["SoftmaxCrossEntropy", "log_softmax"]
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
-    """Numerically stable ``log(softmax(logits))`` over the last axis."""
+    """Numerically stable ``log(softmax(logits))`` over the last axis.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> log_softmax(np.array([[0.0, 0.0], [1000.0, 0.0]])).round(4).tolist()  # no overflow
+    [[-0.6931, -0.6931], [0.0, -1000.0]]
+    """
     shifted = logits - logits.max(axis=-1, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 

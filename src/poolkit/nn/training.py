@@ -14,15 +14,29 @@ __all__ = ["cosine_lr", "evaluate", "minibatches", "train_epoch"]
 
 
 def minibatches(n: int, batch_size: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
-    """Shuffled index batches covering ``range(n)`` once (the last one may be short)."""
+    """Shuffled index batches covering ``range(n)`` once (the last one may be short).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> [b.tolist() for b in minibatches(5, 2, np.random.default_rng(0))]
+    [[2, 4], [3, 0], [1]]
+    """
     perm = rng.permutation(n)
     for start in range(0, n, batch_size):
         yield perm[start : start + batch_size]
 
 
 def cosine_lr(base_lr: float, step: int, total_steps: int) -> float:
-    """Cosine decay from ``base_lr`` at step 0 towards 0 at ``total_steps``."""
-    return 0.5 * base_lr * (1.0 + np.cos(np.pi * min(step, total_steps) / max(total_steps, 1)))
+    """Cosine decay from ``base_lr`` at step 0 towards 0 at ``total_steps``.
+
+    Examples
+    --------
+    >>> [round(cosine_lr(1.0, s, 4), 3) for s in range(5)]
+    [1.0, 0.854, 0.5, 0.146, 0.0]
+    """
+    fraction = min(step, total_steps) / max(total_steps, 1)
+    return float(0.5 * base_lr * (1.0 + np.cos(np.pi * fraction)))
 
 
 def evaluate(
@@ -31,6 +45,22 @@ def evaluate(
     """Mean loss and accuracy of ``model`` on ``(x, y)`` in evaluation mode.
 
     The model's training flag is restored afterwards.
+
+    Parameters
+    ----------
+    model : layer with ``forward`` (e.g. :class:`Sequential`)
+    x : (N, ...) inputs
+    y : (N,) integer labels
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from poolkit.nn import Linear
+    >>> fc = Linear(2, 2, rng=0)
+    >>> fc.weight.data[:] = np.eye(2)
+    >>> loss, acc = evaluate(fc, np.eye(2, dtype=np.float32), np.array([0, 1]))
+    >>> acc
+    1.0
     """
     was_training = getattr(model, "training", False)
     if hasattr(model, "eval"):
@@ -61,6 +91,18 @@ def train_epoch(
 
     ``lr_at()`` (if given) sets ``optimizer.lr`` before every step; ``on_batch(loss, acc)``
     is called after every step with the running means (for progress bars).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from poolkit import nn
+    >>> net = nn.Sequential(nn.Flatten(), nn.Linear(4, 2, rng=0))
+    >>> x = np.eye(4, dtype=np.float32).reshape(4, 1, 2, 2); y = np.array([0, 0, 1, 1])
+    >>> opt = nn.SGD(net.parameters(), lr=0.5)
+    >>> first, _ = train_epoch(net, opt, x, y, 2, np.random.default_rng(0))
+    >>> later = [train_epoch(net, opt, x, y, 2, np.random.default_rng(i))[0] for i in range(20)]
+    >>> later[-1] < first
+    True
     """
     model.train()
     loss_fn = SoftmaxCrossEntropy()
