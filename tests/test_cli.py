@@ -124,6 +124,15 @@ def test_show_with_npy_and_png_images(tmp_path, capsys):
     assert png_size(out2)[0] > 0
 
 
+def test_show_large_image_without_labels(tmp_path, capsys):
+    npy = tmp_path / "large.npy"
+    np.save(npy, np.random.default_rng(1).random((40, 30)))
+    out = tmp_path / "large.png"
+    assert main(["show", "--image", str(npy), "--stride", "1", "--out", str(out)]) == 0
+    assert png_size(out) == (1650, 616)
+    assert "-> 39x29 output" in capsys.readouterr().out
+
+
 def test_import_poolkit_stays_light():
     code = (
         "import sys, poolkit, poolkit.nn, poolkit.cli, poolkit.data, poolkit.viz, "

@@ -179,7 +179,10 @@ def plot_pooling(r: PoolingRouting, path: str | os.PathLike[str], title: str | N
 
     # 1. input with every pooling window outlined in its output cell's colour
     ax_in.imshow(r.image, cmap="gray", vmin=lo, vmax=hi)
-    ax_in.set_title(f"input {h}x{w}\n(each window outlined in its output cell's colour)")
+    ax_in.set_title(
+        f"input {h}x{w}\n"
+        + ("(each window outlined in its output cell's colour)" if n_cells <= _MAX_ARROWS else "")
+    )
     if n_cells <= _MAX_ARROWS:
         for cell in range(n_cells):
             i, j = divmod(cell, ow)
@@ -204,17 +207,19 @@ def plot_pooling(r: PoolingRouting, path: str | os.PathLike[str], title: str | N
     ax_in.set_xlim(-pw - 0.5, w + pw - 0.5)
     ax_in.set_ylim(h + ph - 0.5 + (0.8 if ph or pw else 0.0), -ph - 0.5)
 
-    # 2. pooled output, cells framed in their colours
+    # 2. pooled output, cells framed in their colours (labelled while there are few cells)
     ax_out.imshow(r.pooled, cmap="gray", vmin=lo, vmax=hi)
-    ax_out.set_title(f"max-pooled output {oh}x{ow}\n(cell number, kept value)")
-    for cell in range(n_cells):
+    labelled = n_cells <= _MAX_ARROWS
+    ax_out.set_title(
+        f"max-pooled output {oh}x{ow}\n" + ("(cell number, kept value)" if labelled else "")
+    )
+    for cell in range(n_cells if labelled else 0):
         i, j = divmod(cell, ow)
+        v = r.pooled[i, j]
         ax_out.add_patch(Rectangle((j - 0.45, i - 0.45), 0.9, 0.9, fill=False, lw=3,
                                    ec=colours[cell]))
-        if n_cells <= _MAX_ARROWS:
-            v = r.pooled[i, j]
-            ax_out.text(j, i, f"#{cell}\n{v:.3g}", ha="center", va="center", fontsize=8,
-                        color="white" if v < (lo + hi) / 2 else "black")
+        ax_out.text(j, i, f"#{cell}\n{v:.3g}", ha="center", va="center", fontsize=8,
+                    color="white" if v < (lo + hi) / 2 else "black")
 
     # 3. backward routing: pixels coloured by the output cell(s) sending them gradient
     sources = r.sources()
