@@ -176,3 +176,89 @@ def check_output_size(out: tuple[int, ...], in_spatial: tuple[int, ...], name: s
             f"{in_spatial} gives output size {out}; use a smaller kernel_size or dilation, "
             "or more padding"
         )
+
+
+# --- pooling family (average, Lp, adaptive, global, fractional, unpooling) -------------
+
+
+def check_shape_arg(value: Any, name: str) -> tuple[int, ...]:
+    """A shape argument: a tuple or list of non-negative ints."""
+    if not isinstance(value, (tuple, list)):
+        raise TypeError(f"{name} must be a tuple of ints, got {_describe(value)}")
+    return int_tuple(value, len(value), name, minimum=0) if value else ()
+
+
+def check_grad_shape(grad: np.ndarray, expected: tuple[int, ...], name: str = "grad_output"):
+    """grad_output must have exactly the shape the forward pass produced."""
+    if tuple(grad.shape) != tuple(expected):
+        raise ValueError(
+            f"{name} must have the shape of the forward output {tuple(expected)}, "
+            f"got shape {tuple(grad.shape)}"
+        )
+
+
+def check_divisor_override(value: Any) -> int:
+    """None (0 returned: no override) or a non-zero int (PyTorch allows negatives)."""
+    if value is None:
+        return 0
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"divisor_override must be None or an int, got {_describe(value)}")
+    if int(value) == 0:
+        raise ValueError("divisor_override must be non-zero (or None), got 0")
+    return int(value)
+
+
+def check_norm_type(value: Any) -> float:
+    """Lp pooling exponent: a finite real number > 0."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"norm_type must be a real number, got {_describe(value)}")
+    p = float(value)
+    if not np.isfinite(p) or p <= 0:
+        raise ValueError(
+            f"norm_type must be a finite number > 0, got {p!r} (for the max of |x|, use "
+            "max pooling on abs(x))"
+        )
+    return p
+
+
+def check_adaptive_output_size(
+    value: Any, in_spatial: tuple[int, ...], name: str = "output_size"
+) -> tuple[int, ...]:
+    """Adaptive output size: int or per-dim ints >= 0 (0 gives an empty output, as in
+    PyTorch); ``None`` entries keep the input size."""
+    nd = len(in_spatial)
+    if value is None:
+        raise TypeError(f"{name} must be an int or a tuple of {nd} ints or None, got None")
+    if isinstance(value, (Sequence, np.ndarray)) and not isinstance(value, (str, bytes)):
+        items = list(value)
+        if len(items) != nd:
+            raise ValueError(
+                f"{name} must be an int or a tuple of {nd} ints (or None), "
+                f"got a sequence of length {len(items)}: {tuple(items)!r}"
+            )
+    else:
+        items = [value] * nd
+    sizes = tuple(
+        in_spatial[j] if v is None else _as_int(v, name) for j, v in enumerate(items)
+    )
+    if any(s < 0 for s in sizes):
+        raise ValueError(f"{name} must be >= 0 in every dimension, got {tuple(items)!r}")
+    return sizes
+
+
+def check_index_array(idx: Any, shape: tuple[int, ...], name: str = "indices") -> np.ndarray:
+    """An integer index array of a given shape, as int64."""
+    arr = as_array(idx, name)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be an integer array, got dtype {arr.dtype}")
+    if tuple(arr.shape) != tuple(shape):
+        raise ValueError(f"{name} must have the shape of x {tuple(shape)}, got {arr.shape}")
+    return arr.astype(np.int64, copy=False)
+
+
+def index_range_error(name: str, plane: int, shape: tuple[int, ...]) -> ValueError:
+    """The error for an index outside its ``(n, c)`` plane."""
+    return ValueError(
+        f"{name} must lie in [0, {plane}) (the flattened spatial plane of the output "
+        f"{tuple(shape)}); got values outside that range"
+    )

@@ -116,3 +116,242 @@ def max_pool_backward(
                 flat[iv] = flat[iv] + gv  # scalar add rounds in the array dtype each time
         dx[p] = flat.reshape(dx[p].shape)
     return _unplanes(dx, tuple(input_shape), nd, channels_last)
+
+
+# --------------------------------------------------------------------------------------
+# The pooling family: plain-loop references (arguments assumed valid).
+
+
+def _opmath(dtype: np.dtype) -> type:
+    """Accumulation type of PyTorch's CPU kernels: float32 for float16/32, else float64."""
+    return np.float32 if dtype in (np.float16, np.float32) else np.float64
+
+
+def avg_pool(
+    x: np.ndarray,
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    padding: tuple[int, ...],
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+    channels_last: bool = False,
+) -> np.ndarray:
+    """Reference average pooling (integer inputs pooled in float64)."""
+    nd = len(kernel)
+    x = np.asarray(x)
+    if x.dtype.kind != "f":
+        x = x.astype(np.float64)
+    acc_t = _opmath(x.dtype)
+    planes = _planes(x, nd, channels_last)
+    in_size = planes.shape[1:]
+    out_size = tuple(
+        window_count(in_size[j], kernel[j], stride[j], padding[j], padding[j], 1, ceil_mode)
+        for j in range(nd)
+    )
+    out = np.zeros((planes.shape[0],) + out_size, dtype=x.dtype)
+    for p in range(planes.shape[0]):
+        for o in itertools.product(*(range(n) for n in out_size)):
+            starts = [o[j] * stride[j] - padding[j] for j in range(nd)]
+            ends = [min(starts[j] + kernel[j], in_size[j] + padding[j]) for j in range(nd)]
+            padded = int(np.prod([e - s for s, e in zip(starts, ends)]))
+            total = acc_t(0)
+            count = 0
+            for t in itertools.product(*(range(k) for k in kernel)):
+                pos = tuple(starts[j] + t[j] for j in range(nd))
+                if any(q < 0 or q >= min(ends[j], in_size[j]) for j, q in enumerate(pos)):
+                    continue
+                total = acc_t(total + acc_t(planes[(p, *pos)]))
+                count += 1
+            if count == 0:
+                continue
+            if divisor_override is not None:
+                div = divisor_override
+            else:
+                div = padded if count_include_pad else count
+            out[(p, *o)] = x.dtype.type(total / acc_t(div))
+    return _unplanes(out, x.shape, nd, channels_last)
+
+
+def avg_pool_backward(
+    grad: np.ndarray,
+    input_shape: tuple[int, ...],
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    padding: tuple[int, ...],
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+    channels_last: bool = False,
+) -> np.ndarray:
+    """Reference average pooling backward: scatter grad/divisor in output row-major order."""
+    nd = len(kernel)
+    g = _planes(np.asarray(grad), nd, channels_last)
+    acc_t = _opmath(g.dtype)
+    dx = _planes(np.zeros(input_shape, dtype=g.dtype), nd, channels_last)
+    in_size = dx.shape[1:]
+    for p in range(g.shape[0]):
+        for o in itertools.product(*(range(n) for n in g.shape[1:])):
+            starts = [o[j] * stride[j] - padding[j] for j in range(nd)]
+            ends = [min(starts[j] + kernel[j], in_size[j] + padding[j]) for j in range(nd)]
+            lo = [max(s, 0) for s in starts]
+            hi = [min(e, n) for e, n in zip(ends, in_size)]
+            if any(a >= b for a, b in zip(lo, hi)):
+                continue
+            if divisor_override is not None:
+                div = divisor_override
+            elif count_include_pad:
+                div = int(np.prod([e - s for s, e in zip(starts, ends)]))
+            else:
+                div = int(np.prod([b - a for a, b in zip(lo, hi)]))
+            delta = g.dtype.type(acc_t(g[(p, *o)]) / acc_t(div))
+            for pos in itertools.product(*(range(a, b) for a, b in zip(lo, hi))):
+                dx[(p, *pos)] = dx[(p, *pos)] + delta
+    return _unplanes(dx, tuple(input_shape), nd, channels_last)
+
+
+def adaptive_bounds(o: int, length: int, n_out: int) -> tuple[int, int]:
+    """``[floor(o*L/O), ceil((o+1)*L/O))`` by exact integer arithmetic."""
+    return (o * length) // n_out, -((-(o + 1) * length) // n_out)
+
+
+def adaptive_avg_pool(x: np.ndarray, out_size: tuple[int, ...]) -> np.ndarray:
+    """Reference adaptive average: row-major sum in opmath, divided by each length."""
+    nd = len(out_size)
+    x = np.asarray(x)
+    acc_t = _opmath(x.dtype)
+    planes = _planes(x, nd, False)
+    in_size = planes.shape[1:]
+    out = np.empty((planes.shape[0],) + tuple(out_size), dtype=x.dtype)
+    for p in range(planes.shape[0]):
+        for o in itertools.product(*(range(n) for n in out_size)):
+            bounds = [adaptive_bounds(o[j], in_size[j], out_size[j]) for j in range(nd)]
+            total = acc_t(0)
+            for pos in itertools.product(*(range(a, b) for a, b in bounds)):
+                total = acc_t(total + acc_t(planes[(p, *pos)]))
+            for a, b in bounds:
+                total = acc_t(total / acc_t(b - a))
+            out[(p, *o)] = x.dtype.type(total)
+    return _unplanes(out, x.shape, nd, False)
+
+
+def adaptive_max_pool(x: np.ndarray, out_size: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Reference adaptive max: first maximum wins, last NaN wins; plane indices."""
+    nd = len(out_size)
+    x = np.asarray(x)
+    planes = _planes(x, nd, False)
+    in_size = planes.shape[1:]
+    out = np.empty((planes.shape[0],) + tuple(out_size), dtype=x.dtype)
+    idx = np.empty((planes.shape[0],) + tuple(out_size), dtype=np.int64)
+    for p in range(planes.shape[0]):
+        for o in itertools.product(*(range(n) for n in out_size)):
+            bounds = [adaptive_bounds(o[j], in_size[j], out_size[j]) for j in range(nd)]
+            best, best_pos = None, None
+            for pos in itertools.product(*(range(a, b) for a, b in bounds)):
+                v = planes[(p, *pos)]
+                if best is None or v > best or np.isnan(v):
+                    best, best_pos = v, pos
+            out[(p, *o)] = best
+            idx[(p, *o)] = int(np.ravel_multi_index(best_pos, in_size))
+    return _unplanes(out, x.shape, nd, False), _unplanes(idx, x.shape, nd, False)
+
+
+def lp_pool(
+    x: np.ndarray,
+    norm_type: float,
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    ceil_mode: bool = False,
+) -> np.ndarray:
+    """Reference Lp pooling in float64: ``(sum |x|^p * k / clipped_count)^(1/p)``."""
+    nd = len(kernel)
+    x = np.asarray(x)
+    planes = _planes(x.astype(np.float64), nd, False)
+    in_size = planes.shape[1:]
+    out_size = tuple(
+        window_count(in_size[j], kernel[j], stride[j], 0, 0, 1, ceil_mode) for j in range(nd)
+    )
+    out = np.empty((planes.shape[0],) + out_size)
+    for p in range(planes.shape[0]):
+        for o in itertools.product(*(range(n) for n in out_size)):
+            total, count = 0.0, 0
+            for t in itertools.product(*(range(k) for k in kernel)):
+                pos = tuple(o[j] * stride[j] + t[j] for j in range(nd))
+                if any(q >= in_size[j] for j, q in enumerate(pos)):
+                    continue
+                total += abs(planes[(p, *pos)]) ** norm_type
+                count += 1
+            out[(p, *o)] = (total * int(np.prod(kernel)) / count) ** (1.0 / norm_type)
+    return _unplanes(out, x.shape, nd, False)
+
+
+def fractional_starts(sample, length: int, n_out: int, pool: int) -> list[int]:
+    """PyTorch's interval sequence, evaluated in the sample's own float type."""
+    t = type(sample)
+    seq = []
+    if n_out > 1:
+        alpha = t(t(length - pool) / t(n_out - 1))
+        for i in range(n_out - 1):
+            seq.append(int(t(t(t(i) + sample) * alpha)) - int(t(sample * alpha)))
+    seq.append(length - pool)
+    return seq
+
+
+def fractional_max_pool(
+    x: np.ndarray, kernel: tuple[int, ...], out_size: tuple[int, ...], samples: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Reference fractional max pooling; ``samples`` is ``(N, C, nd)`` ((w, h) for 2-D)."""
+    nd = len(kernel)
+    x = np.asarray(x)
+    planes = _planes(x, nd, False)
+    u = np.asarray(samples).reshape(-1, nd)
+    in_size = planes.shape[1:]
+    out = np.empty((planes.shape[0],) + tuple(out_size), dtype=x.dtype)
+    idx = np.empty((planes.shape[0],) + tuple(out_size), dtype=np.int64)
+    for p in range(planes.shape[0]):
+        which = [1, 0] if nd == 2 else [0, 1, 2]
+        seqs = [
+            fractional_starts(u[p, which[j]], in_size[j], out_size[j], kernel[j])
+            for j in range(nd)
+        ]
+        for o in itertools.product(*(range(n) for n in out_size)):
+            best, best_pos = None, None
+            for t in itertools.product(*(range(k) for k in kernel)):
+                pos = tuple(seqs[j][o[j]] + t[j] for j in range(nd))
+                v = planes[(p, *pos)]
+                if best is None or v > best or np.isnan(v):
+                    best, best_pos = v, pos
+            out[(p, *o)] = best
+            idx[(p, *o)] = int(np.ravel_multi_index(best_pos, in_size))
+    return _unplanes(out, x.shape, nd, False), _unplanes(idx, x.shape, nd, False)
+
+
+def max_unpool(
+    x: np.ndarray, indices: np.ndarray, out_size: tuple[int, ...]
+) -> np.ndarray:
+    """Reference unpooling: write values in row-major order (the last duplicate wins)."""
+    nd = len(out_size)
+    x = np.asarray(x)
+    src = _planes(x, nd, False)
+    ix = _planes(np.asarray(indices), nd, False)
+    out = np.zeros((src.shape[0], int(np.prod(out_size))), dtype=x.dtype)
+    for p in range(src.shape[0]):
+        for v, i in zip(src[p].reshape(-1), ix[p].reshape(-1)):
+            out[p, i] = v
+    shape = x.shape[:-nd] + tuple(out_size)
+    return out.reshape(shape)
+
+
+def max_unpool_backward(grad: np.ndarray, indices: np.ndarray, nd: int) -> np.ndarray:
+    """Reference unpooling backward: the winner (last duplicate) of a slot takes its grad."""
+    g = _planes(np.asarray(grad), nd, False).reshape(-1, int(np.prod(grad.shape[-nd:])))
+    ix = np.asarray(indices)
+    flat = _planes(ix, nd, False).reshape(g.shape[0], -1)
+    dx = np.zeros(flat.shape, dtype=g.dtype)
+    for p in range(flat.shape[0]):
+        winner = {}
+        for k, i in enumerate(flat[p]):
+            winner[int(i)] = k
+        for i, k in winner.items():
+            dx[p, k] = g[p, i]
+    return dx.reshape(ix.shape)

@@ -132,3 +132,49 @@ class MaxPool3d(_MaxPoolNd):
     """
 
     _nd = 3
+
+# The pooling family's layers live beside their functions; re-exported here.
+from ._adaptive import (  # noqa: E402
+    AdaptiveAvgPool1d,
+    AdaptiveAvgPool2d,
+    AdaptiveAvgPool3d,
+    AdaptiveMaxPool1d,
+    AdaptiveMaxPool2d,
+    AdaptiveMaxPool3d,
+    GlobalAvgPool,
+    GlobalLpPool,
+    GlobalMaxPool,
+)
+from ._avg import AvgPool1d, AvgPool2d, AvgPool3d, LPPool1d, LPPool2d, LPPool3d  # noqa: E402
+from ._fractional import (  # noqa: E402
+    FractionalMaxPool2d,
+    FractionalMaxPool3d,
+)
+from ._unpool import (  # noqa: E402
+    MaxUnpool1d,
+    MaxUnpool2d,
+    MaxUnpool3d,
+)
+
+__all__ += [
+    "AdaptiveAvgPool1d",
+    "AdaptiveAvgPool2d",
+    "AdaptiveAvgPool3d",
+    "AdaptiveMaxPool1d",
+    "AdaptiveMaxPool2d",
+    "AdaptiveMaxPool3d",
+    "AvgPool1d",
+    "AvgPool2d",
+    "AvgPool3d",
+    "FractionalMaxPool2d",
+    "FractionalMaxPool3d",
+    "GlobalAvgPool",
+    "GlobalLpPool",
+    "GlobalMaxPool",
+    "LPPool1d",
+    "LPPool2d",
+    "LPPool3d",
+    "MaxUnpool1d",
+    "MaxUnpool2d",
+    "MaxUnpool3d",
+]

@@ -1,0 +1,110 @@
+"""Time the pooling family in poolkit against PyTorch (CPU), side by side.
+
+Usage: ``python benchmarks/bench_family.py [--repeat 5] [--quick]``. Both libraries use
+their default thread counts; each row reports the best of ``--repeat`` runs after a
+warm-up call (numba compilation excluded). float32, NCHW unless stated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+import poolkit as pk
+
+A = torch.ops.aten
+
+
+def best_of(fn: Callable[[], object], repeat: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def rows(shape: tuple[int, ...], rng: np.random.Generator):
+    x = rng.standard_normal(shape).astype(np.float32)
+    tx = torch.from_numpy(x)
+    y = pk.avg_pool2d(x, 3, 2, 1)
+    g = np.ones_like(y)
+    tg = torch.from_numpy(g)
+    yield (
+        "avg_pool2d k3 s2 p1 forward",
+        lambda: pk.avg_pool2d(x, 3, 2, 1),
+        lambda: torch.nn.functional.avg_pool2d(tx, 3, 2, 1),
+    )
+    yield (
+        "avg_pool2d k3 s2 p1 backward",
+        lambda: pk.avg_pool2d_backward(g, x.shape, 3, 2, 1),
+        lambda: A.avg_pool2d_backward(tg, tx, [3, 3], [2, 2], [1, 1], False, True, None),
+    )
+    for size in (1, 7):
+        ya = pk.adaptive_avg_pool2d(x, size)
+        ga = np.ones_like(ya)
+        tga = torch.from_numpy(ga)
+        yield (
+            f"adaptive_avg_pool2d -> {size}x{size} forward",
+            lambda size=size: pk.adaptive_avg_pool2d(x, size),
+            lambda size=size: torch.nn.functional.adaptive_avg_pool2d(tx, size),
+        )
+        yield (
+            f"adaptive_avg_pool2d -> {size}x{size} backward",
+            lambda ga=ga: pk.adaptive_avg_pool2d_backward(ga, x.shape),
+            lambda tga=tga: A._adaptive_avg_pool2d_backward(tga, tx),
+        )
+    yield (
+        "adaptive_max_pool2d -> 7x7 forward+indices",
+        lambda: pk.adaptive_max_pool2d(x, 7, return_indices=True),
+        lambda: torch.nn.functional.adaptive_max_pool2d(tx, 7, return_indices=True),
+    )
+    yield (
+        "lp_pool2d p=2 k3 s2 forward",
+        lambda: pk.lp_pool2d(x, 2.0, 3, 2),
+        lambda: torch.nn.functional.lp_pool2d(tx, 2.0, 3, 2),
+    )
+    ym, idx = pk.max_pool2d(x, 2, return_indices=True)
+    tym, tidx = torch.from_numpy(ym), torch.from_numpy(idx)
+    yield (
+        "max_unpool2d k2 forward",
+        lambda: pk.max_unpool2d(ym, idx, 2),
+        lambda: torch.nn.functional.max_unpool2d(tym, tidx, 2),
+    )
+    u = rng.random((shape[0], shape[1], 2)).astype(np.float32)
+    tu = torch.from_numpy(u)
+    out = (shape[2] * 5 // 8, shape[3] * 5 // 8)
+    yield (
+        "fractional_max_pool2d k2 ratio 0.625",
+        lambda: pk.fractional_max_pool2d(x, 2, out, random_samples=u),
+        lambda: torch.nn.functional.fractional_max_pool2d(tx, 2, out, _random_samples=tu),
+    )
+    yield (
+        "global_avg_pool",
+        lambda: pk.global_avg_pool(x),
+        lambda: tx.mean((2, 3), keepdim=True),
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="smaller input (8,64,112,112)")
+    args = parser.parse_args(argv)
+    shape = (8, 64, 112, 112) if args.quick else (32, 64, 112, 112)
+    rng = np.random.default_rng(0)
+    print(f"input {shape} float32; torch threads {torch.get_num_threads()}")
+    print(f"{'operation':45s} {'poolkit ms':>11s} {'torch ms':>10s} {'speed-up':>9s}")
+    for name, ours, theirs in rows(shape, rng):
+        a = best_of(ours, args.repeat)
+        b = best_of(theirs, args.repeat)
+        print(f"{name:45s} {a * 1e3:11.2f} {b * 1e3:10.2f} {b / a:8.2f}x")
+
+
+if __name__ == "__main__":
+    main()

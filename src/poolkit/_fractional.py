@@ -1,0 +1,369 @@
+"""Fractional max pooling (Graham, 2014): ``fractional_max_pool2d/3d`` and layers.
+
+Window starts follow PyTorch's pseudo-random sequence: for a sample ``u`` in [0, 1),
+``alpha = (L - k) / (O - 1)``, ``start[i] = int((i + u) * alpha) - int(u * alpha)`` for
+``i < O - 1`` and ``start[O - 1] = L - k``, computed in the input's float dtype.
+Given the same samples, windows, values and indices equal PyTorch's.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from . import _args
+from ._adaptive import argmax_backward
+from ._avg import _Layer
+from ._geometry import output_shape
+from ._kernels import indexed as _indexed
+from ._planes import kernel_view
+from .functional import IntOrTuple
+
+__all__ = [
+    "FractionalMaxPool2d",
+    "FractionalMaxPool3d",
+    "fractional_max_pool2d",
+    "fractional_max_pool2d_backward",
+    "fractional_max_pool3d",
+    "fractional_max_pool3d_backward",
+]
+
+
+def _ratio_tuple(value: Any, nd: int) -> tuple[float, ...]:
+    items = list(value) if isinstance(value, (tuple, list, np.ndarray)) else [value] * nd
+    if len(items) != nd:
+        raise ValueError(
+            f"output_ratio must be a float or a tuple of {nd} floats, got {value!r}"
+        )
+    for v in items:
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
+            raise TypeError(f"output_ratio must be a float or a tuple of floats, got {value!r}")
+    ratios = tuple(float(v) for v in items)
+    if any(not 0.0 < r < 1.0 for r in ratios):
+        raise ValueError(f"output_ratio must be in (0, 1) in every dimension, got {ratios}")
+    return ratios
+
+
+def _sizes(
+    nd: int, kernel_size: Any, output_size: Any, output_ratio: Any, in_spatial: tuple[int, ...]
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    kernel = _args.int_tuple(kernel_size, nd, "kernel_size", minimum=1)
+    if output_size is not None:
+        out = _args.int_tuple(output_size, nd, "output_size", minimum=1)
+    elif output_ratio is not None:
+        out = tuple(int(n * r) for n, r in zip(in_spatial, _ratio_tuple(output_ratio, nd)))
+        if any(o < 1 for o in out):
+            raise ValueError(
+                f"output_ratio={output_ratio!r} gives an empty output {out} for x with spatial "
+                f"size {in_spatial}"
+            )
+    else:
+        raise ValueError(
+            f"fractional_max_pool{nd}d requires either output_size or output_ratio, got neither"
+        )
+    # PyTorch's limits: 2-D allows output + kernel - 1 == input, 3-D does not
+    slack = 0 if nd == 2 else 1
+    for j, (o, k, n) in enumerate(zip(out, kernel, in_spatial)):
+        if o + k - 1 + slack > n:
+            rule = "<=" if nd == 2 else "<"
+            raise ValueError(
+                f"output_size {out} with kernel_size {kernel} is too large for x with spatial "
+                f"size {in_spatial}: dimension {j} needs output + kernel - 1 {rule} input "
+                f"(got {o} + {k} - 1 vs {n})"
+            )
+    return kernel, out
+
+
+def _draw_samples(rng: Any, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """Uniform samples in [0, 1) in ``dtype`` (float16: multiples of 2**-11, never 1.0)."""
+    if rng is None:
+        rng = np.random.default_rng()
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy.random.Generator or None, got {rng!r}")
+    if dtype == np.float16:
+        return (rng.integers(0, 2048, size=shape) / 2048.0).astype(np.float16)
+    return rng.random(shape, dtype=dtype)
+
+
+def _samples(
+    random_samples: Any, rng: Any, n_batch: int, n_chan: int, nd: int, dtype: np.dtype
+) -> np.ndarray:
+    shape = (n_batch, n_chan, nd)
+    if random_samples is None:
+        return _draw_samples(rng, shape, dtype)
+    if isinstance(random_samples, np.ndarray) and random_samples.dtype != dtype:
+        raise TypeError(
+            f"random_samples must have the dtype of x ({dtype}), got {random_samples.dtype}"
+        )
+    arr = _args.as_array(random_samples, "random_samples")
+    if arr.dtype.kind not in "fiu":
+        raise TypeError(f"random_samples must be a float array, got dtype {arr.dtype}")
+    arr = arr.astype(dtype, copy=False)
+    if arr.shape != shape:
+        raise ValueError(
+            f"random_samples must have shape (N, C, {nd}) = {shape}, got {arr.shape}"
+        )
+    if not (np.all(arr >= 0) and np.all(arr < 1)):
+        raise ValueError("random_samples must lie in [0, 1)")
+    return arr
+
+
+def interval_starts(u: np.ndarray, length: int, n_out: int, pool: int) -> np.ndarray:
+    """Window starts for every sample in ``u`` (any shape), computed in ``u``'s dtype.
+
+    Returns int64 of shape ``u.shape + (n_out,)``.
+    """
+    dt = u.dtype.type
+    starts = np.empty(u.shape + (n_out,), dtype=np.int64)
+    if n_out > 1:
+        alpha = dt(length - pool) / dt(n_out - 1)
+        i = np.arange(n_out - 1).astype(u.dtype)
+        uu = u[..., None]
+        first = ((i + uu) * alpha).astype(np.int64)  # trunc toward 0, as static_cast<int>
+        starts[..., :-1] = first - (uu * alpha).astype(np.int64)
+    starts[..., -1] = length - pool
+    return starts
+
+
+def _fractional_impl(
+    x: Any,
+    nd: int,
+    kernel_size: Any,
+    output_size: Any,
+    output_ratio: Any,
+    random_samples: Any,
+    rng: Any,
+):
+    arr = _args.as_array(x)
+    _args.check_dtype(arr, "x")
+    batched = _args.check_input(arr.shape, nd, "x", False)
+    in_spatial = _args.spatial_shape(arr.shape, nd, False)
+    kernel, out_size = _sizes(nd, kernel_size, output_size, output_ratio, in_spatial)
+    n_batch = arr.shape[0] if batched else 1
+    n_chan = arr.shape[1 if batched else 0]
+    sample_dtype = arr.dtype if arr.dtype.kind == "f" else np.dtype(np.float64)
+    u = _samples(random_samples, rng, n_batch, n_chan, nd, sample_dtype)
+    u = u.reshape(n_batch * n_chan, nd)
+    lead = 3 - nd
+    starts = [np.zeros((n_batch * n_chan, 1), dtype=np.int64)] * lead
+    # PyTorch: 2-D samples are (w, h), 3-D samples are (t, h, w)
+    order = (1, 0) if nd == 2 else (0, 1, 2)
+    for j in range(nd):
+        starts.append(interval_starts(u[:, order[j]], in_spatial[j], out_size[j], kernel[j]))
+    shape = output_shape(arr.shape, nd, out_size, False)
+    out = np.empty(shape, dtype=arr.dtype)
+    idx = np.empty(shape, dtype=np.int64)
+    pool = np.array((1,) * lead + kernel, dtype=np.int64)
+    _indexed.fractional_max_forward(
+        kernel_view(arr, nd, batched, False),
+        kernel_view(out, nd, batched, False),
+        kernel_view(idx, nd, batched, False),
+        starts[0],
+        starts[1],
+        starts[2],
+        pool,
+    )
+    return out, idx
+
+
+def _fractional_doc(nd: int) -> str:
+    first, unbatched = ("(N, C, H, W)", "(C, H, W)") if nd == 2 else (
+        "(N, C, D, H, W)", "(C, D, H, W)")
+    order = "(w, h)" if nd == 2 else "(t, h, w)"
+    return f"""{nd}-D fractional max pooling, PyTorch's ``fractional_max_pool{nd}d``.
+
+    Parameters
+    ----------
+    x : array_like
+        ``{first}`` or ``{unbatched}``; float16/32/64 (PyTorch's dtypes) or
+        int8/16/32/64, uint8 (samples then in float64).
+    kernel_size : int or tuple of {nd} ints
+        Pooling window size.
+    output_size : int or tuple of {nd} ints, optional
+        Output spatial size; needs ``output + kernel - 1 <= input`` per dim (``<`` for
+        3-D, as PyTorch).
+    output_ratio : float or tuple of {nd} floats, optional
+        In (0, 1): ``output = int(input * ratio)``. Used when ``output_size`` is None.
+    return_indices : bool, default False
+        Also return int64 flat indices of the maxima per ``(n, c)`` plane.
+    random_samples : array_like, optional
+        ``(N, C, {nd})`` samples in [0, 1) in the dtype of ``x`` (unbatched: N = 1),
+        ordered {order} per plane as PyTorch's ``_random_samples``. Given the same
+        samples, windows, values and indices equal PyTorch's.
+    rng : numpy.random.Generator, optional
+        Source of the samples when ``random_samples`` is None (a fresh
+        ``default_rng()`` if both are None).
+
+    Returns
+    -------
+    out : ndarray
+        Dtype of ``x``.
+    indices : ndarray of int64, optional
+        With ``return_indices=True``.
+
+    Notes
+    -----
+    First maximum wins ties, the last NaN wins. Stricter than PyTorch: samples outside
+    [0, 1), a wrong samples shape and empty outputs are rejected.
+
+    Examples
+    --------
+    >>> import numpy as np, poolkit as pk
+    >>> x = np.arange(25.0 * {2 ** (nd - 2)}).reshape((1, 1) + (2,) * {nd - 2} + (5, 5))
+    >>> k = {(1,) * (nd - 2) + (2, 2)}
+    >>> pk.fractional_max_pool{nd}d(x, k, output_size=k, rng=np.random.default_rng(0)).ravel()
+    {"array([ 6.,  9., 21., 24.])" if nd == 2 else "array([31., 34., 46., 49.])"}
+    """
+
+
+def _fractional_backward_doc(nd: int) -> str:
+    return f"""Gradient of :func:`fractional_max_pool{nd}d` with respect to its input.
+
+    Each output gradient goes to the input that won its window; overlapping windows
+    add up in output row-major order.
+
+    Parameters
+    ----------
+    grad_output : array_like
+        float16/32/64, shaped like the forward output.
+    indices : array_like of int
+        The indices returned by the forward pass.
+    input_shape : tuple of int
+        Shape of the forward input.
+
+    Returns
+    -------
+    grad_input : ndarray
+        Shape ``input_shape``, dtype of ``grad_output``.
+
+    Examples
+    --------
+    >>> import numpy as np, poolkit as pk
+    >>> x = np.arange(9.0 * {2 ** (nd - 2)}).reshape((1, 1) + (2,) * {nd - 2} + (3, 3))
+    >>> k, o = {(1,) * (nd - 2) + (2, 2)}, {(1,) * (nd - 2) + (1, 1)}
+    >>> y, i = pk.fractional_max_pool{nd}d(x, k, output_size=o, return_indices=True)
+    >>> dx = pk.fractional_max_pool{nd}d_backward(np.ones_like(y), i, x.shape)
+    >>> np.flatnonzero(dx), x.ravel()[np.flatnonzero(dx)]
+    (array([{9 * 2 ** (nd - 2) - 1}]), array([{9 * 2 ** (nd - 2) - 1}.]))
+    """
+
+
+def _make_fractional(nd: int):
+    def pool(
+        x: ArrayLike,
+        kernel_size: IntOrTuple,
+        output_size: IntOrTuple | None = None,
+        output_ratio: float | tuple[float, ...] | None = None,
+        return_indices: bool = False,
+        random_samples: ArrayLike | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        want = _args.check_bool(return_indices, "return_indices")
+        out, idx = _fractional_impl(
+            x, nd, kernel_size, output_size, output_ratio, random_samples, rng
+        )
+        return (out, idx) if want else out
+
+    def backward(
+        grad_output: ArrayLike, indices: ArrayLike, input_shape: tuple[int, ...]
+    ) -> np.ndarray:
+        return argmax_backward(grad_output, indices, input_shape, nd, False)
+
+    pool.__name__ = pool.__qualname__ = f"fractional_max_pool{nd}d"
+    backward.__name__ = backward.__qualname__ = f"fractional_max_pool{nd}d_backward"
+    pool.__doc__ = _fractional_doc(nd)
+    backward.__doc__ = _fractional_backward_doc(nd)
+    return pool, backward
+
+
+fractional_max_pool2d, fractional_max_pool2d_backward = _make_fractional(2)
+fractional_max_pool3d, fractional_max_pool3d_backward = _make_fractional(3)
+
+
+class _FractionalMaxPoolNd(_Layer):
+    """Fractional max pooling layer: new samples from ``rng`` at every ``forward``
+    (unless fixed ``random_samples`` were given)."""
+
+    _nd = 0
+
+    def __init__(
+        self,
+        kernel_size: IntOrTuple,
+        output_size: IntOrTuple | None = None,
+        output_ratio: float | tuple[float, ...] | None = None,
+        return_indices: bool = False,
+        random_samples: ArrayLike | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> None:
+        nd = self._nd
+        self.kernel = _args.int_tuple(kernel_size, nd, "kernel_size", minimum=1)
+        if (output_size is None) == (output_ratio is None):
+            raise ValueError(
+                f"{type(self).__name__} needs exactly one of output_size and output_ratio"
+            )
+        self.output_size = (
+            None if output_size is None
+            else _args.int_tuple(output_size, nd, "output_size", minimum=1)
+        )
+        self.output_ratio = None if output_ratio is None else _ratio_tuple(output_ratio, nd)
+        self.return_indices = _args.check_bool(return_indices, "return_indices")
+        if rng is not None and not isinstance(rng, np.random.Generator):
+            raise TypeError(f"rng must be a numpy.random.Generator or None, got {rng!r}")
+        self.rng = np.random.default_rng() if rng is None else rng
+        self.random_samples = random_samples
+        self._indices: np.ndarray | None = None
+        self._input_shape: tuple[int, ...] = ()
+
+    def forward(self, x: ArrayLike) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Pool ``x`` (see :func:`fractional_max_pool2d`) and remember the argmax."""
+        out, idx = _fractional_impl(
+            x, self._nd, self.kernel, self.output_size, self.output_ratio,
+            self.random_samples, self.rng,
+        )
+        self._indices = idx
+        self._input_shape = tuple(np.shape(x))
+        return (out, idx) if self.return_indices else out
+
+    def backward(self, grad_output: ArrayLike) -> np.ndarray:
+        """Gradient with respect to the input of the most recent ``forward``."""
+        self._require_forward(self._indices)
+        return argmax_backward(grad_output, self._indices, self._input_shape, self._nd, False)
+
+    def __repr__(self) -> str:
+        size = (
+            f"output_size={self.output_size}" if self.output_size is not None
+            else f"output_ratio={self.output_ratio}"
+        )
+        text = f"{type(self).__name__}(kernel_size={self.kernel}, {size}"
+        return text + (", return_indices=True)" if self.return_indices else ")")
+
+
+class FractionalMaxPool2d(_FractionalMaxPoolNd):
+    """2-D fractional max pooling layer. Options as :func:`poolkit.fractional_max_pool2d`.
+
+    Examples
+    --------
+    >>> import numpy as np, poolkit as pk
+    >>> layer = pk.FractionalMaxPool2d(2, output_ratio=0.5, rng=np.random.default_rng(0))
+    >>> layer(np.zeros((1, 3, 10, 10))).shape
+    (1, 3, 5, 5)
+    """
+
+    _nd = 2
+
+
+class FractionalMaxPool3d(_FractionalMaxPoolNd):
+    """3-D fractional max pooling layer. Options as :func:`poolkit.fractional_max_pool3d`.
+
+    Examples
+    --------
+    >>> import numpy as np, poolkit as pk
+    >>> layer = pk.FractionalMaxPool3d(2, output_size=3, rng=np.random.default_rng(0))
+    >>> layer(np.zeros((1, 2, 6, 6, 6))).shape
+    (1, 2, 3, 3, 3)
+    """
+
+    _nd = 3

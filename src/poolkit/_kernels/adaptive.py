@@ -1,0 +1,179 @@
+"""Compiled adaptive pooling kernels on 5-D ``(N, C, D, H, W)`` views.
+
+Window ``o`` of a dimension of input length ``L`` and output length ``O`` covers
+``[floor(o*L/O), ceil((o+1)*L/O))``. Arithmetic follows PyTorch's CPU adaptive kernels:
+the average sums its window in row-major order in the opmath type and divides by the
+window lengths one after another (``sum / kd / kh / kw``); its backward rounds the
+gradient to its dtype after each of those divisions. The max keeps the first maximum
+(strict ``>``) and the last NaN, as max pooling does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from ._scalar import accumulate, is_nan, order_key
+from .avg_pool import divide, from_opmath, opmath_zero, to_opmath
+
+
+@njit(inline="always")
+def _bounds(o, length, n_out):
+    return (o * length) // n_out, ((o + 1) * length + n_out - 1) // n_out
+
+
+@njit(inline="always")
+def _round_div(v, k, like):
+    """``v / k`` computed in opmath and rounded to the storage type of ``like``."""
+    return from_opmath(divide(to_opmath(v), k), like)
+
+
+#: Planes summed side by side: independent add chains hide the float-add latency
+#: while every window is still summed in its own row-major order.
+PLANE_BLOCK = 8
+
+
+@njit(inline="always")
+def _sum8(x, n, c0, z0, z1, y0, y1, x0, x1, acc):
+    """Row-major window sums of 8 consecutive planes, in 8 register chains."""
+    zero = opmath_zero(x[0, 0, 0, 0, 0])
+    a0 = zero
+    a1 = zero
+    a2 = zero
+    a3 = zero
+    a4 = zero
+    a5 = zero
+    a6 = zero
+    a7 = zero
+    for z in range(z0, z1):
+        for y in range(y0, y1):
+            r0 = x[n, c0, z, y]
+            r1 = x[n, c0 + 1, z, y]
+            r2 = x[n, c0 + 2, z, y]
+            r3 = x[n, c0 + 3, z, y]
+            r4 = x[n, c0 + 4, z, y]
+            r5 = x[n, c0 + 5, z, y]
+            r6 = x[n, c0 + 6, z, y]
+            r7 = x[n, c0 + 7, z, y]
+            for xx in range(x0, x1):
+                a0 += to_opmath(r0[xx])
+                a1 += to_opmath(r1[xx])
+                a2 += to_opmath(r2[xx])
+                a3 += to_opmath(r3[xx])
+                a4 += to_opmath(r4[xx])
+                a5 += to_opmath(r5[xx])
+                a6 += to_opmath(r6[xx])
+                a7 += to_opmath(r7[xx])
+    acc[0] = a0
+    acc[1] = a1
+    acc[2] = a2
+    acc[3] = a3
+    acc[4] = a4
+    acc[5] = a5
+    acc[6] = a6
+    acc[7] = a7
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def adaptive_avg_forward(x, out):
+    """Adaptive average: row-major window sum, then ``/ kd / kh / kw``.
+
+    Tasks are blocks of :data:`PLANE_BLOCK` channels of one (n, od): the blocked
+    planes are summed in lockstep (one add chain per plane and output, in row-major
+    window order), so the arithmetic per output is exactly the sequential loop's.
+    """
+    n_batch, n_chan, in_d, in_h, in_w = x.shape
+    out_d, out_h, out_w = out.shape[2], out.shape[3], out.shape[4]
+    like = x[0, 0, 0, 0, 0]
+    n_blocks = (n_chan + PLANE_BLOCK - 1) // PLANE_BLOCK
+    for task in prange(n_batch * n_blocks * out_d):
+        n = task // (n_blocks * out_d)
+        c0 = ((task // out_d) % n_blocks) * PLANE_BLOCK
+        nb = min(PLANE_BLOCK, n_chan - c0)
+        od = task % out_d
+        z0, z1 = _bounds(od, in_d, out_d)
+        acc = np.empty(PLANE_BLOCK, dtype=type(opmath_zero(like)))
+        for oh in range(out_h):
+            y0, y1 = _bounds(oh, in_h, out_h)
+            for ow in range(out_w):
+                x0, x1 = _bounds(ow, in_w, out_w)
+                if nb == PLANE_BLOCK:
+                    _sum8(x, n, c0, z0, z1, y0, y1, x0, x1, acc)
+                else:
+                    for b in range(nb):
+                        total = opmath_zero(like)
+                        for z in range(z0, z1):
+                            for y in range(y0, y1):
+                                for xx in range(x0, x1):
+                                    total += to_opmath(x[n, c0 + b, z, y, xx])
+                        acc[b] = total
+                for b in range(nb):
+                    v = divide(divide(divide(acc[b], z1 - z0), y1 - y0), x1 - x0)
+                    out[n, c0 + b, od, oh, ow] = from_opmath(v, like)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def adaptive_avg_backward(grad, dx, single_division):
+    """Scatter ``grad / kd / kh / kw`` (rounded after each division) into zeroed ``dx``.
+
+    Planes in parallel, outputs in row-major order (PyTorch's order; adaptive windows
+    may overlap by one element). With ``single_division`` the gradient is divided once
+    by the window size instead (PyTorch's ``mean()`` backward, used when every output
+    size is 1).
+    """
+    n_batch, n_chan, in_d, in_h, in_w = dx.shape
+    out_d, out_h, out_w = grad.shape[2], grad.shape[3], grad.shape[4]
+    for task in prange(n_batch * n_chan):
+        n = task // n_chan
+        c = task % n_chan
+        for od in range(out_d):
+            z0, z1 = _bounds(od, in_d, out_d)
+            for oh in range(out_h):
+                y0, y1 = _bounds(oh, in_h, out_h)
+                for ow in range(out_w):
+                    x0, x1 = _bounds(ow, in_w, out_w)
+                    g = grad[n, c, od, oh, ow]
+                    if single_division:
+                        delta = _round_div(g, (z1 - z0) * (y1 - y0) * (x1 - x0), g)
+                    else:
+                        delta = _round_div(g, z1 - z0, g)
+                        delta = _round_div(_round_div(delta, y1 - y0, g), x1 - x0, g)
+                    for z in range(z0, z1):
+                        for y in range(y0, y1):
+                            for xx in range(x0, x1):
+                                dx[n, c, z, y, xx] = accumulate(dx[n, c, z, y, xx], delta)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def adaptive_max_forward(x, out, idx, want_indices):
+    """Adaptive max with flat plane indices (first maximum wins ties, last NaN wins)."""
+    n_batch, n_chan, in_d, in_h, in_w = x.shape
+    out_d, out_h, out_w = out.shape[2], out.shape[3], out.shape[4]
+    for task in prange(n_batch * n_chan * out_d):
+        n = task // (n_chan * out_d)
+        c = (task // out_d) % n_chan
+        od = task % out_d
+        z0, z1 = _bounds(od, in_d, out_d)
+        for oh in range(out_h):
+            y0, y1 = _bounds(oh, in_h, out_h)
+            for ow in range(out_w):
+                x0, x1 = _bounds(ow, in_w, out_w)
+                best = x[n, c, z0, y0, x0]
+                best_key = order_key(best)
+                bz = z0
+                by = y0
+                bx = x0
+                for z in range(z0, z1):
+                    for y in range(y0, y1):
+                        for xx in range(x0, x1):
+                            v = x[n, c, z, y, xx]
+                            key = order_key(v)
+                            if key > best_key or is_nan(v):
+                                best_key = key
+                                best = v
+                                bz = z
+                                by = y
+                                bx = xx
+                out[n, c, od, oh, ow] = best
+                if want_indices:
+                    idx[n, c, od, oh, ow] = (bz * in_h + by) * in_w + bx

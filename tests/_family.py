@@ -1,0 +1,87 @@
+"""Shared helpers for the pooling-family tests (average, Lp, adaptive, fractional, unpool)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+FLOATS = (np.float16, np.float32, np.float64)
+
+
+def assert_same(actual: np.ndarray, expected: np.ndarray) -> None:
+    """Bit-for-bit equal values (NaN where NaN), same shape and dtype."""
+    actual = np.asarray(actual)
+    expected = np.asarray(expected)
+    assert actual.shape == expected.shape, (actual.shape, expected.shape)
+    assert actual.dtype == expected.dtype, (actual.dtype, expected.dtype)
+    if actual.dtype.kind == "f":
+        a = actual.view(np.dtype(f"u{actual.dtype.itemsize}"))
+        b = expected.view(np.dtype(f"u{expected.dtype.itemsize}"))
+        nan = np.isnan(actual) & np.isnan(expected)
+        assert np.isnan(actual).sum() == np.isnan(expected).sum()
+        bad = (a != b) & ~nan
+        assert not bad.any(), (
+            f"{bad.sum()} of {bad.size} differ: {actual[bad][:5]} vs {expected[bad][:5]}"
+        )
+    else:
+        np.testing.assert_array_equal(actual, expected)
+
+
+def random_input(rng, shape, dtype, ties: bool = False, nan: bool = False) -> np.ndarray:
+    """Random array; ``ties`` draws from a few values, ``nan`` sprinkles NaNs."""
+    dtype = np.dtype(dtype)
+    if dtype.kind != "f":
+        info = np.iinfo(dtype)
+        return rng.integers(max(info.min, -50), min(info.max, 50), size=shape).astype(dtype)
+    if ties:
+        x = rng.integers(-3, 4, size=shape) / 2.0
+    else:
+        x = rng.standard_normal(shape)
+    x = x.astype(dtype)
+    if nan and x.size:
+        x.flat[rng.integers(0, x.size, size=max(1, x.size // 10))] = np.nan
+    return x
+
+
+def channels_last(x: np.ndarray) -> np.ndarray:
+    """Contiguous channels-last copy of a batched channels-first array."""
+    return np.ascontiguousarray(np.moveaxis(x, 1, -1))
+
+
+def from_channels_last(x: np.ndarray) -> np.ndarray:
+    """Channels-first view of a batched channels-last array."""
+    return np.moveaxis(x, -1, 1)
+
+
+def t(x: np.ndarray, grad: bool = False) -> torch.Tensor:
+    tensor = torch.from_numpy(np.ascontiguousarray(x))
+    return tensor.requires_grad_(True) if grad else tensor
+
+
+def raises_both(pk_call, torch_call, pk_error=(ValueError, TypeError)) -> None:
+    """poolkit raises ValueError/TypeError exactly where PyTorch raises anything."""
+    try:
+        torch_call()
+    except Exception:  # any PyTorch rejection counts
+        torch_failed = True
+    else:
+        torch_failed = False
+    try:
+        pk_call()
+    except pk_error:
+        pk_failed = True
+    else:
+        pk_failed = False
+    assert torch_failed and pk_failed, (torch_failed, pk_failed)
+
+
+def check_gradient(f, grad_fn, x: np.ndarray, rng, eps: float = 1e-6, rtol: float = 1e-6):
+    """Central finite difference of ``<g, f(x)>`` along random directions (float64)
+    against ``<grad_fn(g), v>``."""
+    g = rng.standard_normal(np.shape(f(x)))
+    dx = grad_fn(g)
+    for _ in range(3):
+        v = rng.standard_normal(x.shape)
+        fd = (np.sum(g * f(x + eps * v)) - np.sum(g * f(x - eps * v))) / (2 * eps)
+        analytic = np.sum(dx * v)
+        assert abs(fd - analytic) <= rtol * max(1.0, abs(analytic)) + 1e-7, (fd, analytic)
