@@ -159,11 +159,13 @@ def _build_parser() -> _Parser:
 
 @contextlib.contextmanager
 def _threads(n: int) -> Iterator[None]:
-    """Limit numba's and BLAS's thread pools to ``n`` while the block runs."""
+    """Limit poolkit's kernels and BLAS to ``n`` threads while the block runs."""
     import numba
 
-    previous = numba.get_num_threads()
-    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    from . import get_num_threads, set_num_threads
+
+    previous = get_num_threads()
+    set_num_threads(min(n, int(numba.config.NUMBA_NUM_THREADS)))
     try:
         try:
             from threadpoolctl import threadpool_limits
@@ -173,7 +175,7 @@ def _threads(n: int) -> Iterator[None]:
             with threadpool_limits(limits=n):
                 yield
     finally:
-        numba.set_num_threads(previous)
+        set_num_threads(previous)
 
 
 class _Progress:
