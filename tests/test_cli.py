@@ -92,6 +92,16 @@ def test_train_is_deterministic_and_saves(tmp_path, small_npz, capsys):
         np.testing.assert_array_equal(a[k], b[k])
 
 
+def test_train_result_does_not_depend_on_threads(small_npz, capsys):
+    lines = []
+    for threads in ("1", "2"):
+        assert main(["train", "--data", str(small_npz), "--epochs", "2", "--batch-size", "8",
+                     "--seed", "4", "--threads", threads]) == 0
+        out = capsys.readouterr().out.splitlines()
+        lines.append([line for line in out if line.startswith(("epoch", "test accuracy"))])
+    assert lines[0] == lines[1]
+
+
 def test_python_dash_m_train(small_npz):
     proc = subprocess.run(
         [sys.executable, "-m", "poolkit", "train", "--data", str(small_npz), "--epochs", "2"],
