@@ -204,6 +204,27 @@ def test_bad_option_via_python_dash_m():
     )
 
 
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_load_image_channel_layouts(tmp_path, channels):
+    from poolkit.viz import load_image
+
+    img = np.random.default_rng(0).random((5, 6, channels))
+    path = tmp_path / "c.npy"
+    np.save(path, img)
+    out = load_image(path)
+    assert out.shape == (5, 6)
+    expected = img[..., 0] if channels < 3 else img[..., :3] @ np.array([0.299, 0.587, 0.114])
+    np.testing.assert_allclose(out, expected)
+
+
+def test_bad_image_shape_is_named(tmp_path, capsys):
+    path = tmp_path / "cube.npy"
+    np.save(path, np.zeros((3, 4, 5, 6)))
+    assert main(["show", "--image", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "cube.npy' must hold a 2-D (H, W) image" in err and len(err.strip().splitlines()) == 1
+
+
 def test_malformed_image_is_named(tmp_path, capsys):
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\nnot really")

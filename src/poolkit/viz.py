@@ -99,7 +99,8 @@ def sample_image(index: int = 0) -> np.ndarray:
 
 
 def load_image(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read a PNG or ``.npy`` file as a 2-D float64 image (colour is converted to grey).
+    """Read a PNG or ``.npy`` file as a 2-D float64 image (colour is converted to grey,
+    alpha is dropped).
 
     Raises
     ------
@@ -132,9 +133,11 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
         raise ValueError(f"image file {name!r} must hold numbers, got dtype {arr.dtype}")
     if arr.ndim == 3 and arr.shape[2] in (3, 4):
         arr = arr[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    elif arr.ndim == 3 and arr.shape[2] in (1, 2):  # grey, or grey + alpha
+        arr = arr[..., 0]
     if arr.ndim != 2 or min(arr.shape) < 1:
         raise ValueError(
-            f"image file {name!r} must hold a 2-D (H, W) or RGB(A) (H, W, 3|4) image, "
+            f"image file {name!r} must hold a 2-D (H, W) image or (H, W, 1|2|3|4) channels, "
             f"got shape {arr.shape}"
         )
     return arr.astype(np.float64)
