@@ -238,7 +238,8 @@ def _adaptive_backward_doc(nd: int, kind: str) -> str:
     else:
         what = "each output gradient goes to the input that won its window"
         args = (
-            "    indices : array_like of int\n        The indices returned by the forward pass.\n"
+            "    indices : array_like of int\n"
+            "        The indices returned by the forward pass.\n"
         )
         example = (
             f">>> x = np.array([1.0, 5.0, 2.0, 4.0]).reshape{_example_shape(nd, 4)}\n"
@@ -412,7 +413,7 @@ def _layer_doc(kind: str, nd: int) -> str:
     --------
     >>> import numpy as np, poolkit as pk
     >>> layer = pk.{name}({size})
-    >>> layer(np.zeros((2, 3{", 4" * nd}))).shape[-1]
+    >>> layer(np.zeros((2, 3{', 4' * nd}))).shape[-1]
     2
     """
 
@@ -506,12 +507,10 @@ def global_avg_pool(x: ArrayLike, keepdims: bool = True, channels_last: bool = F
     """
     arr, nd, channels_last = _global_input(x, channels_last, _args.FLOAT_DTYPES)
     keepdims = _args.check_bool(keepdims, "keepdims")
-    out = np.empty(
-        (arr.shape[0], arr.shape[-1] if channels_last else arr.shape[1], 1, 1, 1), arr.dtype
-    )
-    _kernels.adaptive_avg_forward(
-        kernel_bits(global_view(arr, nd, channels_last)), kernel_bits(out)
-    )
+    out = np.empty((arr.shape[0], arr.shape[-1] if channels_last else arr.shape[1], 1, 1, 1),
+                   arr.dtype)
+    _kernels.adaptive_avg_forward(kernel_bits(global_view(arr, nd, channels_last)),
+                                  kernel_bits(out))
     return _global_out(arr, nd, keepdims, channels_last, out)
 
 
@@ -843,3 +842,4 @@ class GlobalLpPool(_Layer):
     def __repr__(self) -> str:
         cl = ", channels_last=True" if self.channels_last else ""
         return f"{type(self).__name__}(p={self.p:g}, keepdims={self.keepdims}{cl})"
+

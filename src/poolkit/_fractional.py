@@ -35,7 +35,9 @@ __all__ = [
 def _ratio_tuple(value: Any, nd: int) -> tuple[float, ...]:
     items = list(value) if isinstance(value, (tuple, list, np.ndarray)) else [value] * nd
     if len(items) != nd:
-        raise ValueError(f"output_ratio must be a float or a tuple of {nd} floats, got {value!r}")
+        raise ValueError(
+            f"output_ratio must be a float or a tuple of {nd} floats, got {value!r}"
+        )
     for v in items:
         if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
             raise TypeError(f"output_ratio must be a float or a tuple of floats, got {value!r}")
@@ -101,7 +103,9 @@ def _samples(
         raise TypeError(f"random_samples must be a float array, got dtype {arr.dtype}")
     arr = arr.astype(dtype, copy=False)
     if arr.shape != shape:
-        raise ValueError(f"random_samples must have shape (N, C, {nd}) = {shape}, got {arr.shape}")
+        raise ValueError(
+            f"random_samples must have shape (N, C, {nd}) = {shape}, got {arr.shape}"
+        )
     if not (np.all(arr >= 0) and np.all(arr < 1)):
         raise ValueError("random_samples must lie in [0, 1)")
     return arr
@@ -166,9 +170,8 @@ def _fractional_impl(
 
 
 def _fractional_doc(nd: int) -> str:
-    first, unbatched = (
-        ("(N, C, H, W)", "(C, H, W)") if nd == 2 else ("(N, C, D, H, W)", "(C, D, H, W)")
-    )
+    first, unbatched = ("(N, C, H, W)", "(C, H, W)") if nd == 2 else (
+        "(N, C, D, H, W)", "(C, D, H, W)")
     order = "(w, h)" if nd == 2 else "(t, h, w)"
     return f"""{nd}-D fractional max pooling, PyTorch's ``fractional_max_pool{nd}d``.
 
@@ -302,8 +305,7 @@ class _FractionalMaxPoolNd(_Layer):
                 f"{type(self).__name__} needs exactly one of output_size and output_ratio"
             )
         self.output_size = (
-            None
-            if output_size is None
+            None if output_size is None
             else _args.int_tuple(output_size, nd, "output_size", minimum=1)
         )
         self.output_ratio = None if output_ratio is None else _ratio_tuple(output_ratio, nd)
@@ -318,13 +320,8 @@ class _FractionalMaxPoolNd(_Layer):
     def forward(self, x: ArrayLike) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Pool ``x`` (see :func:`fractional_max_pool2d`) and remember the argmax."""
         out, idx = _fractional_impl(
-            x,
-            self._nd,
-            self.kernel,
-            self.output_size,
-            self.output_ratio,
-            self.random_samples,
-            self.rng,
+            x, self._nd, self.kernel, self.output_size, self.output_ratio,
+            self.random_samples, self.rng,
         )
         self._indices = idx
         self._input_shape = tuple(np.shape(x))
@@ -337,8 +334,7 @@ class _FractionalMaxPoolNd(_Layer):
 
     def __repr__(self) -> str:
         size = (
-            f"output_size={self.output_size}"
-            if self.output_size is not None
+            f"output_size={self.output_size}" if self.output_size is not None
             else f"output_ratio={self.output_ratio}"
         )
         text = f"{type(self).__name__}(kernel_size={self.kernel}, {size}"

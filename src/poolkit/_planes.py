@@ -28,7 +28,7 @@ def from_planes(planes: np.ndarray, shape: tuple[int, ...], nd: int, channels_la
     """Inverse of :func:`to_planes`: an array of ``shape`` (contiguous in its layout)."""
     if not channels_last:
         return planes.reshape(shape)
-    moved = shape[: -nd - 1] + (shape[-1],) + shape[-nd - 1 : -1]
+    moved = shape[:-nd - 1] + (shape[-1],) + shape[-nd - 1 : -1]
     return np.ascontiguousarray(np.moveaxis(planes.reshape(moved), -nd - 1, -1))
 
 

@@ -311,7 +311,8 @@ def fractional_max_pool(
     for p in range(planes.shape[0]):
         which = [1, 0] if nd == 2 else [0, 1, 2]
         seqs = [
-            fractional_starts(u[p, which[j]], in_size[j], out_size[j], kernel[j]) for j in range(nd)
+            fractional_starts(u[p, which[j]], in_size[j], out_size[j], kernel[j])
+            for j in range(nd)
         ]
         for o in itertools.product(*(range(n) for n in out_size)):
             best, best_pos = None, None
@@ -325,7 +326,9 @@ def fractional_max_pool(
     return _unplanes(out, x.shape, nd, False), _unplanes(idx, x.shape, nd, False)
 
 
-def max_unpool(x: np.ndarray, indices: np.ndarray, out_size: tuple[int, ...]) -> np.ndarray:
+def max_unpool(
+    x: np.ndarray, indices: np.ndarray, out_size: tuple[int, ...]
+) -> np.ndarray:
     """Reference unpooling: write values in row-major order (the last duplicate wins)."""
     nd = len(out_size)
     x = np.asarray(x)

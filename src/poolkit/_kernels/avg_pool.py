@@ -247,14 +247,8 @@ def avg_pool_backward(grad, dx, params, pad_end, count_include_pad, divisor_over
                 base = (i * out_h + oh) * out_w
                 for ow in range(out_w):
                     div = _divisor(
-                        zp,
-                        yp,
-                        xpad[ow],
-                        z1 - z0,
-                        y1 - y0,
-                        max(xcnt[ow], 1),
-                        count_include_pad,
-                        divisor_override,
+                        zp, yp, xpad[ow], z1 - z0, y1 - y0, max(xcnt[ow], 1),
+                        count_include_pad, divisor_override,
                     )
                     delta[base + ow] = from_opmath(
                         divide(to_opmath(grad[n, c, od, oh, ow]), div), like
