@@ -57,7 +57,8 @@ def test_random_configs_match_torch():
         shape = ((2, 3) if batched else (3,)) + size
         x = random_input(rng, shape, dtype, ties=i % 3 == 0, nan=i % 8 == 0)
         all_ones = all(o == 1 for o in out)
-        cl = batched and i % 6 == 1
+        # channels-last in float32 only: every layout x dtype pair is a separate numba compile
+        cl = batched and dtype == np.float32 and i % 3 == 0
 
         # average
         tx = t(x, grad=True)
