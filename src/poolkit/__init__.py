@@ -4,6 +4,7 @@ Max pooling forward and backward for 1-D, 2-D, 3-D (and any rank), bit-compatibl
 PyTorch, as functions (:mod:`poolkit.functional`) and layers (:mod:`poolkit.layers`).
 """
 
+from ._threads import get_num_threads, set_num_threads
 from .functional import (
     max_pool,
     max_pool1d,
@@ -23,6 +24,7 @@ __all__ = [
     "MaxPool2d",
     "MaxPool3d",
     "__version__",
+    "get_num_threads",
     "max_pool",
     "max_pool1d",
     "max_pool1d_backward",
@@ -31,6 +33,7 @@ __all__ = [
     "max_pool3d",
     "max_pool3d_backward",
     "max_pool_backward",
+    "set_num_threads",
 ]
 
 # --- the pooling family (average, Lp, adaptive, global, fractional max, unpooling) ---

@@ -6,6 +6,7 @@ Every public function validates its arguments once (via :mod:`poolkit._args`), b
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,8 +14,10 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from . import _args
-from ._geometry import Geometry, as_kernel_view, output_shape
+from ._geometry import Geometry
+from ._kernels import dispatch as _dispatch
 from ._kernels import max_pool as _max_kernels
+from ._memo import BoundedCache, simple_key
 
 IntOrTuple = int | tuple[int, ...]
 
@@ -55,11 +58,16 @@ class MaxPoolParams:
         return_indices: Any,
         channels_last: Any,
     ) -> MaxPoolParams:
+        key = simple_key(
+            (nd, kernel_size, stride, padding, dilation, ceil_mode, return_indices, channels_last)
+        )
+        if key is not None and key in _PARSED:
+            return _PARSED[key]
         kernel = _args.int_tuple(kernel_size, nd, "kernel_size", minimum=1)
         strides = kernel if stride is None else _args.int_tuple(stride, nd, "stride", minimum=1)
         dil = _args.int_tuple(dilation, nd, "dilation", minimum=1)
         pads = _args.check_padding(padding, kernel)
-        return cls(
+        parsed = cls(
             nd,
             kernel,
             strides,
@@ -69,6 +77,13 @@ class MaxPoolParams:
             _args.check_bool(return_indices, "return_indices"),
             _args.check_bool(channels_last, "channels_last"),
         )
+        if key is not None:
+            _PARSED.put(key, parsed)
+        return parsed
+
+
+#: Validated options by exact-typed raw arguments (see :mod:`poolkit._memo`).
+_PARSED = BoundedCache(256)
 
 
 # Value a window with no input element produces (PyTorch: -inf / the dtype minimum).
@@ -87,34 +102,30 @@ def _max_pool_impl(x: Any, p: MaxPoolParams, want_indices: bool):
     """Run a max pooling forward on validated options; validates ``x`` only."""
     arr = _args.as_array(x)
     _args.check_dtype(arr, "x")
-    batched = _args.check_input(arr.shape, p.nd, "x", p.channels_last)
-    in_spatial = _args.spatial_shape(arr.shape, p.nd, p.channels_last)
-    geom = Geometry.build(
-        in_spatial, p.kernel, p.stride, p.padding, p.padding, p.dilation, p.ceil_mode
-    )
-    _args.check_output_size(geom.out_size, in_spatial)
-    if p.nd > 3:
-        return _max_pool_any_rank(arr, p, geom, batched, want_indices)
-    out_shape = output_shape(arr.shape, p.nd, geom.out_size, p.channels_last)
-    out = np.empty(out_shape, dtype=arr.dtype)
-    idx = np.empty(out_shape if want_indices else (0,) * len(out_shape), dtype=np.int64)
-    idx_view = (
-        as_kernel_view(idx, p.nd, batched, p.channels_last)
-        if want_indices
-        else np.empty((0,) * 5, dtype=np.int64)
-    )
-    fill = _lowest(arr.dtype)
-    if arr.dtype == np.float16:
-        fill = np.float16(fill).view(np.uint16)
-    _max_kernels.max_pool_forward(
-        as_kernel_view(_kernel_dtype_view(arr), p.nd, batched, p.channels_last),
-        as_kernel_view(_kernel_dtype_view(out), p.nd, batched, p.channels_last),
-        idx_view,
-        geom.kernel_params(),
-        fill,
-        want_indices,
-    )
-    return out, (idx if want_indices else None)
+    key = (p, arr.shape, arr.dtype, want_indices)
+    plan = _dispatch.forward_plans.get(key)
+    if plan is None:  # first call with these options/shape/dtype: validate and plan
+        batched = _args.check_input(arr.shape, p.nd, "x", p.channels_last)
+        in_spatial = _args.spatial_shape(arr.shape, p.nd, p.channels_last)
+        geom = Geometry.build(
+            in_spatial, p.kernel, p.stride, p.padding, p.padding, p.dilation, p.ceil_mode
+        )
+        _args.check_output_size(geom.out_size, in_spatial)
+        if p.nd > 3:
+            return _max_pool_any_rank(arr, p, geom, batched, want_indices)
+        plan = _dispatch.ForwardPlan(
+            arr.shape,
+            arr.dtype,
+            p.nd,
+            batched,
+            p.channels_last,
+            geom.out_size,
+            _dispatch.kernel_table(p.kernel, p.stride, p.padding, p.dilation),
+            math.prod(p.kernel),
+            want_indices,
+        )
+        _dispatch.forward_plans.put(key, plan)
+    return plan(arr)
 
 
 def _flat_planes(arr: np.ndarray, nd: int, batched: bool, channels_last: bool) -> np.ndarray:
@@ -247,7 +258,7 @@ _SHAPES = {
         "np.arange(6.0).reshape(1, 1, 6)",
         "2",
         "array([1., 3., 5.])",
-        "[0, 0]",
+        "0, 0",
     ),
     2: (
         "(N, C, H, W)",
@@ -257,7 +268,7 @@ _SHAPES = {
         "np.arange(16.0).reshape(1, 1, 4, 4)",
         "2",
         "array([[ 5.,  7.],\n           [13., 15.]])",
-        "[0, 0]",
+        "0, 0",
     ),
     3: (
         "(N, C, D, H, W)",
@@ -267,7 +278,7 @@ _SHAPES = {
         "np.arange(8.0).reshape(1, 1, 2, 2, 2)",
         "2",
         "array([[[7.]]])",
-        "[0, 0]",
+        "0, 0",
     ),
 }
 
@@ -401,19 +412,10 @@ def _backward_impl(
             f"grad_output {grad.shape} and input_shape {shape} must agree on the batch and "
             "channel dimensions"
         )
-    idx = idx.astype(np.int64, copy=False)
-    dx = np.zeros(shape, dtype=grad.dtype)
-    # Indices address whole planes, so the backward never needs the spatial structure:
-    # every rank runs on (N, C, 1, 1, plane) views; dx is contiguous, so its view is exact.
-    dx_view = _flat_planes(_kernel_dtype_view(dx), nd, batched, channels_last)
-    bad = np.zeros(dx_view.shape[0] * dx_view.shape[1], dtype=np.uint8)
-    _max_kernels.max_pool_backward(
-        _flat_planes(_kernel_dtype_view(grad), nd, batched, channels_last),
-        _flat_planes(idx, nd, batched, channels_last),
-        dx_view,
-        bad,
+    dx, ok = _dispatch.max_pool_backward(
+        grad, idx.astype(np.int64, copy=False), shape, nd, batched, channels_last
     )
-    if bad.any():
+    if not ok:
         plane = int(np.prod([shape[a] for a in spatial_axes]))
         raise ValueError(
             f"indices must lie in [0, {plane}) (the flattened spatial plane of input_shape "

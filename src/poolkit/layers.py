@@ -61,6 +61,12 @@ class _MaxPoolNd:
                 f"{type(self).__name__}.backward() called before forward(): there are no "
                 "stored indices to route the gradient through"
             )
+        grad_shape = np.shape(grad_output)
+        if grad_shape != self._indices.shape:
+            raise ValueError(
+                f"grad_output must have the shape of the last forward output "
+                f"{self._indices.shape}, got {grad_shape}"
+            )
         return _backward_impl(
             grad_output, self._indices, self._input_shape, self._nd, self.params.channels_last
         )

@@ -1,7 +1,23 @@
-"""Compiled max pooling kernels on 5-D ``(N, C, D, H, W)`` views.
+"""Compiled max pooling kernels (numba, cached on disk).
 
-Pure functions: they read their inputs, write only the output arrays they are given,
-and report bad indices through a flag array instead of raising.
+One window engine serves 1-D, 2-D and 3-D pooling: the callers hand 5-D views, either
+``(N, C, D, H, W)`` (channels first, "NCHW") or ``(N, D, H, W, C)`` (channels last),
+with unit leading spatial axes for lower ranks. Geometry comes as an int64 table
+``kp`` of shape ``(4, 3)``: rows kernel, stride, pad_begin, dilation; columns D, H, W.
+
+Every kernel exists as a serial function over a range of tasks (``*_range``) and a
+parallel wrapper that splits the tasks over numba's threads (``*_par``); callers pick
+the serial one for tiny problems, where starting the thread team costs more than the
+work. Tasks never share output elements, so results do not depend on the thread count.
+
+Semantics (shared by every path, see DESIGN.md section 3): the window is scanned in
+row-major order; a later element wins only if it is strictly greater or NaN (the first
+maximum wins ties, the last NaN wins); padding never wins; a window with no element
+inside the input yields ``fill`` and index -1. float16 travels as its uint16 bits and
+is compared through :func:`order_key`.
+
+Kernels are pure: they read their inputs and write only the output arrays given to
+them; bad indices in the backward are reported through a flag array, never raised.
 """
 
 from __future__ import annotations
@@ -11,102 +27,481 @@ from numba import njit, prange
 
 from ._scalar import accumulate, is_nan, order_key
 
+# --------------------------------------------------------------------------------------
+# forward, channels first: one task = one output row (n, c, od, oh)
+# --------------------------------------------------------------------------------------
 
-@njit(parallel=True, cache=True, nogil=True)
-def max_pool_forward(x, out, idx, params, fill, want_indices):
-    """Max over each window; ``idx`` gets the flat plane index of the winner.
 
-    Scan order is row-major over the window; a later element wins only if it is
-    strictly greater or NaN (first maximum wins ties, last NaN wins). A window with
-    no element inside the input yields ``fill`` and index -1.
+@njit(cache=True, nogil=True)
+def _interior(size, k, s, p, d, n_out):
+    """Output positions ``[lo, hi)`` whose whole window lies inside ``[0, size)``."""
+    lo = (p + s - 1) // s
+    num = size - 1 + p - (k - 1) * d
+    hi = num // s + 1 if num >= 0 else 0
+    if hi > n_out:
+        hi = n_out
+    if lo > n_out:
+        lo = n_out
+    if hi < lo:
+        hi = lo
+    return lo, hi
+
+
+@njit(cache=True, nogil=True)
+def _point_nchw(x, n, c, z0, y0, x0, kp, fill):
+    """Generic single-window max (any window, padding-aware): ``(value, flat index)``."""
+    in_d, in_h, in_w = x.shape[2], x.shape[3], x.shape[4]
+    found = False
+    best = fill
+    bi = -1
+    for a in range(kp[0, 0]):
+        z = z0 + a * kp[3, 0]
+        if z < 0 or z >= in_d:
+            continue
+        for b in range(kp[0, 1]):
+            y = y0 + b * kp[3, 1]
+            if y < 0 or y >= in_h:
+                continue
+            for e in range(kp[0, 2]):
+                xx = x0 + e * kp[3, 2]
+                if xx < 0 or xx >= in_w:
+                    continue
+                v = x[n, c, z, y, xx]
+                if not found or order_key(v) > order_key(best) or is_nan(v):
+                    found = True
+                    best = v
+                    bi = (z * in_h + y) * in_w + xx
+    return best, bi
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _wins(v, best):
+    """Does ``v`` replace ``best`` in a scan? (strictly greater, or NaN; no branches)."""
+    return (order_key(v) > order_key(best)) | is_nan(v)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _step(v, i, m, mi):
+    """One scan step: ``(v, i)`` replaces the running ``(m, mi)`` if it wins."""
+    t = _wins(v, m)
+    return (v if t else m), (i if t else mi)
+
+
+#: Vector width the padded row buffers are rounded up to (AVX-512: 16 float32 lanes).
+#: Running every pass over a multiple of it leaves no scalar remainder loop, whose
+#: data-dependent branches would cost as much as the whole vectorised row.
+_LANES = 16
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _split(row, ph, sw, n_col):
+    """Phase-split a row: ``ph[q, k] = row[k*sw + q]`` for the elements that exist.
+
+    After the split every window column of a stride-``sw`` pooling is a unit-stride run,
+    so the passes vectorise with plain loads instead of gathers. Entries past the row
+    are left as they are (they only feed padding lanes, whose results are dropped).
     """
-    n_batch, n_chan, in_d, in_h, in_w = x.shape
+    n = row.shape[0]
+    full = min(n_col, n // sw)  # columns present in every phase
+    if sw == 1:
+        p0 = ph[0]
+        for k in range(full):
+            p0[k] = row[k]
+    elif sw == 2:
+        p0 = ph[0]
+        p1 = ph[1]
+        for k in range(full):
+            p0[k] = row[2 * k]
+            p1[k] = row[2 * k + 1]
+    else:
+        for k in range(full):
+            for q in range(sw):
+                ph[q, k] = row[k * sw + q]
+    for k in range(full, n_col):
+        for q in range(sw):
+            j = k * sw + q
+            if j < n:
+                ph[q, k] = row[j]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _pass_k2(pa, pb, two, first, acc, acci, ba, bb):
+    """k=2, s=2, d=1 along W: window of ``ow`` is ``pX[0, ow], pX[1, ow]`` per row.
+
+    One or two phase-split window rows per pass (``two``); ``first`` starts the scan
+    here instead of continuing from ``acc``/``acci``. Branch-free (selects only), the
+    running maximum stays in registers across both rows.
+    """
+    a0 = pa[0]
+    a1 = pa[1]
+    b0 = pb[0]
+    b1 = pb[1]
+    if first and two:
+        for ow in range(acc.shape[0]):
+            j = 2 * ow
+            m, mi = _step(a1[ow], ba + j + 1, a0[ow], ba + j)
+            m, mi = _step(b0[ow], bb + j, m, mi)
+            m, mi = _step(b1[ow], bb + j + 1, m, mi)
+            acc[ow] = m
+            acci[ow] = mi
+    elif first:
+        for ow in range(acc.shape[0]):
+            j = 2 * ow
+            m, mi = _step(a1[ow], ba + j + 1, a0[ow], ba + j)
+            acc[ow] = m
+            acci[ow] = mi
+    elif two:
+        for ow in range(acc.shape[0]):
+            j = 2 * ow
+            m, mi = _step(a0[ow], ba + j, acc[ow], acci[ow])
+            m, mi = _step(a1[ow], ba + j + 1, m, mi)
+            m, mi = _step(b0[ow], bb + j, m, mi)
+            m, mi = _step(b1[ow], bb + j + 1, m, mi)
+            acc[ow] = m
+            acci[ow] = mi
+    else:
+        for ow in range(acc.shape[0]):
+            j = 2 * ow
+            m, mi = _step(a0[ow], ba + j, acc[ow], acci[ow])
+            m, mi = _step(a1[ow], ba + j + 1, m, mi)
+            acc[ow] = m
+            acci[ow] = mi
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _pass_k3(pa, pb, two, first, acc, acci, ba, bb):
+    """k=3, s=2, d=1 along W: window of ``ow`` is ``p[0, ow], p[1, ow], p[0, ow + 1]``."""
+    a0 = pa[0]
+    a1 = pa[1]
+    b0 = pb[0]
+    b1 = pb[1]
+    if first and two:
+        for ow in range(acc.shape[0]):
+            j = 2 * ow
+            m, mi = _step(a1[ow], ba + j + 1, a0[ow], ba + j)
+            m, mi = _step(a0[ow + 1], ba + j + 2, m, mi)
+            m, mi = _step(b0[ow], bb + j, m, mi)
+            m, mi = _step(b1[ow], bb + j + 1, m, mi)
+            m, mi = _step(b0[ow + 1], bb + j + 2, m, mi)
+            acc[ow] = m
+            acci[ow] = mi
+    elif first:
+        for ow in range(acc.shape[0]):
+            j = 2 * ow
+            m, mi = _step(a1[ow], ba + j + 1, a0[ow], ba + j)
+            m, mi = _step(a0[ow + 1], ba + j + 2, m, mi)
+            acc[ow] = m
+            acci[ow] = mi
+    elif two:
+        for ow in range(acc.shape[0]):
+            j = 2 * ow
+            m, mi = _step(a0[ow], ba + j, acc[ow], acci[ow])
+            m, mi = _step(a1[ow], ba + j + 1, m, mi)
+            m, mi = _step(a0[ow + 1], ba + j + 2, m, mi)
+            m, mi = _step(b0[ow], bb + j, m, mi)
+            m, mi = _step(b1[ow], bb + j + 1, m, mi)
+            m, mi = _step(b0[ow + 1], bb + j + 2, m, mi)
+            acc[ow] = m
+            acci[ow] = mi
+    else:
+        for ow in range(acc.shape[0]):
+            j = 2 * ow
+            m, mi = _step(a0[ow], ba + j, acc[ow], acci[ow])
+            m, mi = _step(a1[ow], ba + j + 1, m, mi)
+            m, mi = _step(a0[ow + 1], ba + j + 2, m, mi)
+            acc[ow] = m
+            acci[ow] = mi
+
+
+@njit(cache=True, nogil=True)
+def _pass_generic(pa, first, acc, acci, kw, sw, dw, ba):
+    """Any window along W, one phase-split window row; one pass per window column.
+
+    Window column ``e`` of output ``ow`` is ``pa[(e*dw) % sw, ow + (e*dw) // sw]``.
+    """
+    for e in range(kw):
+        src = pa[(e * dw) % sw, (e * dw) // sw :]
+        o = ba + e * dw
+        if first and e == 0:
+            for ow in range(acc.shape[0]):
+                acc[ow] = src[ow]
+                acci[ow] = o + ow * sw
+        else:
+            for ow in range(acc.shape[0]):
+                m, mi = _step(src[ow], o + ow * sw, acc[ow], acci[ow])
+                acc[ow] = m
+                acci[ow] = mi
+
+
+@njit(cache=True, nogil=True)
+def forward_nchw_range(x, out, idx, kp, fill, want, t0, t1):
+    """Forward for output rows ``t0 <= task < t1`` of a channels-first 5-D view.
+
+    ``task`` enumerates ``(n, c, od, oh)`` in row-major order. The window rows inside
+    the input are listed first. Columns whose window lies inside the input along W
+    (the interior) are then computed in padded row buffers: each window row is
+    phase-split by the W stride, and passes of unit-stride, branch-free vector loops
+    fold one or two window rows at a time into the running maximum (specialised for
+    k=2/s=2 and k=3/s=2 along W, one pass per window column otherwise). Border
+    columns use the padding-aware point routine. ``idx`` is only written if ``want``.
+    """
+    n_chan, in_d, in_h, in_w = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
     out_d, out_h, out_w = out.shape[2], out.shape[3], out.shape[4]
-    kd, kh, kw = params[0, 0], params[0, 1], params[0, 2]
-    sd, sh, sw = params[1, 0], params[1, 1], params[1, 2]
-    pd, ph, pw = params[2, 0], params[2, 1], params[2, 2]
-    dd, dh, dw = params[3, 0], params[3, 1], params[3, 2]
-    rows = n_batch * n_chan * out_d
-    for task in prange(rows):
-        n = task // (n_chan * out_d)
-        c = (task // out_d) % n_chan
-        od = task % out_d
+    kd, kh, kw = kp[0, 0], kp[0, 1], kp[0, 2]
+    sd, sh, sw = kp[1, 0], kp[1, 1], kp[1, 2]
+    pd, ph, pw = kp[2, 0], kp[2, 1], kp[2, 2]
+    dd, dh, dw = kp[3, 0], kp[3, 1], kp[3, 2]
+    lo, hi = _interior(in_w, kw, sw, pw, dw, out_w)
+    k2 = kw == 2 and sw == 2 and dw == 1
+    k3 = kw == 3 and sw == 2 and dw == 1
+    start = lo * sw - pw  # first input column of the first interior window
+    n_pad = (hi - lo + _LANES - 1) // _LANES * _LANES
+    n_col = n_pad + ((kw - 1) * dw) // sw + 1  # phase-split columns per window row
+    phases = np.empty((2, sw, n_col), dtype=x.dtype)
+    acc = np.empty(n_pad, dtype=x.dtype)
+    acci = np.empty(n_pad, dtype=np.int64)
+    zs = np.empty(kd * kh, dtype=np.int64)
+    ys = np.empty(kd * kh, dtype=np.int64)
+    for task in range(t0, t1):
+        oh = task % out_h
+        r = task // out_h
+        od = r % out_d
+        r //= out_d
+        c = r % n_chan
+        n = r // n_chan
         z0 = od * sd - pd
-        for oh in range(out_h):
-            y0 = oh * sh - ph
-            for ow in range(out_w):
-                x0 = ow * sw - pw
-                found = False
-                best_key = order_key(x[n, c, 0, 0, 0])
-                bz = -1
-                by = 0
-                bx = 0
-                for a in range(kd):
-                    z = z0 + a * dd
-                    if z < 0 or z >= in_d:
-                        continue
-                    for b in range(kh):
-                        y = y0 + b * dh
-                        if y < 0 or y >= in_h:
-                            continue
-                        for e in range(kw):
-                            xx = x0 + e * dw
-                            if xx < 0 or xx >= in_w:
-                                continue
-                            v = x[n, c, z, y, xx]
-                            key = order_key(v)
-                            if not found or key > best_key or is_nan(v):
-                                found = True
-                                best_key = key
-                                bz = z
-                                by = y
-                                bx = xx
-                if found:
-                    out[n, c, od, oh, ow] = x[n, c, bz, by, bx]
-                    if want_indices:
-                        idx[n, c, od, oh, ow] = (bz * in_h + by) * in_w + bx
+        y0 = oh * sh - ph
+        orow = out[n, c, od, oh]
+        for ow in range(min(lo, out_w)):
+            v, i = _point_nchw(x, n, c, z0, y0, ow * sw - pw, kp, fill)
+            orow[ow] = v
+            if want:
+                idx[n, c, od, oh, ow] = i
+        for ow in range(hi, out_w):
+            v, i = _point_nchw(x, n, c, z0, y0, ow * sw - pw, kp, fill)
+            orow[ow] = v
+            if want:
+                idx[n, c, od, oh, ow] = i
+        if lo == hi:
+            continue
+        n_rows = 0
+        for a in range(kd):
+            z = z0 + a * dd
+            if z < 0 or z >= in_d:
+                continue
+            for b in range(kh):
+                y = y0 + b * dh
+                if y < 0 or y >= in_h:
+                    continue
+                zs[n_rows] = z
+                ys[n_rows] = y
+                n_rows += 1
+        if n_rows == 0:  # no window row inside the input: fill (index -1)
+            for ow in range(lo, hi):
+                orow[ow] = fill
+                if want:
+                    idx[n, c, od, oh, ow] = -1
+            continue
+        if k2 or k3:
+            for i in range(0, n_rows, 2):
+                two = i + 1 < n_rows
+                i2 = i + 1 if two else i
+                _split(x[n, c, zs[i], ys[i], start:], phases[0], 2, n_col)
+                if two:
+                    _split(x[n, c, zs[i2], ys[i2], start:], phases[1], 2, n_col)
+                ba = (zs[i] * in_h + ys[i]) * in_w + start
+                bb = (zs[i2] * in_h + ys[i2]) * in_w + start
+                if k2:
+                    _pass_k2(phases[0], phases[1], two, i == 0, acc, acci, ba, bb)
                 else:
-                    out[n, c, od, oh, ow] = fill
-                    if want_indices:
-                        idx[n, c, od, oh, ow] = -1
+                    _pass_k3(phases[0], phases[1], two, i == 0, acc, acci, ba, bb)
+        else:
+            for i in range(n_rows):
+                _split(x[n, c, zs[i], ys[i], start:], phases[0], sw, n_col)
+                ba = (zs[i] * in_h + ys[i]) * in_w + start
+                _pass_generic(phases[0], i == 0, acc, acci, kw, sw, dw, ba)
+        orow[lo:hi] = acc[: hi - lo]
+        if want:
+            idx[n, c, od, oh, lo:hi] = acci[: hi - lo]
+
+
+# --------------------------------------------------------------------------------------
+# forward, channels last: one task = one output row (n, od, oh); inner loop over C
+# --------------------------------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True)
+def forward_nhwc_range(x, out, idx, kp, fill, want, t0, t1):
+    """Forward for output rows ``t0 <= task < t1`` of a channels-last 5-D view.
+
+    ``x`` is ``(N, D, H, W, C)``; ``task`` enumerates ``(n, od, oh)``. For each output
+    pixel the window is scanned in row-major order and every window element updates
+    all channels at once (the contiguous C axis is the vectorised inner loop).
+    """
+    in_d, in_h, in_w, n_chan = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
+    out_d, out_h, out_w = out.shape[1], out.shape[2], out.shape[3]
+    kd, kh, kw = kp[0, 0], kp[0, 1], kp[0, 2]
+    sd, sh, sw = kp[1, 0], kp[1, 1], kp[1, 2]
+    pd, ph, pw = kp[2, 0], kp[2, 1], kp[2, 2]
+    dd, dh, dw = kp[3, 0], kp[3, 1], kp[3, 2]
+    for task in range(t0, t1):
+        oh = task % out_h
+        r = task // out_h
+        od = r % out_d
+        n = r // out_d
+        z0 = od * sd - pd
+        y0 = oh * sh - ph
+        for ow in range(out_w):
+            x0 = ow * sw - pw
+            ovec = out[n, od, oh, ow]
+            ivec = idx[n, od, oh, ow] if want else idx[0, 0, 0, 0]
+            first = True
+            for a in range(kd):
+                z = z0 + a * dd
+                if z < 0 or z >= in_d:
+                    continue
+                for b in range(kh):
+                    y = y0 + b * dh
+                    if y < 0 or y >= in_h:
+                        continue
+                    for e in range(kw):
+                        xx = x0 + e * dw
+                        if xx < 0 or xx >= in_w:
+                            continue
+                        xvec = x[n, z, y, xx]
+                        k = (z * in_h + y) * in_w + xx
+                        if first:
+                            for c in range(n_chan):
+                                ovec[c] = xvec[c]
+                            if want:
+                                for c in range(n_chan):
+                                    ivec[c] = k
+                            first = False
+                        elif want:
+                            for c in range(n_chan):
+                                v = xvec[c]
+                                bv = ovec[c]
+                                bi = ivec[c]
+                                t = _wins(v, bv)
+                                ovec[c] = v if t else bv
+                                ivec[c] = k if t else bi
+                        else:
+                            for c in range(n_chan):
+                                v = xvec[c]
+                                bv = ovec[c]
+                                ovec[c] = v if _wins(v, bv) else bv
+            if first:
+                for c in range(n_chan):
+                    ovec[c] = fill
+                if want:
+                    for c in range(n_chan):
+                        ivec[c] = -1
+
+
+# --------------------------------------------------------------------------------------
+# backward: scatter-add in output row-major order, never two tasks on one plane element
+# --------------------------------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True)
+def backward_nchw_range(grad, idx, dx, bad, t0, t1):
+    """Planes ``t0 <= p < t1``: add ``grad`` at ``idx`` into ``dx[p]``.
+
+    ``grad``/``idx`` are ``(P, n_out)`` views, ``dx`` is ``(P, plane)`` and zeroed on
+    entry (``np.zeros``: fresh pages come zeroed from the OS, so zeroing them again here
+    would only double the write traffic). Index -1 is skipped; any other out-of-range
+    index sets ``bad[p]``.
+    """
+    plane = dx.shape[1]
+    n_out = grad.shape[1]
+    for p in range(t0, t1):
+        drow = dx[p]
+        grow = grad[p]
+        irow = idx[p]
+        for o in range(n_out):
+            i = irow[o]
+            if i < 0 or i >= plane:
+                if i != -1:
+                    bad[p] = 1
+                continue
+            drow[i] = accumulate(drow[i], grow[o])
+
+
+@njit(cache=True, nogil=True)
+def backward_nhwc_range(grad, idx, dx, bad, block, t0, t1):
+    """Channels-last backward for tasks ``t0 <= task < t1``.
+
+    ``grad``/``idx`` are ``(N, n_out, C)``, ``dx`` is ``(N, plane, C)`` (zeroed on entry). A task is one batch item and one block of ``block`` channels, so every
+    ``(n, c)`` plane belongs to one task and is summed in output row-major order.
+    """
+    plane = dx.shape[1]
+    n_chan = dx.shape[2]
+    n_out = grad.shape[1]
+    n_blocks = (n_chan + block - 1) // block
+    for task in range(t0, t1):
+        n = task // n_blocks
+        c0 = (task % n_blocks) * block
+        c1 = min(c0 + block, n_chan)
+        for o in range(n_out):
+            for c in range(c0, c1):
+                i = idx[n, o, c]
+                if i < 0 or i >= plane:
+                    if i != -1:
+                        bad[task] = 1
+                    continue
+                dx[n, i, c] = accumulate(dx[n, i, c], grad[n, o, c])
+
+
+# --------------------------------------------------------------------------------------
+# parallel wrappers: split tasks into contiguous chunks, a few per thread
+# --------------------------------------------------------------------------------------
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def max_pool_backward(grad, idx, dx, bad):
-    """Scatter-add ``grad`` into ``dx`` (zeroed) at the flat plane positions ``idx``.
+def forward_nchw_par(x, out, idx, kp, fill, want, n_tasks, n_chunks):
+    """Parallel :func:`forward_nchw_range` over all ``n_tasks`` output rows."""
+    for ch in prange(n_chunks):
+        forward_nchw_range(
+            x, out, idx, kp, fill, want, ch * n_tasks // n_chunks, (ch + 1) * n_tasks // n_chunks
+        )
 
-    Parallel over planes only, and in output row-major order inside a plane, so the
-    sums are bit-identical run to run. Index -1 (a window with no input) is skipped;
-    any other out-of-range index sets ``bad[plane]`` and is skipped.
-    """
-    n_batch, n_chan, in_d, in_h, in_w = dx.shape
-    out_d, out_h, out_w = grad.shape[2], grad.shape[3], grad.shape[4]
-    plane = in_d * in_h * in_w
-    for task in prange(n_batch * n_chan):
-        n = task // n_chan
-        c = task % n_chan
-        for od in range(out_d):
-            for oh in range(out_h):
-                for ow in range(out_w):
-                    i = idx[n, c, od, oh, ow]
-                    if i < 0 or i >= plane:
-                        if i != -1:
-                            bad[task] = 1
-                        continue
-                    z = i // (in_h * in_w)
-                    r = i - z * in_h * in_w
-                    y = r // in_w
-                    xx = r - y * in_w
-                    dx[n, c, z, y, xx] = accumulate(dx[n, c, z, y, xx], grad[n, c, od, oh, ow])
+
+@njit(parallel=True, cache=True, nogil=True)
+def forward_nhwc_par(x, out, idx, kp, fill, want, n_tasks, n_chunks):
+    """Parallel :func:`forward_nhwc_range` over all ``n_tasks`` output rows."""
+    for ch in prange(n_chunks):
+        forward_nhwc_range(
+            x, out, idx, kp, fill, want, ch * n_tasks // n_chunks, (ch + 1) * n_tasks // n_chunks
+        )
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def backward_nchw_par(grad, idx, dx, bad, n_chunks):
+    """Parallel :func:`backward_nchw_range`: planes are split over threads."""
+    n_tasks = dx.shape[0]
+    for ch in prange(n_chunks):
+        backward_nchw_range(
+            grad, idx, dx, bad, ch * n_tasks // n_chunks, (ch + 1) * n_tasks // n_chunks
+        )
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def backward_nhwc_par(grad, idx, dx, bad, block, n_chunks):
+    """Parallel :func:`backward_nhwc_range` over (batch item, channel block) tasks."""
+    n_tasks = dx.shape[0] * ((dx.shape[2] + block - 1) // block)
+    for ch in prange(n_chunks):
+        backward_nhwc_range(
+            grad, idx, dx, bad, block, ch * n_tasks // n_chunks, (ch + 1) * n_tasks // n_chunks
+        )
 
 
 @njit(parallel=True, cache=True, nogil=True)
 def max_pool_forward_nd(x, out, idx, in_size, params, fill, want_indices):
-    """Any-rank fallback of :func:`max_pool_forward` on flattened planes.
+    """Any-rank fallback on flattened planes (more than 3 spatial dims).
 
     ``x`` is ``(planes, prod(in_size))``, ``out``/``idx`` are ``(planes, n_out)``;
     ``params`` rows are kernel, stride, pad_begin, dilation, out_size (one column per
-    spatial dim). Same scan order and tie/NaN rules as the 3-D kernel.
+    spatial dim). Same scan order and tie/NaN rules as the 3-D kernels.
     """
     nd = in_size.shape[0]
     n_out = out.shape[1]
