@@ -24,28 +24,27 @@ def _bounds(o, length, n_out):
 
 @njit(inline="always")
 def window_argmax(x, n, c, z0, z1, y0, y1, x0, x1):
-    """(value, z, y, x) of the maximum of a non-empty box of plane (n, c).
+    """(value, flat plane index) of the maximum of a non-empty box of plane (n, c).
 
     Row-major scan; a later element wins only if strictly greater or NaN (first
     maximum wins ties, last NaN wins), as PyTorch's adaptive and fractional kernels.
+    The update is written as selects so the compiler emits no data-dependent branch.
     """
+    in_h, in_w = x.shape[3], x.shape[4]
     best = x[n, c, z0, y0, x0]
     best_key = order_key(best)
-    bz = z0
-    by = y0
-    bx = x0
+    best_at = (z0 * in_h + y0) * in_w + x0
     for z in range(z0, z1):
         for y in range(y0, y1):
+            base = (z * in_h + y) * in_w
             for xx in range(x0, x1):
                 v = x[n, c, z, y, xx]
                 key = order_key(v)
-                if key > best_key or is_nan(v):
-                    best_key = key
-                    best = v
-                    bz = z
-                    by = y
-                    bx = xx
-    return best, bz, by, bx
+                take = (key > best_key) | is_nan(v)
+                best_key = key if take else best_key
+                best = v if take else best
+                best_at = base + xx if take else best_at
+    return best, best_at
 
 
 @njit(inline="always")
@@ -184,7 +183,7 @@ def adaptive_max_forward(x, out, idx, want_indices):
             y0, y1 = _bounds(oh, in_h, out_h)
             for ow in range(out_w):
                 x0, x1 = _bounds(ow, in_w, out_w)
-                best, bz, by, bx = window_argmax(x, n, c, z0, z1, y0, y1, x0, x1)
+                best, best_at = window_argmax(x, n, c, z0, z1, y0, y1, x0, x1)
                 out[n, c, od, oh, ow] = best
                 if want_indices:
-                    idx[n, c, od, oh, ow] = (bz * in_h + by) * in_w + bx
+                    idx[n, c, od, oh, ow] = best_at

@@ -76,7 +76,7 @@ def fractional_max_forward(x, out, idx, starts_d, starts_h, starts_w, pool):
     ``(N*C, out_*)`` window starts. First maximum wins ties (strict ``>``), the last
     NaN wins; indices are flat per plane.
     """
-    n_batch, n_chan, _, in_h, in_w = x.shape
+    n_batch, n_chan = x.shape[0], x.shape[1]
     out_d, out_h, out_w = out.shape[2], out.shape[3], out.shape[4]
     kd, kh, kw = pool[0], pool[1], pool[2]
     for task in prange(n_batch * n_chan * out_d):
@@ -89,8 +89,8 @@ def fractional_max_forward(x, out, idx, starts_d, starts_h, starts_w, pool):
             y0 = starts_h[plane, oh]
             for ow in range(out_w):
                 x0 = starts_w[plane, ow]
-                best, bz, by, bx = window_argmax(
+                best, best_at = window_argmax(
                     x, n, c, z0, z0 + kd, y0, y0 + kh, x0, x0 + kw
                 )
                 out[n, c, od, oh, ow] = best
-                idx[n, c, od, oh, ow] = (bz * in_h + by) * in_w + bx
+                idx[n, c, od, oh, ow] = best_at
