@@ -14,7 +14,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._scalar import accumulate, is_nan, order_key
-from .avg_pool import divide, from_opmath, opmath_zero, to_opmath
+from .avg_pool import _u, divide, from_opmath, opmath_zero, to_opmath
 
 
 @njit(inline="always")
@@ -26,25 +26,59 @@ def _bounds(o, length, n_out):
 def window_argmax(x, n, c, z0, z1, y0, y1, x0, x1):
     """(value, flat plane index) of the maximum of a non-empty box of plane (n, c).
 
-    Row-major scan; a later element wins only if strictly greater or NaN (first
-    maximum wins ties, last NaN wins), as PyTorch's adaptive and fractional kernels.
-    The update is written as selects so the compiler emits no data-dependent branch.
+    Semantics of a row-major scan where a later element wins only if strictly greater
+    or NaN (first maximum wins ties, last NaN wins), as PyTorch's adaptive and
+    fractional kernels. Computed in two passes that carry no long dependency chain:
+    the largest key (four partial maxima) and whether a NaN occurs, then the first
+    element equal to that key (or the last NaN); -0 and +0 compare equal, so the first
+    of them wins, as in the scan.
     """
     in_h, in_w = x.shape[3], x.shape[4]
-    best = x[n, c, z0, y0, x0]
-    best_key = order_key(best)
-    best_at = (z0 * in_h + y0) * in_w + x0
+    first = order_key(x[n, c, z0, y0, x0])
+    m0 = first
+    m1 = first
+    m2 = first
+    m3 = first
+    nan_seen = False
     for z in range(z0, z1):
         for y in range(y0, y1):
-            base = (z * in_h + y) * in_w
+            row = x[n, c, z, y]
+            xx = _u(x0)
+            end = _u(x1)
+            while xx + _u(4) <= end:
+                k0 = order_key(row[xx])
+                k1 = order_key(row[xx + _u(1)])
+                k2 = order_key(row[xx + _u(2)])
+                k3 = order_key(row[xx + _u(3)])
+                nan_seen |= is_nan(row[xx]) | is_nan(row[xx + _u(1)])
+                nan_seen |= is_nan(row[xx + _u(2)]) | is_nan(row[xx + _u(3)])
+                m0 = k0 if k0 > m0 else m0
+                m1 = k1 if k1 > m1 else m1
+                m2 = k2 if k2 > m2 else m2
+                m3 = k3 if k3 > m3 else m3
+                xx += _u(4)
+            while xx < end:
+                k0 = order_key(row[xx])
+                nan_seen |= is_nan(row[xx])
+                m0 = k0 if k0 > m0 else m0
+                xx += _u(1)
+    m01 = m0 if m0 > m1 else m1
+    m23 = m2 if m2 > m3 else m3
+    top = m01 if m01 > m23 else m23
+    if nan_seen:  # the last NaN in scan order
+        for z in range(z1 - 1, z0 - 1, -1):
+            for y in range(y1 - 1, y0 - 1, -1):
+                row = x[n, c, z, y]
+                for xx in range(x1 - 1, x0 - 1, -1):
+                    if is_nan(row[xx]):
+                        return row[xx], (z * in_h + y) * in_w + xx
+    for z in range(z0, z1):
+        for y in range(y0, y1):
+            row = x[n, c, z, y]
             for xx in range(x0, x1):
-                v = x[n, c, z, y, xx]
-                key = order_key(v)
-                take = (key > best_key) | is_nan(v)
-                best_key = key if take else best_key
-                best = v if take else best
-                best_at = base + xx if take else best_at
-    return best, best_at
+                if order_key(row[xx]) == top:
+                    return row[xx], (z * in_h + y) * in_w + xx
+    return x[n, c, z0, y0, x0], (z0 * in_h + y0) * in_w + x0  # unreachable
 
 
 @njit(inline="always")
@@ -80,7 +114,7 @@ def _sum8(x, n, c0, z0, z1, y0, y1, x0, x1, acc):
             r5 = x[n, c0 + 5, z, y]
             r6 = x[n, c0 + 6, z, y]
             r7 = x[n, c0 + 7, z, y]
-            for xx in range(x0, x1):
+            for xx in range(_u(x0), _u(x1)):
                 a0 += to_opmath(r0[xx])
                 a1 += to_opmath(r1[xx])
                 a2 += to_opmath(r2[xx])
