@@ -105,6 +105,26 @@ def test_matches_reference(nd, dtype):
         assert_same(getattr(pk, f"adaptive_avg_pool{nd}d")(x, out), ref.adaptive_avg_pool(x, out))
 
 
+@pytest.mark.parametrize(
+    "values",
+    [[-0.0, 0.0], [0.0, -0.0], [1.0, np.nan, 3.0, np.nan], [2.0, 5.0, 5.0, 1.0, 5.0],
+     [-np.inf, -np.inf], list(range(9)) + [np.nan] + list(range(9))],
+)
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_argmax_ties_signed_zeros_and_nan_match_torch(values, dtype):
+    """First maximum wins (-0 and +0 tie), the last NaN wins: bits and index as PyTorch."""
+    x = np.array(values, dtype=dtype).reshape(1, 1, -1)
+    y, idx = pk.adaptive_max_pool1d(x, 1, return_indices=True)
+    ty, tidx = F.adaptive_max_pool1d(t(x), 1, return_indices=True)
+    assert_same(y, ty.numpy())
+    assert_same(idx, tidx.numpy())
+    u = np.zeros((1, 1, 2), dtype)
+    fy, fidx = pk.fractional_max_pool2d(x[None], (1, x.shape[-1]), output_size=1,
+                                        return_indices=True, random_samples=u)
+    assert_same(fidx.ravel(), idx.ravel())
+    assert_same(fy.ravel(), y.ravel())
+
+
 def test_none_keeps_input_size_and_windows():
     x = np.arange(2 * 5 * 7, dtype=np.float64).reshape(2, 5, 7)
     y = pk.adaptive_avg_pool2d(x, (None, 3))

@@ -133,6 +133,57 @@ def _sum8(x, n, c0, z0, z1, y0, y1, x0, x1, acc):
     acc[7] = a7
 
 
+@njit(inline="always")
+def _sum8_row(x, n, c0, z0, z1, y0, y1, xb, acc):
+    """Row-major window sums of one output row for 8 consecutive planes.
+
+    ``xb`` holds each output column's [x0, x1); ``acc[b, ow]`` receives the sums. Input
+    rows are streamed in order (8 planes side by side: 8 independent add chains); each
+    window still adds its elements in row-major order.
+    """
+    zero = opmath_zero(x[0, 0, 0, 0, 0])
+    out_w = xb.shape[0]
+    for ow in range(out_w):
+        for b in range(PLANE_BLOCK):
+            acc[b, ow] = zero
+    for z in range(z0, z1):
+        for y in range(y0, y1):
+            r0 = x[n, c0, z, y]
+            r1 = x[n, c0 + 1, z, y]
+            r2 = x[n, c0 + 2, z, y]
+            r3 = x[n, c0 + 3, z, y]
+            r4 = x[n, c0 + 4, z, y]
+            r5 = x[n, c0 + 5, z, y]
+            r6 = x[n, c0 + 6, z, y]
+            r7 = x[n, c0 + 7, z, y]
+            for ow in range(out_w):
+                a0 = acc[0, ow]
+                a1 = acc[1, ow]
+                a2 = acc[2, ow]
+                a3 = acc[3, ow]
+                a4 = acc[4, ow]
+                a5 = acc[5, ow]
+                a6 = acc[6, ow]
+                a7 = acc[7, ow]
+                for xx in range(_u(xb[ow, 0]), _u(xb[ow, 1])):
+                    a0 += to_opmath(r0[xx])
+                    a1 += to_opmath(r1[xx])
+                    a2 += to_opmath(r2[xx])
+                    a3 += to_opmath(r3[xx])
+                    a4 += to_opmath(r4[xx])
+                    a5 += to_opmath(r5[xx])
+                    a6 += to_opmath(r6[xx])
+                    a7 += to_opmath(r7[xx])
+                acc[0, ow] = a0
+                acc[1, ow] = a1
+                acc[2, ow] = a2
+                acc[3, ow] = a3
+                acc[4, ow] = a4
+                acc[5, ow] = a5
+                acc[6, ow] = a6
+                acc[7, ow] = a7
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def adaptive_avg_forward(x, out):
     """Adaptive average: row-major window sum, then ``/ kd / kh / kw``.
@@ -140,34 +191,48 @@ def adaptive_avg_forward(x, out):
     Tasks are blocks of :data:`PLANE_BLOCK` channels of one (n, od): the blocked
     planes are summed in lockstep (one add chain per plane and output, in row-major
     window order), so the arithmetic per output is exactly the sequential loop's.
+    Narrow windows are summed one at a time; wide ones by streaming whole input rows
+    (far fewer concurrent memory streams).
     """
     n_batch, n_chan, in_d, in_h, in_w = x.shape
     out_d, out_h, out_w = out.shape[2], out.shape[3], out.shape[4]
     like = x[0, 0, 0, 0, 0]
     n_blocks = (n_chan + PLANE_BLOCK - 1) // PLANE_BLOCK
+    xb = np.empty((out_w, 2), dtype=np.int64)
+    for ow in range(out_w):
+        xb[ow, 0], xb[ow, 1] = _bounds(ow, in_w, out_w)
+    # narrow windows (or one per row): sum window by window; wide ones: stream the rows
+    narrow = out_w <= 1 or (in_w + out_w - 1) // out_w < 8
     for task in prange(n_batch * n_blocks * out_d):
         n = task // (n_blocks * out_d)
         c0 = ((task // out_d) % n_blocks) * PLANE_BLOCK
         nb = min(PLANE_BLOCK, n_chan - c0)
         od = task % out_d
         z0, z1 = _bounds(od, in_d, out_d)
-        acc = np.empty(PLANE_BLOCK, dtype=type(opmath_zero(like)))
+        acc = np.empty((PLANE_BLOCK, out_w), dtype=type(opmath_zero(like)))
+        col = np.empty(PLANE_BLOCK, dtype=type(opmath_zero(like)))
         for oh in range(out_h):
             y0, y1 = _bounds(oh, in_h, out_h)
-            for ow in range(out_w):
-                x0, x1 = _bounds(ow, in_w, out_w)
-                if nb == PLANE_BLOCK:
-                    _sum8(x, n, c0, z0, z1, y0, y1, x0, x1, acc)
-                else:
-                    for b in range(nb):
+            if nb == PLANE_BLOCK and narrow:
+                for ow in range(out_w):
+                    _sum8(x, n, c0, z0, z1, y0, y1, xb[ow, 0], xb[ow, 1], col)
+                    for b in range(PLANE_BLOCK):
+                        acc[b, ow] = col[b]
+            elif nb == PLANE_BLOCK:
+                _sum8_row(x, n, c0, z0, z1, y0, y1, xb, acc)
+            else:
+                for b in range(nb):
+                    for ow in range(out_w):
                         total = opmath_zero(like)
                         for z in range(z0, z1):
                             for y in range(y0, y1):
-                                for xx in range(x0, x1):
+                                for xx in range(xb[ow, 0], xb[ow, 1]):
                                     total += to_opmath(x[n, c0 + b, z, y, xx])
-                        acc[b] = total
-                for b in range(nb):
-                    v = divide(divide(divide(acc[b], z1 - z0), y1 - y0), x1 - x0)
+                        acc[b, ow] = total
+            for b in range(nb):
+                for ow in range(out_w):
+                    v = divide(divide(acc[b, ow], z1 - z0), y1 - y0)
+                    v = divide(v, xb[ow, 1] - xb[ow, 0])
                     out[n, c0 + b, od, oh, ow] = from_opmath(v, like)
 
 
