@@ -1,9 +1,10 @@
 """Time the pooling family in poolkit against PyTorch (CPU), side by side.
 
-Usage: ``python benchmarks/bench_family.py [--repeat 7] [--quick]``. Both libraries use
-their default thread counts; each row reports the best of ``--repeat`` runs of each,
-measured alternately after a warm-up call (numba compilation excluded). float32, NCHW
-unless stated. Numbers from a machine shared with other work are noisy.
+Usage: ``python benchmarks/bench_family.py [--repeat 7] [--quick] [--single-thread]``.
+Both libraries use their default thread counts (``--single-thread``: one each, timed by
+process CPU time); each row reports the best of ``--repeat`` runs of each, measured
+alternately after a warm-up call (numba compilation excluded). float32, NCHW unless
+stated. Numbers from a machine shared with other work are noisy.
 """
 
 from __future__ import annotations
@@ -20,16 +21,18 @@ import poolkit as pk
 A = torch.ops.aten
 
 
-def best_pair(ours: Callable[[], object], theirs: Callable[[], object], repeat: int):
+def best_pair(
+    ours: Callable[[], object], theirs: Callable[[], object], repeat: int, clock=time.perf_counter
+):
     """Best-of-``repeat`` times of both, measured alternately (fairer on a busy machine)."""
     ours()
     theirs()
     a, b = [], []
     for _ in range(repeat):
         for fn, times in ((ours, a), (theirs, b)):
-            start = time.perf_counter()
+            start = clock()
             fn()
-            times.append(time.perf_counter() - start)
+            times.append(clock() - start)
     return min(a), min(b)
 
 
@@ -103,13 +106,25 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--quick", action="store_true", help="smaller input (8,64,112,112)")
+    parser.add_argument(
+        "--single-thread",
+        action="store_true",
+        help="one thread each, timed by process CPU time (steadier on a shared machine)",
+    )
     args = parser.parse_args(argv)
+    clock = time.perf_counter
+    if args.single_thread:
+        import numba
+
+        numba.set_num_threads(1)
+        torch.set_num_threads(1)
+        clock = time.process_time
     shape = (8, 64, 112, 112) if args.quick else (32, 64, 112, 112)
     rng = np.random.default_rng(0)
     print(f"input {shape} float32; torch threads {torch.get_num_threads()}")
     print(f"{'operation':58s} {'poolkit ms':>11s} {'torch ms':>10s} {'speed-up':>9s}")
     for name, ours, theirs in rows(shape, rng):
-        a, b = best_pair(ours, theirs, args.repeat)
+        a, b = best_pair(ours, theirs, args.repeat, clock)
         print(f"{name:58s} {a * 1e3:11.2f} {b * 1e3:10.2f} {b / a:8.2f}x")
 
 
