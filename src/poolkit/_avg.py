@@ -13,9 +13,10 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from . import _args
-from ._geometry import Geometry, as_kernel_view, output_shape
+from ._geometry import Geometry, output_shape
 from ._kernels import avg_pool as _avg_kernels
-from .functional import IntOrTuple, _kernel_dtype_view
+from ._planes import kernel_view
+from .functional import IntOrTuple
 
 __all__ = [
     "AvgPool1d",
@@ -112,8 +113,8 @@ def _avg_forward_impl(x: Any, p: AvgPoolParams) -> np.ndarray:
     geom = p.geometry(in_spatial)
     out = np.empty(output_shape(arr.shape, p.nd, geom.out_size, p.channels_last), arr.dtype)
     _avg_kernels.avg_pool_forward(
-        as_kernel_view(_kernel_dtype_view(arr), p.nd, batched, p.channels_last),
-        as_kernel_view(_kernel_dtype_view(out), p.nd, batched, p.channels_last),
+        kernel_view(arr, p.nd, batched, p.channels_last),
+        kernel_view(out, p.nd, batched, p.channels_last),
         geom.kernel_params(),
         _pad_end_table(geom),
         p.count_include_pad,
@@ -137,8 +138,8 @@ def _avg_backward_impl(grad_output: Any, input_shape: Any, p: AvgPoolParams) -> 
     _args.check_grad_shape(grad, output_shape(shape, p.nd, geom.out_size, p.channels_last))
     dx = np.empty(shape, dtype=grad.dtype)  # the kernel writes every element
     _avg_kernels.avg_pool_backward(
-        as_kernel_view(_kernel_dtype_view(grad), p.nd, batched, p.channels_last),
-        as_kernel_view(_kernel_dtype_view(dx), p.nd, batched, p.channels_last),
+        kernel_view(grad, p.nd, batched, p.channels_last),
+        kernel_view(dx, p.nd, batched, p.channels_last),
         geom.kernel_params(),
         _pad_end_table(geom),
         p.count_include_pad,
