@@ -103,6 +103,12 @@ def test_matches_reference(nd, dtype):
     assert_same(idx, ridx)
     if np.dtype(dtype).kind == "f":
         assert_same(getattr(pk, f"adaptive_avg_pool{nd}d")(x, out), ref.adaptive_avg_pool(x, out))
+        ones = (1,) * nd  # the flat-plane path: the same sums and divisions
+        expected = ref.adaptive_avg_pool(x, ones)
+        assert_same(getattr(pk, f"adaptive_avg_pool{nd}d")(x, ones), expected)
+        flat = x.reshape(x.shape[0], x.shape[1], -1)  # global: one division by the plane size
+        assert_same(pk.global_avg_pool(x, keepdims=False),
+                    ref.adaptive_avg_pool(flat, (1,)).reshape(x.shape[:2]))
 
 
 @pytest.mark.parametrize(
