@@ -131,6 +131,20 @@ def test_argmax_ties_signed_zeros_and_nan_match_torch(values, dtype):
     assert_same(fy.ravel(), y.ravel())
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+@pytest.mark.parametrize("in_w,out_w", [(40, 3), (9, 4), (17, 1)])
+def test_kernel_paths_match_reference(in_w, out_w, dtype):
+    """Flat narrow-window, streamed wide-window and strided (channels-last) paths, with a
+    partial block of channels (9 = 8 + 1), all give the reference's sums bit for bit."""
+    rng = np.random.default_rng(in_w)
+    x = random_input(rng, (2, 9, 5, in_w), dtype)
+    out = (2, out_w)
+    expected = ref.adaptive_avg_pool(x, out)
+    assert_same(pk.adaptive_avg_pool2d(x, out), expected)
+    got_cl = pk.adaptive_avg_pool2d(channels_last(x), out, channels_last=True)
+    assert_same(np.ascontiguousarray(from_channels_last(got_cl)), expected)
+
+
 def test_none_keeps_input_size_and_windows():
     x = np.arange(2 * 5 * 7, dtype=np.float64).reshape(2, 5, 7)
     y = pk.adaptive_avg_pool2d(x, (None, 3))

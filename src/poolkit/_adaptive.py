@@ -66,6 +66,18 @@ def _adaptive_avg_impl(x: Any, nd: int, output_size: Any, channels_last: Any) ->
     if all(o == 1 for o in out_size) and not channels_last and arr.flags.c_contiguous:
         _plane_mean(arr, out, in_spatial)
         return out
+    in_w, out_w = in_spatial[-1], out_size[-1]
+    narrow = out_w >= 1 and (in_w + out_w - 1) // out_w < 8
+    if narrow and not channels_last and arr.flags.c_contiguous and out.size:
+        # narrow windows: flat planes, 8 at a time (wide ones stream rows in the 5-D kernel)
+        n_planes = out.size // int(np.prod(out_size))
+        _kernels.adaptive_avg_flat(
+            kernel_bits(arr).reshape(n_planes, -1),
+            kernel_bits(out).reshape(n_planes, -1),
+            np.array(_lead3(in_spatial), dtype=np.int64),
+            np.array(_lead3(out_size), dtype=np.int64),
+        )
+        return out
     _kernels.adaptive_avg_forward(
         kernel_view(arr, nd, batched, channels_last), kernel_view(out, nd, batched, channels_last)
     )
