@@ -264,8 +264,9 @@ def adaptive_avg_backward(grad, dx, single_division):
                         delta = _round_div(_round_div(delta, y1 - y0, g), x1 - x0, g)
                     for z in range(z0, z1):
                         for y in range(y0, y1):
-                            for xx in range(x0, x1):
-                                dx[n, c, z, y, xx] = accumulate(dx[n, c, z, y, xx], delta)
+                            row = dx[n, c, z, y]
+                            for xx in range(_u(x0), _u(x1)):
+                                row[xx] = accumulate(row[xx], delta)
 
 
 @njit(parallel=True, cache=True, nogil=True)
