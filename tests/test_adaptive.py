@@ -103,12 +103,12 @@ def test_matches_reference(nd, dtype):
     assert_same(idx, ridx)
     if np.dtype(dtype).kind == "f":
         assert_same(getattr(pk, f"adaptive_avg_pool{nd}d")(x, out), ref.adaptive_avg_pool(x, out))
-        ones = (1,) * nd  # the flat-plane path: the same sums and divisions
-        expected = ref.adaptive_avg_pool(x, ones)
-        assert_same(getattr(pk, f"adaptive_avg_pool{nd}d")(x, ones), expected)
-        flat = x.reshape(x.shape[0], x.shape[1], -1)  # global: one division by the plane size
-        assert_same(pk.global_avg_pool(x, keepdims=False),
-                    ref.adaptive_avg_pool(flat, (1,)).reshape(x.shape[:2]))
+        # all-1 sizes and global pooling: the plane summed in order, one division (mean())
+        flat = x.reshape(x.shape[0], x.shape[1], -1)
+        expected = ref.adaptive_avg_pool(flat, (1,)).reshape(x.shape[:2])
+        ones = getattr(pk, f"adaptive_avg_pool{nd}d")(x, (1,) * nd)
+        assert_same(ones.reshape(x.shape[:2]), expected)
+        assert_same(pk.global_avg_pool(x, keepdims=False), expected)
 
 
 @pytest.mark.parametrize(

@@ -91,11 +91,15 @@ def _lead3(spatial: tuple[int, ...]) -> tuple[int, int, int]:
 
 
 def _plane_mean(arr: np.ndarray, out: np.ndarray, spatial: tuple[int, ...]) -> None:
-    """All-1 adaptive average of a C-contiguous channels-first array: flat planes."""
-    kd, kh, kw = _lead3(spatial)
-    bits = kernel_bits(arr)
-    _kernels.plane_mean_forward(
-        bits.reshape(-1, kd * kh * kw), kernel_bits(out).reshape(-1), kd, kh, kw
+    """All-1 adaptive average of a C-contiguous channels-first array: each flat plane
+    summed in order and divided once by its size (as ``mean()``)."""
+    n_planes = out.size
+    lead = np.array((1, 1, int(np.prod(spatial))), dtype=np.int64)
+    _kernels.adaptive_avg_flat(
+        kernel_bits(arr).reshape(n_planes, -1),
+        kernel_bits(out).reshape(n_planes, 1),
+        lead,
+        np.ones(3, dtype=np.int64),
     )
 
 
@@ -213,8 +217,9 @@ def _adaptive_avg_doc(nd: int) -> str:
     summed in row-major order (float32 for float16/32) and divided by each window
     length in turn, PyTorch's CPU arithmetic, so values are bit-identical. The one
     exception: when every output size is 1, PyTorch calls ``mean()``, whose summation
-    order differs; there the values agree to rounding (relative 1e-6 in float32) and
-    the backward divides once by the plane size, as ``mean()``'s does (bit-identical).
+    order differs; poolkit then sums each plane in order and divides once by its size
+    (as ``mean()`` and :func:`global_avg_pool`), so values agree to rounding (relative
+    1e-6 in float32), and the backward, one division too, is bit-identical.
 
     Examples
     --------

@@ -290,56 +290,9 @@ def adaptive_max_forward(x, out, idx, want_indices):
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def plane_mean_forward(x, out, kd, kh, kw):
-    """All-1 adaptive average on contiguous planes ``x`` (planes, kd*kh*kw): each plane
-    summed in order (8 planes side by side), then ``/ kd / kh / kw``."""
-    n_planes, size = x.shape
-    like = x[0, 0]
-    n_blocks = (n_planes + PLANE_BLOCK - 1) // PLANE_BLOCK
-    for blk in prange(n_blocks):
-        p0 = blk * PLANE_BLOCK
-        if p0 + PLANE_BLOCK <= n_planes:
-            r0 = x[p0]
-            r1 = x[p0 + 1]
-            r2 = x[p0 + 2]
-            r3 = x[p0 + 3]
-            r4 = x[p0 + 4]
-            r5 = x[p0 + 5]
-            r6 = x[p0 + 6]
-            r7 = x[p0 + 7]
-            a0 = opmath_zero(like)
-            a1 = a0
-            a2 = a0
-            a3 = a0
-            a4 = a0
-            a5 = a0
-            a6 = a0
-            a7 = a0
-            for j in range(_u(size)):
-                a0 += to_opmath(r0[j])
-                a1 += to_opmath(r1[j])
-                a2 += to_opmath(r2[j])
-                a3 += to_opmath(r3[j])
-                a4 += to_opmath(r4[j])
-                a5 += to_opmath(r5[j])
-                a6 += to_opmath(r6[j])
-                a7 += to_opmath(r7[j])
-            sums = (a0, a1, a2, a3, a4, a5, a6, a7)
-            for b in range(PLANE_BLOCK):
-                out[p0 + b] = from_opmath(divide(divide(divide(sums[b], kd), kh), kw), like)
-        else:
-            for p in range(p0, n_planes):
-                total = opmath_zero(like)
-                row = x[p]
-                for j in range(_u(size)):
-                    total += to_opmath(row[j])
-                out[p] = from_opmath(divide(divide(divide(total, kd), kh), kw), like)
-
-
-@njit(parallel=True, cache=True, nogil=True)
 def plane_mean_backward(grad, dx, kd, kh, kw, single_division):
-    """Backward of :func:`plane_mean_forward` into zeroed ``dx``: every element of plane
-    p gets ``0 + grad[p] / ...``, as the scatter into zeros computes it."""
+    """All-1 adaptive average backward on flat planes, into zeroed ``dx``: every element
+    of plane p gets ``0 + grad[p] / ...``, as the scatter into zeros computes it."""
     n_planes, size = dx.shape
     for p in prange(n_planes):
         g = grad[p]
