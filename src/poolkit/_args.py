@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from ._geometry import Geometry, PaddingSpec, empty_windows
+
 #: dtypes max pooling accepts (the set PyTorch's CPU max pooling supports, less bfloat16).
 MAX_POOL_DTYPES = (
     np.dtype(np.float16),
@@ -166,6 +168,153 @@ def check_padding(padding: Any, kernel: tuple[int, ...], name: str = "padding") 
             f"dimension, got {name}={pads} with kernel_size={kernel}"
         )
     return pads
+
+
+_PADDING_MODES = {
+    "valid": "valid",
+    "same": "same",
+    "same_upper": "same",
+    "same_lower": "same_lower",
+}
+
+
+def _is_sequence(value: Any) -> bool:
+    return isinstance(value, (Sequence, np.ndarray)) and not isinstance(value, (str, bytes))
+
+
+def parse_padding(padding: Any, kernel: tuple[int, ...], name: str = "padding") -> PaddingSpec:
+    """Parse every accepted form of ``padding`` into a :class:`~poolkit._geometry.PaddingSpec`.
+
+    Forms: an int or one int per dim (PyTorch: symmetric, ``0 <= p <= kernel // 2``); a
+    sequence of per-dim ``(begin, end)`` pairs (an int entry means ``(p, p)``, a single
+    pair applies to every dim), any non-negative sizes; or one of the strings
+    ``"valid"`` (no padding), ``"same"`` (alias ``"same_upper"``: output ``ceil(L / s)``,
+    odd pad at the end) and ``"same_lower"`` (odd pad at the start). Only the PyTorch
+    form keeps PyTorch's limit; the others are checked per call by
+    :func:`check_windows_cover` (every window must hold an input element).
+    """
+    nd = len(kernel)
+    if isinstance(padding, str):
+        mode = _PADDING_MODES.get(padding.lower())
+        if mode is None:
+            raise ValueError(
+                f"{name} must be an int, a tuple of ints, a sequence of (begin, end) pairs or "
+                f"one of 'valid', 'same', 'same_lower'; got {padding!r}"
+            )
+        if mode == "valid":
+            return PaddingSpec("explicit", (0,) * nd, (0,) * nd, False)
+        return PaddingSpec(mode, (0,) * nd, (0,) * nd, False)
+    if _is_sequence(padding) and any(_is_sequence(v) for v in padding):
+        items = list(padding)
+        if len(items) == 1 and nd != 1:
+            items = items * nd
+        if len(items) != nd:
+            raise ValueError(
+                f"{name} given as (begin, end) pairs must have one entry per spatial dimension "
+                f"({nd}), got {len(items)}: {padding!r}"
+            )
+        pairs = []
+        for item in items:
+            pair = list(item) if _is_sequence(item) else [item, item]
+            if len(pair) != 2:
+                raise ValueError(
+                    f"{name} entries must be (begin, end) pairs or ints, got {tuple(pair)!r}"
+                )
+            pairs.append(tuple(_as_int(v, name) for v in pair))
+        if any(v < 0 for pair in pairs for v in pair):
+            raise ValueError(f"{name} must be non-negative, got {tuple(pairs)}")
+        return PaddingSpec(
+            "explicit", tuple(b for b, _ in pairs), tuple(e for _, e in pairs), False
+        )
+    return PaddingSpec.symmetric(check_padding(padding, kernel, name))
+
+
+def parse_unpool_padding(
+    padding: Any, nd: int, name: str = "padding"
+) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
+    """Max unpooling's padding: ints (>= 0, no kernel limit, as PyTorch) or (begin, end)
+    pairs; returns ``(begin, end)``, ``end`` None when symmetric. The string forms depend
+    on the pooled input's size, which unpooling does not know, so they are rejected."""
+    if isinstance(padding, str):
+        raise ValueError(
+            f"{name} of max unpooling must be ints or (begin, end) pairs (the pads the "
+            f"pooling resolved); got {padding!r}"
+        )
+    if _is_sequence(padding) and any(_is_sequence(v) for v in padding):
+        spec = parse_padding(padding, (1,) * nd, name)
+        return spec.begin, spec.end
+    return int_tuple(padding, nd, name, minimum=0), None
+
+
+def check_windows_cover(
+    in_size: tuple[int, ...],
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    pad_begin: tuple[int, ...],
+    dilation: tuple[int, ...],
+    out_size: tuple[int, ...],
+    name: str = "padding",
+) -> None:
+    """Reject padding that leaves a window without any input element."""
+    for j, dims in enumerate(zip(in_size, kernel, stride, pad_begin, dilation, out_size)):
+        bad = empty_windows(*dims)
+        if bad:
+            raise ValueError(
+                f"{name} too large: along spatial dimension {j} (size {in_size[j]}) the "
+                f"window(s) at output position(s) {bad[:5]} cover no input element (pad "
+                f"begin {pad_begin[j]}, kernel_size {kernel[j]}, stride {stride[j]}, "
+                f"dilation {dilation[j]}); every window must hold at least one input element"
+            )
+
+
+def build_geometry(
+    in_size: tuple[int, ...],
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    padding: PaddingSpec,
+    dilation: tuple[int, ...],
+    ceil_mode: bool,
+    name: str = "x",
+) -> Geometry:
+    """Resolve ``padding`` for this input, build the geometry and validate it.
+
+    The one place every pooling function turns its parsed padding into windows: SAME
+    pads are computed from ``in_size``, the output must be non-empty, and non-PyTorch
+    padding must leave no window without an input element.
+    """
+    pad_begin, pad_end = padding.resolve(in_size, kernel, stride, dilation)
+    geom = Geometry.build(in_size, kernel, stride, pad_begin, pad_end, dilation, ceil_mode)
+    check_output_size(geom.out_size, in_size, name)
+    if not padding.pytorch:
+        check_windows_cover(in_size, kernel, stride, pad_begin, dilation, geom.out_size)
+    return geom
+
+
+_INDEX_FORMATS = ("plane", "global")
+
+
+def check_index_format(index_format: Any, storage_order: Any) -> tuple[str, int]:
+    """Validate ``index_format`` ("plane" or "global") and ``storage_order`` (0 or 1)."""
+    if not isinstance(index_format, str):
+        raise TypeError(f"index_format must be a str, got {_describe(index_format)}")
+    if index_format not in _INDEX_FORMATS:
+        raise ValueError(f"index_format must be 'plane' or 'global', got {index_format!r}")
+    order = _as_int(storage_order, "storage_order")
+    if order not in (0, 1):
+        raise ValueError(
+            f"storage_order must be 0 (row-major) or 1 (column-major), got {order}"
+        )
+    return index_format, order
+
+
+def bad_indices(message: str) -> ValueError:
+    """The error raised for indices that cannot come from the matching forward pass."""
+    return ValueError(f"indices {message}")
+
+
+def bad_attribute(op: str, name: str, expectation: str, value: Any) -> ValueError:
+    """The error for an ONNX node attribute or input that breaks the operator's spec."""
+    return ValueError(f"{op}: {name} must be {expectation}, got {value!r}")
 
 
 def check_output_size(out: tuple[int, ...], in_spatial: tuple[int, ...], name: str = "x") -> None:

@@ -13,10 +13,11 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from . import _args
-from ._geometry import Geometry, output_shape
+from ._geometry import Geometry, PaddingSpec, output_shape
 from ._kernels import avg_pool as _avg_kernels
 from ._planes import kernel_view
-from .functional import IntOrTuple
+from ._window_sum import window_counts, window_sums, window_sums_transpose
+from .functional import IntOrTuple, Padding
 
 __all__ = [
     "AvgPool1d",
@@ -56,6 +57,14 @@ class AvgPoolParams:
     count_include_pad: bool
     divisor_override: int  # 0: none
     channels_last: bool
+    #: the parsed ``padding`` (any form); None: the symmetric ``pad_begin``/``pad_end``
+    padding: PaddingSpec | None = None
+    #: None or all ones: the PyTorch-exact kernels; else the separable dilated path
+    dilation: tuple[int, ...] | None = None
+
+    @property
+    def dilated(self) -> bool:
+        return self.dilation is not None and any(d != 1 for d in self.dilation)
 
     @classmethod
     def parse(
@@ -68,23 +77,35 @@ class AvgPoolParams:
         count_include_pad: Any,
         divisor_override: Any,
         channels_last: Any,
+        dilation: Any = 1,
     ) -> AvgPoolParams:
         kernel = _args.int_tuple(kernel_size, nd, "kernel_size", minimum=1)
         strides = kernel if stride is None else _args.int_tuple(stride, nd, "stride", minimum=1)
-        pads = _args.check_padding(padding, kernel)
+        spec = _args.parse_padding(padding, kernel)
         return cls(
             nd,
             kernel,
             strides,
-            pads,
-            pads,
+            spec.begin,
+            spec.end,
             _args.check_bool(ceil_mode, "ceil_mode"),
             _args.check_bool(count_include_pad, "count_include_pad"),
             _args.check_divisor_override(divisor_override),
             _args.check_bool(channels_last, "channels_last"),
+            spec,
+            _args.int_tuple(dilation, nd, "dilation", minimum=1),
         )
 
     def geometry(self, in_spatial: tuple[int, ...]) -> Geometry:
+        if self.padding is not None:  # every padding form, resolved for this input
+            return _args.build_geometry(
+                in_spatial,
+                self.kernel,
+                self.stride,
+                self.padding,
+                self.dilation or (1,) * self.nd,
+                self.ceil_mode,
+            )
         geom = Geometry.build(
             in_spatial,
             self.kernel,
@@ -103,6 +124,48 @@ def _pad_end_table(geom: Geometry) -> np.ndarray:
     return np.array((0,) * lead + geom.pad_end, dtype=np.int64)
 
 
+def _channels_first(arr: np.ndarray, batched: bool, channels_last: bool) -> np.ndarray:
+    """``(N, C, *spatial)`` view of a batched/unbatched, channels-first/last array."""
+    view = arr if batched else arr[np.newaxis]
+    return np.moveaxis(view, -1, 1) if channels_last else view
+
+
+def _from_channels_first(
+    arr: np.ndarray, batched: bool, channels_last: bool, dtype: np.dtype
+) -> np.ndarray:
+    view = np.moveaxis(arr, 1, -1) if channels_last else arr
+    return np.ascontiguousarray((view if batched else view[0]).astype(dtype, copy=False))
+
+
+def _opmath(dtype: np.dtype) -> np.dtype:
+    return np.dtype(np.float64) if dtype == np.float64 else np.dtype(np.float32)
+
+
+def _divisors(p: AvgPoolParams, geom: Geometry, dtype: np.dtype) -> np.ndarray:
+    """Per-window divisor of the dilated path: the override, or the counted taps."""
+    if p.divisor_override:
+        return np.asarray(p.divisor_override, dtype=dtype)
+    return window_counts(geom, p.count_include_pad).astype(dtype)
+
+
+def _dilated_forward(arr: np.ndarray, p: AvgPoolParams, geom: Geometry, batched: bool):
+    """Dilated average pooling: separable window sums (opmath) over the taps / divisor."""
+    work = _opmath(arr.dtype)
+    planes = _channels_first(arr, batched, p.channels_last).astype(work, copy=False)
+    with np.errstate(invalid="ignore", divide="ignore"):  # a window of no taps: NaN
+        out = window_sums(planes, geom) / _divisors(p, geom, work)
+    return _from_channels_first(out, batched, p.channels_last, arr.dtype)
+
+
+def _dilated_backward(grad: np.ndarray, p: AvgPoolParams, geom: Geometry, batched: bool):
+    """Adjoint of :func:`_dilated_forward`: each input gets grad / divisor of its windows."""
+    work = _opmath(grad.dtype)
+    g = _channels_first(grad, batched, p.channels_last).astype(work, copy=False)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dx = window_sums_transpose(g / _divisors(p, geom, work), geom)
+    return _from_channels_first(dx, batched, p.channels_last, grad.dtype)
+
+
 def _avg_forward_impl(x: Any, p: AvgPoolParams) -> np.ndarray:
     arr = _args.as_array(x)
     _args.check_dtype(arr, "x", AVG_DTYPES)
@@ -111,6 +174,8 @@ def _avg_forward_impl(x: Any, p: AvgPoolParams) -> np.ndarray:
     batched = _args.check_input(arr.shape, p.nd, "x", p.channels_last)
     in_spatial = _args.spatial_shape(arr.shape, p.nd, p.channels_last)
     geom = p.geometry(in_spatial)
+    if p.dilated:
+        return _dilated_forward(arr, p, geom, batched)
     out = np.empty(output_shape(arr.shape, p.nd, geom.out_size, p.channels_last), arr.dtype)
     _avg_kernels.avg_pool_forward(
         kernel_view(arr, p.nd, batched, p.channels_last),
@@ -136,6 +201,8 @@ def _avg_backward_impl(grad_output: Any, input_shape: Any, p: AvgPoolParams) -> 
     grad, shape, batched = _grad_and_shape(grad_output, input_shape, p.nd, p.channels_last)
     geom = p.geometry(_args.spatial_shape(shape, p.nd, p.channels_last))
     _args.check_grad_shape(grad, output_shape(shape, p.nd, geom.out_size, p.channels_last))
+    if p.dilated:
+        return _dilated_backward(grad, p, geom, batched)
     dx = np.empty(shape, dtype=grad.dtype)  # the kernel writes every element
     _avg_kernels.avg_pool_backward(
         kernel_view(grad, p.nd, batched, p.channels_last),
@@ -171,8 +238,11 @@ def _avg_doc(nd: int) -> str:
         Window size.
     stride : int or tuple of {nd} ints, optional
         Step between windows; ``None`` (default) means ``kernel_size``.
-    padding : int or tuple of {nd} ints, default 0
-        Zero padding on both sides, at most ``kernel_size // 2``.
+    padding : int, tuple of {nd} ints, {nd} (begin, end) pairs, or str, default 0
+        Zero padding. An int or one int per dim pads both sides by at most
+        ``kernel_size // 2`` (PyTorch). ``(begin, end)`` pairs may exceed it as long as
+        every window keeps an input element; ``"valid"`` (none), ``"same"`` (output
+        ``ceil(L / stride)``, odd pad at the end) and ``"same_lower"`` (odd pad first).
     ceil_mode : bool, default False
         Round output sizes up; a window must still start inside the input or the left
         padding.
@@ -183,6 +253,9 @@ def _avg_doc(nd: int) -> str:
         Non-zero divisor used for every window instead.
     channels_last : bool, default False
         Channels are the last axis.
+    dilation : int or tuple of {nd} ints, default 1
+        Spacing between window taps (ONNX AveragePool-19). Divisors count taps: those
+        inside the input, or with ``count_include_pad`` inside the padded input.
 
     Returns
     -------
@@ -224,7 +297,7 @@ def _avg_backward_doc(nd: int) -> str:
     input_shape : tuple of int
         Shape of the forward input.
     kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, \
-channels_last
+channels_last, dilation
         The forward options.
 
     Returns
@@ -246,15 +319,16 @@ def _make_avg(nd: int):
         x: ArrayLike,
         kernel_size: IntOrTuple,
         stride: IntOrTuple | None = None,
-        padding: IntOrTuple = 0,
+        padding: Padding = 0,
         ceil_mode: bool = False,
         count_include_pad: bool = True,
         divisor_override: int | None = None,
         channels_last: bool = False,
+        dilation: IntOrTuple = 1,
     ) -> np.ndarray:
         p = AvgPoolParams.parse(
             nd, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override,
-            channels_last,
+            channels_last, dilation,
         )
         return _avg_forward_impl(x, p)
 
@@ -263,15 +337,16 @@ def _make_avg(nd: int):
         input_shape: tuple[int, ...],
         kernel_size: IntOrTuple,
         stride: IntOrTuple | None = None,
-        padding: IntOrTuple = 0,
+        padding: Padding = 0,
         ceil_mode: bool = False,
         count_include_pad: bool = True,
         divisor_override: int | None = None,
         channels_last: bool = False,
+        dilation: IntOrTuple = 1,
     ) -> np.ndarray:
         p = AvgPoolParams.parse(
             nd, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override,
-            channels_last,
+            channels_last, dilation,
         )
         return _avg_backward_impl(grad_output, input_shape, p)
 
@@ -305,6 +380,12 @@ class _Layer:
         return self.forward(*args, **kwargs)  # type: ignore[attr-defined]
 
 
+def _padding_repr(p: AvgPoolParams) -> object:
+    if p.padding is None or p.padding.pytorch:
+        return _compact(p.pad_begin)
+    return p.padding.describe()
+
+
 class _AvgPoolNd(_Layer):
     """Average pooling layer; remembers the input shape for ``backward``."""
 
@@ -314,15 +395,16 @@ class _AvgPoolNd(_Layer):
         self,
         kernel_size: IntOrTuple,
         stride: IntOrTuple | None = None,
-        padding: IntOrTuple = 0,
+        padding: Padding = 0,
         ceil_mode: bool = False,
         count_include_pad: bool = True,
         divisor_override: int | None = None,
         channels_last: bool = False,
+        dilation: IntOrTuple = 1,
     ) -> None:
         self.params = AvgPoolParams.parse(
             self._nd, kernel_size, stride, padding, ceil_mode, count_include_pad,
-            divisor_override, channels_last,
+            divisor_override, channels_last, dilation,
         )
         self._input_shape: tuple[int, ...] | None = None
 
@@ -341,9 +423,11 @@ class _AvgPoolNd(_Layer):
         p = self.params
         text = (
             f"{type(self).__name__}(kernel_size={_compact(p.kernel)}, "
-            f"stride={_compact(p.stride)}, padding={_compact(p.pad_begin)}, "
+            f"stride={_compact(p.stride)}, padding={_padding_repr(p)!r}, "
             f"ceil_mode={p.ceil_mode}, count_include_pad={p.count_include_pad}"
         )
+        if p.dilated:
+            text += f", dilation={_compact(p.dilation)}"
         if p.divisor_override:
             text += f", divisor_override={p.divisor_override}"
         if p.channels_last:
@@ -420,16 +504,59 @@ class LpPoolParams:
     @classmethod
     def parse(
         cls, nd: int, norm_type: Any, kernel_size: Any, stride: Any, ceil_mode: Any,
-        channels_last: Any,
+        channels_last: Any, padding: Any = 0, dilation: Any = 1,
     ) -> LpPoolParams:
         p = _args.check_norm_type(norm_type)
-        avg = AvgPoolParams.parse(nd, kernel_size, stride, 0, ceil_mode, True, None, channels_last)
+        avg = AvgPoolParams.parse(
+            nd, kernel_size, stride, padding, ceil_mode, True, None, channels_last, dilation
+        )
         return cls(p, avg)
+
+    @property
+    def extended(self) -> bool:
+        """Padding or dilation (ONNX LpPool): the separable path instead of PyTorch's."""
+        spec = self.avg.padding
+        padded = spec is not None and (
+            spec.mode != "explicit" or any(spec.begin) or any(spec.end)
+        )
+        return padded or self.avg.dilated
+
+
+def _lp_extended_forward(arr: np.ndarray, p: LpPoolParams, batched: bool):
+    """``(sum over the window of |x|^p)^(1/p)`` by separable window sums (opmath)."""
+    a = p.avg
+    geom = a.geometry(_args.spatial_shape(arr.shape, a.nd, a.channels_last))
+    planes = _channels_first(arr, batched, a.channels_last).astype(_opmath(arr.dtype))
+    total = window_sums(_power(np.abs(planes), p.norm_type), geom)
+    return total, geom
+
+
+def _lp_extended_backward(grad: np.ndarray, arr: np.ndarray, p: LpPoolParams) -> np.ndarray:
+    """``dx = sign(x)|x|^(p-1) * sum over windows of g * y^(1-p)`` (0 where y or x is 0)."""
+    a = p.avg
+    batched = arr.ndim == a.nd + 2
+    total, geom = _lp_extended_forward(arr.astype(np.float64), p, batched)
+    y = _power(total, 1.0 / p.norm_type)
+    g = _channels_first(grad, batched, a.channels_last).astype(np.float64)
+    _args.check_grad_shape(g, y.shape)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(y > 0, g * y ** (1.0 - p.norm_type), 0.0)
+    spread = window_sums_transpose(t, geom)
+    x64 = _channels_first(arr, batched, a.channels_last).astype(np.float64)
+    ax = np.abs(x64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        local = np.where(ax > 0, np.sign(x64) * ax ** (p.norm_type - 1.0), 0.0)
+    return _from_channels_first(spread * local, batched, a.channels_last, grad.dtype)
 
 
 def _lp_forward_impl(x: Any, p: LpPoolParams) -> np.ndarray:
     arr = _args.as_array(x)
     _args.check_dtype(arr, "x", _args.FLOAT_DTYPES)
+    if p.extended:
+        batched = _args.check_input(arr.shape, p.avg.nd, "x", p.avg.channels_last)
+        total, _ = _lp_extended_forward(arr, p, batched)
+        out = _power(total, 1.0 / p.norm_type)
+        return _from_channels_first(out, batched, p.avg.channels_last, arr.dtype)
     powered = _power(np.abs(arr), p.norm_type)
     mean = _avg_forward_impl(powered, p.avg)
     scaled = mean * arr.dtype.type(np.prod(p.avg.kernel))
@@ -459,6 +586,8 @@ def _lp_backward_impl(grad_output: Any, x: Any, p: LpPoolParams) -> np.ndarray:
     _args.check_dtype(arr, "x", _args.FLOAT_DTYPES)
     a = p.avg
     grad, shape, batched = _grad_and_shape(grad_output, tuple(arr.shape), a.nd, a.channels_last)
+    if p.extended:
+        return _lp_extended_backward(grad, arr, p)
     geom = a.geometry(_args.spatial_shape(shape, a.nd, a.channels_last))
     _args.check_grad_shape(grad, output_shape(shape, a.nd, geom.out_size, a.channels_last))
     x64 = arr.astype(np.float64)
@@ -502,6 +631,12 @@ def _lp_doc(nd: int) -> str:
         input is scaled by ``prod(kernel_size) / elements`` before the root.
     channels_last : bool, default False
         Channels are the last axis.
+    padding : int, tuple of {nd} ints, {nd} (begin, end) pairs, or str, default 0
+        Zero padding, every form of :func:`max_pool{nd}d` (ONNX ``LpPool`` pads).
+    dilation : int or tuple of {nd} ints, default 1
+        Spacing between window taps (ONNX LpPool-18). With padding or dilation the
+        result is ONNX's ``(sum of |x|^p over the window)^(1/p)``: padding contributes
+        0 and no window is rescaled.
 
     Returns
     -------
@@ -541,7 +676,7 @@ def _lp_backward_doc(nd: int) -> str:
         float16/32/64, shaped like the forward output.
     x : array_like
         The forward input.
-    norm_type, kernel_size, stride, ceil_mode, channels_last
+    norm_type, kernel_size, stride, ceil_mode, channels_last, padding, dilation
         The forward options.
 
     Returns
@@ -566,8 +701,12 @@ def _make_lp(nd: int):
         stride: IntOrTuple | None = None,
         ceil_mode: bool = False,
         channels_last: bool = False,
+        padding: Padding = 0,
+        dilation: IntOrTuple = 1,
     ) -> np.ndarray:
-        p = LpPoolParams.parse(nd, norm_type, kernel_size, stride, ceil_mode, channels_last)
+        p = LpPoolParams.parse(
+            nd, norm_type, kernel_size, stride, ceil_mode, channels_last, padding, dilation
+        )
         return _lp_forward_impl(x, p)
 
     def backward(
@@ -578,8 +717,12 @@ def _make_lp(nd: int):
         stride: IntOrTuple | None = None,
         ceil_mode: bool = False,
         channels_last: bool = False,
+        padding: Padding = 0,
+        dilation: IntOrTuple = 1,
     ) -> np.ndarray:
-        p = LpPoolParams.parse(nd, norm_type, kernel_size, stride, ceil_mode, channels_last)
+        p = LpPoolParams.parse(
+            nd, norm_type, kernel_size, stride, ceil_mode, channels_last, padding, dilation
+        )
         return _lp_backward_impl(grad_output, x, p)
 
     pool.__name__ = pool.__qualname__ = f"lp_pool{nd}d"
@@ -606,9 +749,12 @@ class _LPPoolNd(_Layer):
         stride: IntOrTuple | None = None,
         ceil_mode: bool = False,
         channels_last: bool = False,
+        padding: Padding = 0,
+        dilation: IntOrTuple = 1,
     ) -> None:
         self.params = LpPoolParams.parse(
-            self._nd, norm_type, kernel_size, stride, ceil_mode, channels_last
+            self._nd, norm_type, kernel_size, stride, ceil_mode, channels_last, padding,
+            dilation,
         )
         self._input: np.ndarray | None = None
 
@@ -630,6 +776,10 @@ class _LPPoolNd(_Layer):
             f"kernel_size={_compact(a.kernel)}, stride={_compact(a.stride)}, "
             f"ceil_mode={a.ceil_mode}"
         )
+        if self.params.extended:
+            text += f", padding={_padding_repr(a)!r}"
+            if a.dilated:
+                text += f", dilation={_compact(a.dilation)}"
         return text + (", channels_last=True)" if a.channels_last else ")")
 
 

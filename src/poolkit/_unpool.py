@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import _args
+from . import _args, _indices
 from ._avg import _compact, _Layer
 from ._geometry import output_shape
 from ._kernels import indexed as _indexed
@@ -39,24 +39,56 @@ class UnpoolParams:
     nd: int
     kernel: tuple[int, ...]
     stride: tuple[int, ...]
-    padding: tuple[int, ...]
+    padding: tuple[int, ...]  # the begin pads
     channels_last: bool
+    pad_end: tuple[int, ...] | None = None  # None: symmetric
+    index_format: str = "plane"
+    storage_order: int = 0
 
     @classmethod
     def parse(
-        cls, nd: int, kernel_size: Any, stride: Any, padding: Any, channels_last: Any
+        cls,
+        nd: int,
+        kernel_size: Any,
+        stride: Any,
+        padding: Any,
+        channels_last: Any,
+        index_format: Any = "plane",
+        storage_order: Any = 0,
     ) -> UnpoolParams:
         kernel = _args.int_tuple(kernel_size, nd, "kernel_size", minimum=1)
         strides = kernel if stride is None else _args.int_tuple(stride, nd, "stride", minimum=1)
-        pads = _args.int_tuple(padding, nd, "padding", minimum=0)
-        return cls(nd, kernel, strides, pads, _args.check_bool(channels_last, "channels_last"))
+        begin, end = _args.parse_unpool_padding(padding, nd)
+        return cls(
+            nd,
+            kernel,
+            strides,
+            begin,
+            _args.check_bool(channels_last, "channels_last"),
+            end,
+            *_args.check_index_format(index_format, storage_order),
+        )
+
+    @property
+    def ends(self) -> tuple[int, ...]:
+        return self.padding if self.pad_end is None else self.pad_end
+
+    def plane_indices(self, idx: np.ndarray, out_shape: tuple[int, ...]) -> np.ndarray:
+        """``idx`` (in this layout) as plane row-major indices of the output planes."""
+        batched = len(out_shape) == self.nd + 2
+        return _indices.to_plane(
+            idx, out_shape, self.nd, batched, self.channels_last, self.index_format,
+            self.storage_order,
+        )
 
     def out_size(self, in_spatial: tuple[int, ...], output_size: Any, ndim: int) -> tuple:
         """PyTorch's rule: default ``(L-1)*s - 2p + k``; a given size must lie strictly
         within one stride of it."""
         default = tuple(
-            (n - 1) * s - 2 * p + k
-            for n, s, p, k in zip(in_spatial, self.stride, self.padding, self.kernel)
+            (n - 1) * s - (pb + pe) + k
+            for n, s, pb, pe, k in zip(
+                in_spatial, self.stride, self.padding, self.ends, self.kernel
+            )
         )
         if output_size is None:
             if any(d < 1 for d in default):
@@ -98,6 +130,7 @@ def _unpool_impl(x: Any, indices: Any, p: UnpoolParams, output_size: Any) -> np.
     in_spatial = _args.spatial_shape(arr.shape, p.nd, p.channels_last)
     out_spatial = p.out_size(in_spatial, output_size, arr.ndim)
     shape = output_shape(arr.shape, p.nd, out_spatial, p.channels_last)
+    idx = p.plane_indices(idx, shape)
     out = np.zeros(shape, dtype=arr.dtype)
     planes = np.ascontiguousarray(to_planes(kernel_bits(out), p.nd, p.channels_last))
     bad = np.zeros(planes.shape[0], dtype=np.uint8)
@@ -133,6 +166,7 @@ def _unpool_backward_impl(
     except ValueError as exc:
         raise ValueError(f"grad_output has an impossible unpooled size: {exc}") from None
     _args.check_grad_shape(grad, output_shape(shape, p.nd, out_spatial, p.channels_last))
+    idx = p.plane_indices(idx, grad.shape)
     g_planes = np.ascontiguousarray(to_planes(kernel_bits(grad), p.nd, p.channels_last))
     dx = np.empty((g_planes.shape[0], int(np.prod(_args.spatial_shape(shape, p.nd,
                                                                          p.channels_last)))),
@@ -165,16 +199,24 @@ def _unpool_doc(nd: int) -> str:
         ``{first}`` or ``{unbatched}`` (channels last with ``channels_last=True``);
         float16/32/64, int8/16/32/64 or uint8.
     indices : array_like of int
-        Same shape as ``x``: flat positions within each ``(n, c)`` output plane, as
-        returned by ``max_pool{nd}d(..., return_indices=True)``.
-    kernel_size, stride, padding : int or tuple of {nd} ints
+        Same shape as ``x``: positions in the output, as returned by
+        ``max_pool{nd}d(..., return_indices=True)`` (in the layout ``index_format`` and
+        ``storage_order`` name).
+    kernel_size, stride : int or tuple of {nd} ints
         The options of the max pooling being inverted (``stride=None`` means
-        ``kernel_size``; padding >= 0).
+        ``kernel_size``).
+    padding : int, tuple of {nd} ints, or {nd} (begin, end) pairs, default 0
+        The pooling's padding (>= 0); pairs for asymmetric (ONNX) pads.
     output_size : tuple of int, optional
         Output spatial size ({nd} entries or the full shape); each entry must lie
-        strictly within one stride of the default ``(L - 1)*s - 2p + k``.
+        strictly within one stride of the default ``(L - 1)*s - (p_begin + p_end) + k``.
     channels_last : bool, default False
         Channels are the last axis.
+    index_format : {{"plane", "global"}}, default "plane"
+        ``"plane"``: flat positions per ``(n, c)`` output plane (PyTorch); ``"global"``:
+        flat positions in the whole output tensor (ONNX MaxPool ``Indices``).
+    storage_order : {{0, 1}}, default 0
+        Row-major (0) or column-major (1) flattening of the spatial plane (ONNX).
 
     Returns
     -------
@@ -219,7 +261,7 @@ def _unpool_backward_doc(nd: int) -> str:
         The indices given to the forward pass.
     input_shape : tuple of int
         Shape of the forward ``x``.
-    kernel_size, stride, padding, channels_last
+    kernel_size, stride, padding, channels_last, index_format, storage_order
         The forward options.
 
     Returns
@@ -243,11 +285,15 @@ def _make_unpool(nd: int):
         indices: ArrayLike,
         kernel_size: IntOrTuple,
         stride: IntOrTuple | None = None,
-        padding: IntOrTuple = 0,
+        padding: IntOrTuple | tuple[tuple[int, int], ...] = 0,
         output_size: tuple[int, ...] | None = None,
         channels_last: bool = False,
+        index_format: str = "plane",
+        storage_order: int = 0,
     ) -> np.ndarray:
-        p = UnpoolParams.parse(nd, kernel_size, stride, padding, channels_last)
+        p = UnpoolParams.parse(
+            nd, kernel_size, stride, padding, channels_last, index_format, storage_order
+        )
         return _unpool_impl(x, indices, p, output_size)
 
     def backward(
@@ -256,10 +302,14 @@ def _make_unpool(nd: int):
         input_shape: tuple[int, ...],
         kernel_size: IntOrTuple,
         stride: IntOrTuple | None = None,
-        padding: IntOrTuple = 0,
+        padding: IntOrTuple | tuple[tuple[int, int], ...] = 0,
         channels_last: bool = False,
+        index_format: str = "plane",
+        storage_order: int = 0,
     ) -> np.ndarray:
-        p = UnpoolParams.parse(nd, kernel_size, stride, padding, channels_last)
+        p = UnpoolParams.parse(
+            nd, kernel_size, stride, padding, channels_last, index_format, storage_order
+        )
         return _unpool_backward_impl(grad_output, indices, input_shape, p)
 
     unpool.__name__ = unpool.__qualname__ = f"max_unpool{nd}d"
@@ -274,6 +324,12 @@ max_unpool2d, max_unpool2d_backward = _make_unpool(2)
 max_unpool3d, max_unpool3d_backward = _make_unpool(3)
 
 
+def _padding_repr(p: UnpoolParams) -> object:
+    if p.pad_end is None:
+        return _compact(p.padding)
+    return tuple(zip(p.padding, p.pad_end))
+
+
 class _MaxUnpoolNd(_Layer):
     """Max unpooling layer; ``forward(x, indices, output_size=None)``."""
 
@@ -283,10 +339,14 @@ class _MaxUnpoolNd(_Layer):
         self,
         kernel_size: IntOrTuple,
         stride: IntOrTuple | None = None,
-        padding: IntOrTuple = 0,
+        padding: IntOrTuple | tuple[tuple[int, int], ...] = 0,
         channels_last: bool = False,
+        index_format: str = "plane",
+        storage_order: int = 0,
     ) -> None:
-        self.params = UnpoolParams.parse(self._nd, kernel_size, stride, padding, channels_last)
+        self.params = UnpoolParams.parse(
+            self._nd, kernel_size, stride, padding, channels_last, index_format, storage_order
+        )
         self._indices: np.ndarray | None = None
         self._input_shape: tuple[int, ...] = ()
 
@@ -308,9 +368,12 @@ class _MaxUnpoolNd(_Layer):
         p = self.params
         text = (
             f"{type(self).__name__}(kernel_size={_compact(p.kernel)}, "
-            f"stride={_compact(p.stride)}, padding={_compact(p.padding)}"
+            f"stride={_compact(p.stride)}, padding={_padding_repr(p)!r}"
         )
-        return text + (", channels_last=True)" if p.channels_last else ")")
+        if p.channels_last:
+            text += ", channels_last=True"
+        text += _indices.layout_repr(p.index_format, p.storage_order)
+        return text + ")"
 
 
 class MaxUnpool1d(_MaxUnpoolNd):

@@ -13,13 +13,16 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import _args
-from ._geometry import Geometry
+from . import _args, _indices
+from ._geometry import Geometry, PaddingSpec
 from ._kernels import dispatch as _dispatch
 from ._kernels import max_pool as _max_kernels
 from ._memo import BoundedCache, simple_key
 
 IntOrTuple = int | tuple[int, ...]
+#: Every accepted ``padding`` form: an int, per-dim ints, per-dim (begin, end) pairs, or
+#: "valid" / "same" / "same_lower".
+Padding = int | tuple[int, ...] | tuple[tuple[int, int], ...] | str
 
 __all__ = [
     "max_pool",
@@ -40,11 +43,13 @@ class MaxPoolParams:
     nd: int
     kernel: tuple[int, ...]
     stride: tuple[int, ...]
-    padding: tuple[int, ...]
+    padding: PaddingSpec
     dilation: tuple[int, ...]
     ceil_mode: bool
     return_indices: bool
     channels_last: bool
+    index_format: str = "plane"
+    storage_order: int = 0
 
     @classmethod
     def parse(
@@ -57,16 +62,25 @@ class MaxPoolParams:
         ceil_mode: Any,
         return_indices: Any,
         channels_last: Any,
+        index_format: Any = "plane",
+        storage_order: Any = 0,
     ) -> MaxPoolParams:
-        key = simple_key(
-            (nd, kernel_size, stride, padding, dilation, ceil_mode, return_indices, channels_last)
+        default_layout = index_format == "plane" and type(storage_order) is int
+        default_layout = default_layout and storage_order == 0
+        key = (
+            simple_key(
+                (nd, kernel_size, stride, padding, dilation, ceil_mode, return_indices,
+                 channels_last)
+            )
+            if default_layout
+            else None  # other index layouts are validated on every call
         )
         if key is not None and key in _PARSED:
             return _PARSED[key]
         kernel = _args.int_tuple(kernel_size, nd, "kernel_size", minimum=1)
         strides = kernel if stride is None else _args.int_tuple(stride, nd, "stride", minimum=1)
         dil = _args.int_tuple(dilation, nd, "dilation", minimum=1)
-        pads = _args.check_padding(padding, kernel)
+        pads = _args.parse_padding(padding, kernel)
         parsed = cls(
             nd,
             kernel,
@@ -76,6 +90,7 @@ class MaxPoolParams:
             _args.check_bool(ceil_mode, "ceil_mode"),
             _args.check_bool(return_indices, "return_indices"),
             _args.check_bool(channels_last, "channels_last"),
+            *_args.check_index_format(index_format, storage_order),
         )
         if key is not None:
             _PARSED.put(key, parsed)
@@ -98,8 +113,11 @@ def _kernel_dtype_view(arr: np.ndarray) -> np.ndarray:
     return arr.view(np.uint16) if arr.dtype == np.float16 else arr
 
 
-def _max_pool_impl(x: Any, p: MaxPoolParams, want_indices: bool):
-    """Run a max pooling forward on validated options; validates ``x`` only."""
+def _max_pool_impl(x: Any, p: MaxPoolParams, want_indices: bool, convert: bool = True):
+    """Run a max pooling forward on validated options; validates ``x`` only.
+
+    Indices come back in ``p``'s layout, or as plane row-major ones with ``convert=False``.
+    """
     arr = _args.as_array(x)
     _args.check_dtype(arr, "x")
     key = (p, arr.shape, arr.dtype, want_indices)
@@ -107,25 +125,52 @@ def _max_pool_impl(x: Any, p: MaxPoolParams, want_indices: bool):
     if plan is None:  # first call with these options/shape/dtype: validate and plan
         batched = _args.check_input(arr.shape, p.nd, "x", p.channels_last)
         in_spatial = _args.spatial_shape(arr.shape, p.nd, p.channels_last)
-        geom = Geometry.build(
-            in_spatial, p.kernel, p.stride, p.padding, p.padding, p.dilation, p.ceil_mode
+        geom = _args.build_geometry(
+            in_spatial, p.kernel, p.stride, p.padding, p.dilation, p.ceil_mode
         )
-        _args.check_output_size(geom.out_size, in_spatial)
         if p.nd > 3:
-            return _max_pool_any_rank(arr, p, geom, batched, want_indices)
-        plan = _dispatch.ForwardPlan(
-            arr.shape,
-            arr.dtype,
-            p.nd,
-            batched,
-            p.channels_last,
-            geom.out_size,
-            _dispatch.kernel_table(p.kernel, p.stride, p.padding, p.dilation),
-            math.prod(p.kernel),
-            want_indices,
-        )
+            out, idx = _max_pool_any_rank(arr, p, geom, batched, want_indices)
+            return out, _convert_indices(idx, arr.shape, p, convert)
+        plan = _forward_plan(arr, p.nd, batched, p.channels_last, geom, want_indices)
         _dispatch.forward_plans.put(key, plan)
-    return plan(arr)
+    out, idx = plan(arr)
+    return out, _convert_indices(idx, arr.shape, p, convert)
+
+
+def _convert_indices(idx, shape: tuple[int, ...], p: MaxPoolParams, convert: bool):
+    """Plane row-major kernel indices in ``p``'s layout (unchanged with ``convert=False``)."""
+    if idx is None or not convert:
+        return idx
+    batched = len(shape) == p.nd + 2
+    return _indices.from_plane(
+        idx, shape, p.nd, batched, p.channels_last, p.index_format, p.storage_order
+    )
+
+
+def _forward_plan(
+    arr: np.ndarray, nd: int, batched: bool, channels_last: bool, geom: Geometry, want: bool
+) -> _dispatch.ForwardPlan:
+    return _dispatch.ForwardPlan(
+        arr.shape,
+        arr.dtype,
+        nd,
+        batched,
+        channels_last,
+        geom.out_size,
+        _dispatch.kernel_table(geom.kernel, geom.stride, geom.pad_begin, geom.dilation),
+        math.prod(geom.kernel),
+        want,
+    )
+
+
+def _max_pool_forward(arr: np.ndarray, p: MaxPoolParams, geom: Geometry, batched: bool, want):
+    """Max pooling on a prepared geometry (any pads, any window count): plane indices.
+
+    The entry point of :mod:`poolkit.onnx`, whose geometries follow ONNX's rules.
+    """
+    if p.nd > 3:
+        return _max_pool_any_rank(arr, p, geom, batched, want)
+    return _forward_plan(arr, p.nd, batched, p.channels_last, geom, want)(arr)
 
 
 def _flat_planes(arr: np.ndarray, nd: int, batched: bool, channels_last: bool) -> np.ndarray:
@@ -177,11 +222,13 @@ def max_pool(
     x: ArrayLike,
     kernel_size: tuple[int, ...],
     stride: IntOrTuple | None = None,
-    padding: IntOrTuple = 0,
+    padding: Padding = 0,
     dilation: IntOrTuple = 1,
     ceil_mode: bool = False,
     return_indices: bool = False,
     channels_last: bool = False,
+    index_format: str = "plane",
+    storage_order: int = 0,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Max pooling over any number of trailing spatial dimensions.
 
@@ -195,23 +242,33 @@ def max_pool(
         spatial dimensions.
     stride : int or tuple of int, optional
         Step between windows; ``None`` (default) means ``kernel_size``.
-    padding : int or tuple of int, default 0
-        Implicit ``-inf`` padding on both sides, at most ``kernel_size // 2``.
+    padding : int, tuple of int, tuple of (begin, end) pairs, or str, default 0
+        Implicit ``-inf`` padding. An int or one int per dim pads both sides by at most
+        ``kernel_size // 2`` (PyTorch). Per-dim ``(begin, end)`` pairs may go further as
+        long as every window keeps an input element. ``"valid"`` means no padding,
+        ``"same"`` pads to an output size of ``ceil(L / stride)`` with the odd pad at the
+        end (ONNX SAME_UPPER, TensorFlow SAME), ``"same_lower"`` with it at the start.
     dilation : int or tuple of int, default 1
         Spacing between window elements.
     ceil_mode : bool, default False
         Round the output size up instead of down (a window must still start inside the
         input or the left padding).
     return_indices : bool, default False
-        Also return the int64 flat index of each maximum within its ``(n, c)`` plane.
+        Also return the int64 flat index of each maximum.
     channels_last : bool, default False
         Channels are the last axis instead of the one after the batch.
+    index_format : {"plane", "global"}, default "plane"
+        ``"plane"``: indices flattened per ``(n, c)`` plane (PyTorch); ``"global"``:
+        flattened over the whole input, batch and channel included (ONNX MaxPool).
+    storage_order : {0, 1}, default 0
+        Flatten the spatial plane row-major (0) or column-major (1, ONNX
+        ``storage_order``).
 
     Returns
     -------
     out : ndarray
         Same layout and dtype as ``x``, spatial sizes replaced by the output sizes
-        ``floor((L + 2p - d(k-1) - 1) / s) + 1`` (see :func:`max_pool2d`).
+        ``floor((L + p_begin + p_end - d(k-1) - 1) / s) + 1`` (see :func:`max_pool2d`).
     indices : ndarray of int64, optional
         Only with ``return_indices=True``; same shape as ``out``.
 
@@ -224,9 +281,8 @@ def max_pool(
            [13., 15.]])
     """
     nd = _args.spatial_ndim_of(kernel_size)
-    p = MaxPoolParams.parse(
-        nd, kernel_size, stride, padding, dilation, ceil_mode, return_indices, channels_last
-    )
+    p = MaxPoolParams.parse(nd, kernel_size, stride, padding, dilation, ceil_mode,
+                            return_indices, channels_last, index_format, storage_order)
     return _finish(*_max_pool_impl(x, p, p.return_indices), p.return_indices)
 
 
@@ -235,15 +291,16 @@ def _fixed_rank_max_pool(nd: int):
         x: ArrayLike,
         kernel_size: IntOrTuple,
         stride: IntOrTuple | None = None,
-        padding: IntOrTuple = 0,
+        padding: Padding = 0,
         dilation: IntOrTuple = 1,
         ceil_mode: bool = False,
         return_indices: bool = False,
         channels_last: bool = False,
+        index_format: str = "plane",
+        storage_order: int = 0,
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-        p = MaxPoolParams.parse(
-            nd, kernel_size, stride, padding, dilation, ceil_mode, return_indices, channels_last
-        )
+        p = MaxPoolParams.parse(nd, kernel_size, stride, padding, dilation, ceil_mode,
+                                return_indices, channels_last, index_format, storage_order)
         return _finish(*_max_pool_impl(x, p, p.return_indices), p.return_indices)
 
     return pool
@@ -297,25 +354,33 @@ def _max_pool_doc(nd: int) -> str:
         Window size.
     stride : int or tuple of {nd} ints, optional
         Step between windows; ``None`` (default) means ``kernel_size``.
-    padding : int or tuple of {nd} ints, default 0
-        Implicit padding on both sides, at most ``kernel_size // 2``. Padding never wins:
-        it acts as ``-inf`` (the dtype minimum for integers).
+    padding : int, tuple of {nd} ints, {nd} (begin, end) pairs, or str, default 0
+        Implicit padding; it never wins: it acts as ``-inf`` (the dtype minimum for
+        integers). An int or one int per dim pads both sides by at most
+        ``kernel_size // 2`` (PyTorch's limit). ``(begin, end)`` pairs per dim may exceed
+        it as long as every window keeps at least one input element. ``"valid"``: no
+        padding; ``"same"``: output size ``ceil(L / stride)``, the odd pad at the end
+        (ONNX SAME_UPPER, TensorFlow SAME); ``"same_lower"``: the odd pad at the start.
     dilation : int or tuple of {nd} ints, default 1
         Spacing between window elements.
     ceil_mode : bool, default False
         Round output sizes up; a window must still start inside the input or the left
         padding.
     return_indices : bool, default False
-        Also return int64 indices of the maxima, flattened per ``(n, c)`` plane of the
-        unpadded input (PyTorch's convention).
+        Also return int64 indices of the maxima into the unpadded input.
     channels_last : bool, default False
         Channels are the last axis.
+    index_format : {{"plane", "global"}}, default "plane"
+        ``"plane"``: flattened per ``(n, c)`` plane (PyTorch); ``"global"``: flattened
+        over the whole input, batch and channel included (ONNX MaxPool ``Indices``).
+    storage_order : {{0, 1}}, default 0
+        Row-major (0) or column-major (1) flattening of the spatial plane (ONNX).
 
     Returns
     -------
     out : ndarray
         Same dtype and layout as ``x``; each spatial size becomes
-        ``floor((L + 2*p - d*(k-1) - 1 [+ s-1 with ceil_mode]) / s) + 1``.
+        ``floor((L + p_begin + p_end - d*(k-1) - 1 [+ s-1 with ceil_mode]) / s) + 1``.
     indices : ndarray of int64, optional
         With ``return_indices=True``: same shape as ``out``.
 
@@ -340,7 +405,8 @@ def _max_pool_backward_doc(nd: int) -> str:
 
     Each output gradient flows to the input element that won its window; where
     windows overlap, contributions add up (in output row-major order, so results are
-    deterministic and bit-identical to PyTorch's CPU backward).
+    deterministic and bit-identical to PyTorch's CPU backward). Indices may come in
+    either layout of the forward pass (``index_format``, ``storage_order``).
 
     Parameters
     ----------
@@ -354,6 +420,10 @@ def _max_pool_backward_doc(nd: int) -> str:
         Shape of the forward input.
     channels_last : bool, default False
         Layout of all three arrays.
+    index_format : {{"plane", "global"}}, default "plane"
+        Layout of ``indices``, as given to the forward pass.
+    storage_order : {{0, 1}}, default 0
+        Row- or column-major plane flattening of ``indices``, as given to the forward.
 
     Returns
     -------
@@ -376,9 +446,16 @@ max_pool3d = _fixed_rank_max_pool(3)
 
 
 def _backward_impl(
-    grad_output: Any, indices: Any, input_shape: Any, nd: int, channels_last: Any
+    grad_output: Any,
+    indices: Any,
+    input_shape: Any,
+    nd: int,
+    channels_last: Any,
+    index_format: Any = "plane",
+    storage_order: Any = 0,
 ) -> np.ndarray:
     channels_last = _args.check_bool(channels_last, "channels_last")
+    index_format, storage_order = _args.check_index_format(index_format, storage_order)
     grad = _args.as_array(grad_output, "grad_output")
     _args.check_dtype(grad, "grad_output", _args.FLOAT_DTYPES)
     idx = _args.as_array(indices, "indices")
@@ -412,8 +489,16 @@ def _backward_impl(
             f"grad_output {grad.shape} and input_shape {shape} must agree on the batch and "
             "channel dimensions"
         )
-    dx, ok = _dispatch.max_pool_backward(
-        grad, idx.astype(np.int64, copy=False), shape, nd, batched, channels_last
+    idx = _indices.to_plane(
+        idx.astype(np.int64, copy=False),
+        shape,
+        nd,
+        batched,
+        channels_last,
+        index_format,
+        storage_order,
+    )
+    dx, ok = _dispatch.max_pool_backward(grad, idx, shape, nd, batched, channels_last
     )
     if not ok:
         plane = int(np.prod([shape[a] for a in spatial_axes]))
@@ -430,8 +515,12 @@ def _fixed_rank_backward(nd: int):
         indices: ArrayLike,
         input_shape: tuple[int, ...],
         channels_last: bool = False,
+        index_format: str = "plane",
+        storage_order: int = 0,
     ) -> np.ndarray:
-        return _backward_impl(grad_output, indices, input_shape, nd, channels_last)
+        return _backward_impl(
+            grad_output, indices, input_shape, nd, channels_last, index_format, storage_order
+        )
 
     return backward
 
@@ -457,6 +546,8 @@ def max_pool_backward(
     input_shape: tuple[int, ...],
     channels_last: bool = False,
     spatial_dims: int | None = None,
+    index_format: str = "plane",
+    storage_order: int = 0,
 ) -> np.ndarray:
     """Gradient of :func:`max_pool` with respect to its input, any number of spatial dims.
 
@@ -472,6 +563,10 @@ def max_pool_backward(
         Layout of the arrays.
     spatial_dims : int, optional
         Number of spatial dimensions; default ``len(input_shape) - 2`` (a batched input).
+    index_format : {"plane", "global"}, default "plane"
+        Layout of ``indices``, as given to the forward pass.
+    storage_order : {0, 1}, default 0
+        Row- or column-major plane flattening of ``indices``, as given to the forward.
 
     Returns
     -------
@@ -498,7 +593,9 @@ def max_pool_backward(
             )
     else:
         nd = _args.int_tuple(spatial_dims, 1, "spatial_dims", minimum=1)[0]
-    return _backward_impl(grad_output, indices, input_shape, nd, channels_last)
+    return _backward_impl(
+        grad_output, indices, input_shape, nd, channels_last, index_format, storage_order
+    )
 
 # The pooling family lives in private modules; re-exported here as the functional API.
 from ._adaptive import (  # noqa: E402

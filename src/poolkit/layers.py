@@ -5,13 +5,19 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .functional import IntOrTuple, MaxPoolParams, _backward_impl, _max_pool_impl
+from . import _indices
+from .functional import IntOrTuple, MaxPoolParams, Padding, _backward_impl, _max_pool_impl
 
 __all__ = ["MaxPool1d", "MaxPool2d", "MaxPool3d"]
 
 
 def _compact(values: tuple[int, ...]) -> int | tuple[int, ...]:
     return values[0] if len(set(values)) == 1 else values
+
+
+def _padding_repr(p: MaxPoolParams) -> object:
+    pads = p.padding.describe()
+    return _compact(pads) if p.padding.pytorch else pads
 
 
 class _MaxPoolNd:
@@ -23,22 +29,17 @@ class _MaxPoolNd:
         self,
         kernel_size: IntOrTuple,
         stride: IntOrTuple | None = None,
-        padding: IntOrTuple = 0,
+        padding: Padding = 0,
         dilation: IntOrTuple = 1,
         ceil_mode: bool = False,
         return_indices: bool = False,
         channels_last: bool = False,
+        index_format: str = "plane",
+        storage_order: int = 0,
     ) -> None:
-        self.params = MaxPoolParams.parse(
-            self._nd,
-            kernel_size,
-            stride,
-            padding,
-            dilation,
-            ceil_mode,
-            return_indices,
-            channels_last,
-        )
+        self.params = MaxPoolParams.parse(self._nd, kernel_size, stride, padding, dilation,
+                                          ceil_mode, return_indices, channels_last,
+                                          index_format, storage_order)
         self._indices: np.ndarray | None = None
         self._input_shape: tuple[int, ...] | None = None
 
@@ -47,10 +48,17 @@ class _MaxPoolNd:
 
         Returns the pooled array, or ``(pooled, indices)`` with ``return_indices=True``.
         """
-        out, idx = _max_pool_impl(x, self.params, want_indices=True)
+        p = self.params
+        out, idx = _max_pool_impl(x, p, want_indices=True, convert=False)
         self._indices = idx
         self._input_shape = tuple(np.shape(x))
-        return (out, idx) if self.params.return_indices else out
+        if not p.return_indices:
+            return out
+        batched = len(self._input_shape) == p.nd + 2
+        return out, _indices.from_plane(
+            idx, self._input_shape, p.nd, batched, p.channels_last, p.index_format,
+            p.storage_order,
+        )
 
     __call__ = forward
 
@@ -75,13 +83,14 @@ class _MaxPoolNd:
         p = self.params
         text = (
             f"{type(self).__name__}(kernel_size={_compact(p.kernel)}, "
-            f"stride={_compact(p.stride)}, padding={_compact(p.padding)}, "
+            f"stride={_compact(p.stride)}, padding={_padding_repr(p)!r}, "
             f"dilation={_compact(p.dilation)}, ceil_mode={p.ceil_mode}"
         )
         if p.return_indices:
             text += ", return_indices=True"
         if p.channels_last:
             text += ", channels_last=True"
+        text += _indices.layout_repr(p.index_format, p.storage_order)
         return text + ")"
 
 

@@ -75,8 +75,10 @@ def pooling_routing(
     pooled, idx = layer.forward(img[None])
     grad = layer.backward(np.ones_like(pooled))
     p = layer.params
+    # the leading pads drawn around the image (padding in any form, resolved for it)
+    pad_begin, _ = p.padding.resolve(img.shape, p.kernel, p.stride, p.dilation)
     return PoolingRouting(
-        img, pooled[0], idx[0], grad[0], tuple(p.kernel), tuple(p.stride), tuple(p.padding)
+        img, pooled[0], idx[0], grad[0], tuple(p.kernel), tuple(p.stride), tuple(pad_begin)
     )
 
 

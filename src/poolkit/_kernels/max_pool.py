@@ -431,8 +431,9 @@ def backward_nchw_range(grad, idx, dx, bad, t0, t1):
 def backward_nhwc_range(grad, idx, dx, bad, block, t0, t1):
     """Channels-last backward for tasks ``t0 <= task < t1``.
 
-    ``grad``/``idx`` are ``(N, n_out, C)``, ``dx`` is ``(N, plane, C)`` (zeroed on entry). A task is one batch item and one block of ``block`` channels, so every
-    ``(n, c)`` plane belongs to one task and is summed in output row-major order.
+    ``grad``/``idx`` are ``(N, n_out, C)``, ``dx`` is ``(N, plane, C)`` (zeroed on entry).
+    A task is one batch item and one block of ``block`` channels, so every ``(n, c)``
+    plane belongs to one task and is summed in output row-major order.
     """
     plane = dx.shape[1]
     n_chan = dx.shape[2]
