@@ -93,47 +93,6 @@ PLANE_BLOCK = 8
 
 
 @njit(inline="always")
-def _sum8(x, n, c0, z0, z1, y0, y1, x0, x1, acc):
-    """Row-major window sums of 8 consecutive planes, in 8 register chains."""
-    zero = opmath_zero(x[0, 0, 0, 0, 0])
-    a0 = zero
-    a1 = zero
-    a2 = zero
-    a3 = zero
-    a4 = zero
-    a5 = zero
-    a6 = zero
-    a7 = zero
-    for z in range(z0, z1):
-        for y in range(y0, y1):
-            r0 = x[n, c0, z, y]
-            r1 = x[n, c0 + 1, z, y]
-            r2 = x[n, c0 + 2, z, y]
-            r3 = x[n, c0 + 3, z, y]
-            r4 = x[n, c0 + 4, z, y]
-            r5 = x[n, c0 + 5, z, y]
-            r6 = x[n, c0 + 6, z, y]
-            r7 = x[n, c0 + 7, z, y]
-            for xx in range(_u(x0), _u(x1)):
-                a0 += to_opmath(r0[xx])
-                a1 += to_opmath(r1[xx])
-                a2 += to_opmath(r2[xx])
-                a3 += to_opmath(r3[xx])
-                a4 += to_opmath(r4[xx])
-                a5 += to_opmath(r5[xx])
-                a6 += to_opmath(r6[xx])
-                a7 += to_opmath(r7[xx])
-    acc[0] = a0
-    acc[1] = a1
-    acc[2] = a2
-    acc[3] = a3
-    acc[4] = a4
-    acc[5] = a5
-    acc[6] = a6
-    acc[7] = a7
-
-
-@njit(inline="always")
 def _sum8_row(x, n, c0, z0, z1, y0, y1, xb, acc):
     """Row-major window sums of one output row for 8 consecutive planes.
 
@@ -191,8 +150,8 @@ def adaptive_avg_forward(x, out):
     Tasks are blocks of :data:`PLANE_BLOCK` channels of one (n, od): the blocked
     planes are summed in lockstep (one add chain per plane and output, in row-major
     window order), so the arithmetic per output is exactly the sequential loop's.
-    Narrow windows are summed one at a time; wide ones by streaming whole input rows
-    (far fewer concurrent memory streams).
+    Input rows are streamed whole (few concurrent memory streams); contiguous inputs
+    with narrow windows take :func:`adaptive_avg_flat` instead.
     """
     n_batch, n_chan, in_d, in_h, in_w = x.shape
     out_d, out_h, out_w = out.shape[2], out.shape[3], out.shape[4]
@@ -201,8 +160,6 @@ def adaptive_avg_forward(x, out):
     xb = np.empty((out_w, 2), dtype=np.int64)
     for ow in range(out_w):
         xb[ow, 0], xb[ow, 1] = _bounds(ow, in_w, out_w)
-    # narrow windows (or one per row): sum window by window; wide ones: stream the rows
-    narrow = out_w <= 1 or (in_w + out_w - 1) // out_w < 8
     for task in prange(n_batch * n_blocks * out_d):
         n = task // (n_blocks * out_d)
         c0 = ((task // out_d) % n_blocks) * PLANE_BLOCK
@@ -210,15 +167,9 @@ def adaptive_avg_forward(x, out):
         od = task % out_d
         z0, z1 = _bounds(od, in_d, out_d)
         acc = np.empty((PLANE_BLOCK, out_w), dtype=type(opmath_zero(like)))
-        col = np.empty(PLANE_BLOCK, dtype=type(opmath_zero(like)))
         for oh in range(out_h):
             y0, y1 = _bounds(oh, in_h, out_h)
-            if nb == PLANE_BLOCK and narrow:
-                for ow in range(out_w):
-                    _sum8(x, n, c0, z0, z1, y0, y1, xb[ow, 0], xb[ow, 1], col)
-                    for b in range(PLANE_BLOCK):
-                        acc[b, ow] = col[b]
-            elif nb == PLANE_BLOCK:
+            if nb == PLANE_BLOCK:
                 _sum8_row(x, n, c0, z0, z1, y0, y1, xb, acc)
             else:
                 for b in range(nb):
