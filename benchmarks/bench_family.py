@@ -1,8 +1,10 @@
 """Time the pooling family in poolkit against PyTorch (CPU), side by side.
 
-Usage: ``python benchmarks/bench_family.py [--repeat 5] [--quick]``. Both libraries use
-their default thread counts; each row reports the best of ``--repeat`` runs after a
-warm-up call (numba compilation excluded). float32, NCHW unless stated.
+Usage: ``python benchmarks/bench_family.py [--repeat 7] [--quick] [--single-thread]``.
+Both libraries use their default thread counts (``--single-thread``: one each, timed by
+process CPU time); each row reports the best of ``--repeat`` runs of each, measured
+alternately after a warm-up call (numba compilation excluded). float32, NCHW unless
+stated. Numbers from a machine shared with other work are noisy.
 """
 
 from __future__ import annotations
@@ -19,14 +21,19 @@ import poolkit as pk
 A = torch.ops.aten
 
 
-def best_of(fn: Callable[[], object], repeat: int) -> float:
-    fn()
-    times = []
+def best_pair(
+    ours: Callable[[], object], theirs: Callable[[], object], repeat: int, clock=time.perf_counter
+):
+    """Best-of-``repeat`` times of both, measured alternately (fairer on a busy machine)."""
+    ours()
+    theirs()
+    a, b = [], []
     for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        for fn, times in ((ours, a), (theirs, b)):
+            start = clock()
+            fn()
+            times.append(clock() - start)
+    return min(a), min(b)
 
 
 def rows(shape: tuple[int, ...], rng: np.random.Generator):
@@ -45,19 +52,23 @@ def rows(shape: tuple[int, ...], rng: np.random.Generator):
         lambda: pk.avg_pool2d_backward(g, x.shape, 3, 2, 1),
         lambda: A.avg_pool2d_backward(tg, tx, [3, 3], [2, 2], [1, 1], False, True, None),
     )
-    for size in (1, 7):
-        ya = pk.adaptive_avg_pool2d(x, size)
-        ga = np.ones_like(ya)
+    for size, feature in ((1, (shape[0], 2048, 7, 7)), (7, (shape[0], 512, 14, 14)), (7, None)):
+        # the usual places: ResNet's head (2048x7x7 -> 1), VGG's (512x14x14 -> 7), and the
+        # large input itself
+        xa = x if feature is None else rng.standard_normal(feature).astype(np.float32)
+        txa = torch.from_numpy(xa)
+        ga = np.ones_like(pk.adaptive_avg_pool2d(xa, size))
         tga = torch.from_numpy(ga)
+        label = f"adaptive_avg_pool2d {xa.shape[1:]} -> {size}x{size}"
         yield (
-            f"adaptive_avg_pool2d -> {size}x{size} forward",
-            lambda size=size: pk.adaptive_avg_pool2d(x, size),
-            lambda size=size: torch.nn.functional.adaptive_avg_pool2d(tx, size),
+            f"{label} forward",
+            lambda xa=xa, size=size: pk.adaptive_avg_pool2d(xa, size),
+            lambda txa=txa, size=size: torch.nn.functional.adaptive_avg_pool2d(txa, size),
         )
         yield (
-            f"adaptive_avg_pool2d -> {size}x{size} backward",
-            lambda ga=ga: pk.adaptive_avg_pool2d_backward(ga, x.shape),
-            lambda tga=tga: A._adaptive_avg_pool2d_backward(tga, tx),
+            f"{label} backward",
+            lambda ga=ga, xa=xa: pk.adaptive_avg_pool2d_backward(ga, xa.shape),
+            lambda tga=tga, txa=txa: A._adaptive_avg_pool2d_backward(tga, txa),
         )
     yield (
         "adaptive_max_pool2d -> 7x7 forward+indices",
@@ -93,17 +104,28 @@ def rows(shape: tuple[int, ...], rng: np.random.Generator):
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--quick", action="store_true", help="smaller input (8,64,112,112)")
+    parser.add_argument(
+        "--single-thread",
+        action="store_true",
+        help="one thread each, timed by process CPU time (steadier on a shared machine)",
+    )
     args = parser.parse_args(argv)
+    clock = time.perf_counter
+    if args.single_thread:
+        import numba
+
+        numba.set_num_threads(1)
+        torch.set_num_threads(1)
+        clock = time.process_time
     shape = (8, 64, 112, 112) if args.quick else (32, 64, 112, 112)
     rng = np.random.default_rng(0)
     print(f"input {shape} float32; torch threads {torch.get_num_threads()}")
-    print(f"{'operation':45s} {'poolkit ms':>11s} {'torch ms':>10s} {'speed-up':>9s}")
+    print(f"{'operation':58s} {'poolkit ms':>11s} {'torch ms':>10s} {'speed-up':>9s}")
     for name, ours, theirs in rows(shape, rng):
-        a = best_of(ours, args.repeat)
-        b = best_of(theirs, args.repeat)
-        print(f"{name:45s} {a * 1e3:11.2f} {b * 1e3:10.2f} {b / a:8.2f}x")
+        a, b = best_pair(ours, theirs, args.repeat, clock)
+        print(f"{name:58s} {a * 1e3:11.2f} {b * 1e3:10.2f} {b / a:8.2f}x")
 
 
 if __name__ == "__main__":

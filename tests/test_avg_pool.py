@@ -55,7 +55,8 @@ def test_random_configs_match_torch_values_and_gradients():
         batched = bool(rng.integers(0, 4))
         shape = ((2, 3) if batched else (3,)) + size
         x = random_input(rng, shape, dtype, ties=i % 4 == 0, nan=i % 7 == 0)
-        layout_cl = batched and nd > 1 and i % 5 == 0
+        # channels-last in float32 only: every layout x dtype pair is a separate numba compile
+        layout_cl = batched and nd > 1 and dtype == np.float32 and i % 2 == 0
         layer = getattr(pk, f"AvgPool{nd}d")(
             kernel, stride, padding, ceil, cip, div, channels_last=layout_cl
         )

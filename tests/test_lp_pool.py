@@ -63,6 +63,21 @@ def test_matches_reference_including_negative_inputs(nd):
         np.testing.assert_allclose(got, ref.lp_pool(x, p, kernel, stride, ceil), rtol=1e-13)
 
 
+def test_channels_last_and_unbatched_agree_with_channels_first():
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((2, 3, 7, 6))
+    xc = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    y = pk.lp_pool2d(x, 3.0, 3, 2, True)
+    yc = pk.lp_pool2d(xc, 3.0, 3, 2, True, channels_last=True)
+    np.testing.assert_array_equal(np.moveaxis(yc, -1, 1), y)
+    g = rng.standard_normal(y.shape)
+    dx = pk.lp_pool2d_backward(g, x, 3.0, 3, 2, True)
+    dxc = pk.lp_pool2d_backward(np.ascontiguousarray(np.moveaxis(g, 1, -1)), xc, 3.0, 3, 2,
+                                True, channels_last=True)
+    np.testing.assert_array_equal(np.moveaxis(dxc, -1, 1), dx)
+    np.testing.assert_array_equal(pk.lp_pool2d_backward(g[0], x[0], 3.0, 3, 2, True), dx[0])
+
+
 def test_negative_inputs_use_absolute_values_unlike_torch():
     x = np.array([[[-3.0, 4.0, -1.0, -1.0]]])
     np.testing.assert_allclose(pk.lp_pool1d(x, 3.0, 2), [[[np.cbrt(91.0), np.cbrt(2.0)]]])

@@ -63,10 +63,44 @@ def _adaptive_avg_impl(x: Any, nd: int, output_size: Any, channels_last: Any) ->
     in_spatial = _args.spatial_shape(arr.shape, nd, channels_last)
     out_size = _args.check_adaptive_output_size(output_size, in_spatial)
     out = np.empty(output_shape(arr.shape, nd, out_size, channels_last), arr.dtype)
+    if all(o == 1 for o in out_size) and not channels_last and arr.flags.c_contiguous:
+        _plane_mean(arr, out, in_spatial)
+        return out
+    in_w, out_w = in_spatial[-1], out_size[-1]
+    narrow = out_w >= 1 and (in_w + out_w - 1) // out_w < 8
+    if narrow and not channels_last and arr.flags.c_contiguous and out.size:
+        # narrow windows: flat planes, 8 at a time (wide ones stream rows in the 5-D kernel)
+        n_planes = out.size // int(np.prod(out_size))
+        _kernels.adaptive_avg_flat(
+            kernel_bits(arr).reshape(n_planes, -1),
+            kernel_bits(out).reshape(n_planes, -1),
+            np.array(_lead3(in_spatial), dtype=np.int64),
+            np.array(_lead3(out_size), dtype=np.int64),
+        )
+        return out
     _kernels.adaptive_avg_forward(
         kernel_view(arr, nd, batched, channels_last), kernel_view(out, nd, batched, channels_last)
     )
     return out
+
+
+def _lead3(spatial: tuple[int, ...]) -> tuple[int, int, int]:
+    """The spatial sizes padded to (D, H, W) with leading ones."""
+    full = (1,) * (3 - len(spatial)) + tuple(spatial)
+    return full[0], full[1], full[2]
+
+
+def _plane_mean(arr: np.ndarray, out: np.ndarray, spatial: tuple[int, ...]) -> None:
+    """All-1 adaptive average of a C-contiguous channels-first array: each flat plane
+    summed in order and divided once by its size (as ``mean()``)."""
+    n_planes = out.size
+    lead = np.array((1, 1, int(np.prod(spatial))), dtype=np.int64)
+    _kernels.adaptive_avg_flat(
+        kernel_bits(arr).reshape(n_planes, -1),
+        kernel_bits(out).reshape(n_planes, 1),
+        lead,
+        np.ones(3, dtype=np.int64),
+    )
 
 
 def _grad_input_shape(grad_output: Any, input_shape: Any, nd: int, channels_last: Any):
@@ -92,6 +126,13 @@ def _adaptive_avg_backward_impl(grad_output, input_shape, nd, channels_last) -> 
     )
     dx = np.zeros(shape, dtype=grad.dtype)
     single = all(o == 1 for o in _args.spatial_shape(grad.shape, nd, channels_last))
+    if single and not channels_last:
+        kd, kh, kw = _lead3(_args.spatial_shape(shape, nd, False))
+        _kernels.plane_mean_backward(
+            np.ascontiguousarray(kernel_bits(grad)).reshape(-1),
+            kernel_bits(dx).reshape(-1, kd * kh * kw), kd, kh, kw, True,
+        )
+        return dx
     _kernels.adaptive_avg_backward(
         kernel_view(grad, nd, batched, channels_last),
         kernel_view(dx, nd, batched, channels_last),
@@ -176,8 +217,9 @@ def _adaptive_avg_doc(nd: int) -> str:
     summed in row-major order (float32 for float16/32) and divided by each window
     length in turn, PyTorch's CPU arithmetic, so values are bit-identical. The one
     exception: when every output size is 1, PyTorch calls ``mean()``, whose summation
-    order differs; there the values agree to rounding (relative 1e-6 in float32) and
-    the backward divides once by the plane size, as ``mean()``'s does (bit-identical).
+    order differs; poolkit then sums each plane in order and divides once by its size
+    (as ``mean()`` and :func:`global_avg_pool`), so values agree to rounding (relative
+    1e-6 in float32), and the backward, one division too, is bit-identical.
 
     Examples
     --------
@@ -497,7 +539,7 @@ def global_avg_pool(x: ArrayLike, keepdims: bool = True, channels_last: bool = F
     -------
     out : ndarray
         ``(N, C, 1, ..., 1)`` (or ``(N, C)``), dtype of ``x``. Each plane is summed in
-        row-major order (float32 for float16/32) and divided by its size.
+        row-major order (float32 for float16/32) and divided once by its size.
 
     Examples
     --------
@@ -509,8 +551,11 @@ def global_avg_pool(x: ArrayLike, keepdims: bool = True, channels_last: bool = F
     keepdims = _args.check_bool(keepdims, "keepdims")
     out = np.empty((arr.shape[0], arr.shape[-1] if channels_last else arr.shape[1], 1, 1, 1),
                    arr.dtype)
-    _kernels.adaptive_avg_forward(kernel_bits(global_view(arr, nd, channels_last)),
-                                  kernel_bits(out))
+    if not channels_last and arr.flags.c_contiguous:
+        _plane_mean(arr.reshape(arr.shape[0], arr.shape[1], -1), out, (int(arr[0, 0].size),))
+    else:
+        _kernels.adaptive_avg_forward(kernel_bits(global_view(arr, nd, channels_last)),
+                                      kernel_bits(out))
     return _global_out(arr, nd, keepdims, channels_last, out)
 
 
@@ -563,6 +608,13 @@ def global_avg_pool_backward(
     """
     g5, shape, nd, channels_last = _global_grad(grad_output, input_shape, channels_last)
     dx = np.zeros(shape, g5.dtype)
+    if not channels_last:
+        plane = int(np.prod(shape[2:]))
+        _kernels.plane_mean_backward(
+            np.ascontiguousarray(kernel_bits(g5)).reshape(-1),
+            kernel_bits(dx).reshape(-1, plane), 1, 1, plane, True,
+        )
+        return dx
     _kernels.adaptive_avg_backward(
         kernel_bits(g5), kernel_bits(global_view(dx, nd, channels_last)), True
     )

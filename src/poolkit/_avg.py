@@ -13,10 +13,11 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from . import _args
-from ._geometry import Geometry, PaddingSpec, as_kernel_view, output_shape
+from ._geometry import Geometry, PaddingSpec, output_shape
 from ._kernels import avg_pool as _avg_kernels
+from ._planes import kernel_view
 from ._window_sum import window_counts, window_sums, window_sums_transpose
-from .functional import IntOrTuple, Padding, _kernel_dtype_view
+from .functional import IntOrTuple, Padding
 
 __all__ = [
     "AvgPool1d",
@@ -177,8 +178,8 @@ def _avg_forward_impl(x: Any, p: AvgPoolParams) -> np.ndarray:
         return _dilated_forward(arr, p, geom, batched)
     out = np.empty(output_shape(arr.shape, p.nd, geom.out_size, p.channels_last), arr.dtype)
     _avg_kernels.avg_pool_forward(
-        as_kernel_view(_kernel_dtype_view(arr), p.nd, batched, p.channels_last),
-        as_kernel_view(_kernel_dtype_view(out), p.nd, batched, p.channels_last),
+        kernel_view(arr, p.nd, batched, p.channels_last),
+        kernel_view(out, p.nd, batched, p.channels_last),
         geom.kernel_params(),
         _pad_end_table(geom),
         p.count_include_pad,
@@ -204,8 +205,8 @@ def _avg_backward_impl(grad_output: Any, input_shape: Any, p: AvgPoolParams) -> 
         return _dilated_backward(grad, p, geom, batched)
     dx = np.empty(shape, dtype=grad.dtype)  # the kernel writes every element
     _avg_kernels.avg_pool_backward(
-        as_kernel_view(_kernel_dtype_view(grad), p.nd, batched, p.channels_last),
-        as_kernel_view(_kernel_dtype_view(dx), p.nd, batched, p.channels_last),
+        kernel_view(grad, p.nd, batched, p.channels_last),
+        kernel_view(dx, p.nd, batched, p.channels_last),
         geom.kernel_params(),
         _pad_end_table(geom),
         p.count_include_pad,

@@ -13,7 +13,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from . import _args, _indices
-from ._avg import _Layer
+from ._avg import _compact, _Layer
 from ._geometry import output_shape
 from ._kernels import indexed as _indexed
 from ._planes import from_planes, kernel_bits, to_planes
@@ -322,10 +322,6 @@ def _make_unpool(nd: int):
 max_unpool1d, max_unpool1d_backward = _make_unpool(1)
 max_unpool2d, max_unpool2d_backward = _make_unpool(2)
 max_unpool3d, max_unpool3d_backward = _make_unpool(3)
-
-
-def _compact(values: tuple[int, ...]) -> int | tuple[int, ...]:
-    return values[0] if len(set(values)) == 1 else values
 
 
 def _padding_repr(p: UnpoolParams) -> object:

@@ -14,12 +14,71 @@ import numpy as np
 from numba import njit, prange
 
 from ._scalar import accumulate, is_nan, order_key
-from .avg_pool import divide, from_opmath, opmath_zero, to_opmath
+from .avg_pool import _u, divide, from_opmath, opmath_zero, to_opmath
 
 
 @njit(inline="always")
 def _bounds(o, length, n_out):
     return (o * length) // n_out, ((o + 1) * length + n_out - 1) // n_out
+
+
+@njit(inline="always")
+def window_argmax(x, n, c, z0, z1, y0, y1, x0, x1):
+    """(value, flat plane index) of the maximum of a non-empty box of plane (n, c).
+
+    Semantics of a row-major scan where a later element wins only if strictly greater
+    or NaN (first maximum wins ties, last NaN wins), as PyTorch's adaptive and
+    fractional kernels. Computed in two passes that carry no long dependency chain:
+    the largest key (four partial maxima) and whether a NaN occurs, then the first
+    element equal to that key (or the last NaN); -0 and +0 compare equal, so the first
+    of them wins, as in the scan.
+    """
+    in_h, in_w = x.shape[3], x.shape[4]
+    first = order_key(x[n, c, z0, y0, x0])
+    m0 = first
+    m1 = first
+    m2 = first
+    m3 = first
+    nan_seen = False
+    for z in range(z0, z1):
+        for y in range(y0, y1):
+            row = x[n, c, z, y]
+            xx = _u(x0)
+            end = _u(x1)
+            while xx + _u(4) <= end:
+                k0 = order_key(row[xx])
+                k1 = order_key(row[xx + _u(1)])
+                k2 = order_key(row[xx + _u(2)])
+                k3 = order_key(row[xx + _u(3)])
+                nan_seen |= is_nan(row[xx]) | is_nan(row[xx + _u(1)])
+                nan_seen |= is_nan(row[xx + _u(2)]) | is_nan(row[xx + _u(3)])
+                m0 = k0 if k0 > m0 else m0
+                m1 = k1 if k1 > m1 else m1
+                m2 = k2 if k2 > m2 else m2
+                m3 = k3 if k3 > m3 else m3
+                xx += _u(4)
+            while xx < end:
+                k0 = order_key(row[xx])
+                nan_seen |= is_nan(row[xx])
+                m0 = k0 if k0 > m0 else m0
+                xx += _u(1)
+    m01 = m0 if m0 > m1 else m1
+    m23 = m2 if m2 > m3 else m3
+    top = m01 if m01 > m23 else m23
+    if nan_seen:  # the last NaN in scan order
+        for z in range(z1 - 1, z0 - 1, -1):
+            for y in range(y1 - 1, y0 - 1, -1):
+                row = x[n, c, z, y]
+                for xx in range(x1 - 1, x0 - 1, -1):
+                    if is_nan(row[xx]):
+                        return row[xx], (z * in_h + y) * in_w + xx
+    for z in range(z0, z1):
+        for y in range(y0, y1):
+            row = x[n, c, z, y]
+            for xx in range(x0, x1):
+                if order_key(row[xx]) == top:
+                    return row[xx], (z * in_h + y) * in_w + xx
+    return x[n, c, z0, y0, x0], (z0 * in_h + y0) * in_w + x0  # unreachable
 
 
 @njit(inline="always")
@@ -34,17 +93,18 @@ PLANE_BLOCK = 8
 
 
 @njit(inline="always")
-def _sum8(x, n, c0, z0, z1, y0, y1, x0, x1, acc):
-    """Row-major window sums of 8 consecutive planes, in 8 register chains."""
+def _sum8_row(x, n, c0, z0, z1, y0, y1, xb, acc):
+    """Row-major window sums of one output row for 8 consecutive planes.
+
+    ``xb`` holds each output column's [x0, x1); ``acc[b, ow]`` receives the sums. Input
+    rows are streamed in order (8 planes side by side: 8 independent add chains); each
+    window still adds its elements in row-major order.
+    """
     zero = opmath_zero(x[0, 0, 0, 0, 0])
-    a0 = zero
-    a1 = zero
-    a2 = zero
-    a3 = zero
-    a4 = zero
-    a5 = zero
-    a6 = zero
-    a7 = zero
+    out_w = xb.shape[0]
+    for ow in range(out_w):
+        for b in range(PLANE_BLOCK):
+            acc[b, ow] = zero
     for z in range(z0, z1):
         for y in range(y0, y1):
             r0 = x[n, c0, z, y]
@@ -55,23 +115,32 @@ def _sum8(x, n, c0, z0, z1, y0, y1, x0, x1, acc):
             r5 = x[n, c0 + 5, z, y]
             r6 = x[n, c0 + 6, z, y]
             r7 = x[n, c0 + 7, z, y]
-            for xx in range(x0, x1):
-                a0 += to_opmath(r0[xx])
-                a1 += to_opmath(r1[xx])
-                a2 += to_opmath(r2[xx])
-                a3 += to_opmath(r3[xx])
-                a4 += to_opmath(r4[xx])
-                a5 += to_opmath(r5[xx])
-                a6 += to_opmath(r6[xx])
-                a7 += to_opmath(r7[xx])
-    acc[0] = a0
-    acc[1] = a1
-    acc[2] = a2
-    acc[3] = a3
-    acc[4] = a4
-    acc[5] = a5
-    acc[6] = a6
-    acc[7] = a7
+            for ow in range(out_w):
+                a0 = acc[0, ow]
+                a1 = acc[1, ow]
+                a2 = acc[2, ow]
+                a3 = acc[3, ow]
+                a4 = acc[4, ow]
+                a5 = acc[5, ow]
+                a6 = acc[6, ow]
+                a7 = acc[7, ow]
+                for xx in range(_u(xb[ow, 0]), _u(xb[ow, 1])):
+                    a0 += to_opmath(r0[xx])
+                    a1 += to_opmath(r1[xx])
+                    a2 += to_opmath(r2[xx])
+                    a3 += to_opmath(r3[xx])
+                    a4 += to_opmath(r4[xx])
+                    a5 += to_opmath(r5[xx])
+                    a6 += to_opmath(r6[xx])
+                    a7 += to_opmath(r7[xx])
+                acc[0, ow] = a0
+                acc[1, ow] = a1
+                acc[2, ow] = a2
+                acc[3, ow] = a3
+                acc[4, ow] = a4
+                acc[5, ow] = a5
+                acc[6, ow] = a6
+                acc[7, ow] = a7
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -81,34 +150,40 @@ def adaptive_avg_forward(x, out):
     Tasks are blocks of :data:`PLANE_BLOCK` channels of one (n, od): the blocked
     planes are summed in lockstep (one add chain per plane and output, in row-major
     window order), so the arithmetic per output is exactly the sequential loop's.
+    Input rows are streamed whole (few concurrent memory streams); contiguous inputs
+    with narrow windows take :func:`adaptive_avg_flat` instead.
     """
     n_batch, n_chan, in_d, in_h, in_w = x.shape
     out_d, out_h, out_w = out.shape[2], out.shape[3], out.shape[4]
     like = x[0, 0, 0, 0, 0]
     n_blocks = (n_chan + PLANE_BLOCK - 1) // PLANE_BLOCK
+    xb = np.empty((out_w, 2), dtype=np.int64)
+    for ow in range(out_w):
+        xb[ow, 0], xb[ow, 1] = _bounds(ow, in_w, out_w)
     for task in prange(n_batch * n_blocks * out_d):
         n = task // (n_blocks * out_d)
         c0 = ((task // out_d) % n_blocks) * PLANE_BLOCK
         nb = min(PLANE_BLOCK, n_chan - c0)
         od = task % out_d
         z0, z1 = _bounds(od, in_d, out_d)
-        acc = np.empty(PLANE_BLOCK, dtype=type(opmath_zero(like)))
+        acc = np.empty((PLANE_BLOCK, out_w), dtype=type(opmath_zero(like)))
         for oh in range(out_h):
             y0, y1 = _bounds(oh, in_h, out_h)
-            for ow in range(out_w):
-                x0, x1 = _bounds(ow, in_w, out_w)
-                if nb == PLANE_BLOCK:
-                    _sum8(x, n, c0, z0, z1, y0, y1, x0, x1, acc)
-                else:
-                    for b in range(nb):
+            if nb == PLANE_BLOCK:
+                _sum8_row(x, n, c0, z0, z1, y0, y1, xb, acc)
+            else:
+                for b in range(nb):
+                    for ow in range(out_w):
                         total = opmath_zero(like)
                         for z in range(z0, z1):
                             for y in range(y0, y1):
-                                for xx in range(x0, x1):
+                                for xx in range(xb[ow, 0], xb[ow, 1]):
                                     total += to_opmath(x[n, c0 + b, z, y, xx])
-                        acc[b] = total
-                for b in range(nb):
-                    v = divide(divide(divide(acc[b], z1 - z0), y1 - y0), x1 - x0)
+                        acc[b, ow] = total
+            for b in range(nb):
+                for ow in range(out_w):
+                    v = divide(divide(acc[b, ow], z1 - z0), y1 - y0)
+                    v = divide(v, xb[ow, 1] - xb[ow, 0])
                     out[n, c0 + b, od, oh, ow] = from_opmath(v, like)
 
 
@@ -140,8 +215,9 @@ def adaptive_avg_backward(grad, dx, single_division):
                         delta = _round_div(_round_div(delta, y1 - y0, g), x1 - x0, g)
                     for z in range(z0, z1):
                         for y in range(y0, y1):
-                            for xx in range(x0, x1):
-                                dx[n, c, z, y, xx] = accumulate(dx[n, c, z, y, xx], delta)
+                            row = dx[n, c, z, y]
+                            for xx in range(_u(x0), _u(x1)):
+                                row[xx] = accumulate(row[xx], delta)
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -158,22 +234,91 @@ def adaptive_max_forward(x, out, idx, want_indices):
             y0, y1 = _bounds(oh, in_h, out_h)
             for ow in range(out_w):
                 x0, x1 = _bounds(ow, in_w, out_w)
-                best = x[n, c, z0, y0, x0]
-                best_key = order_key(best)
-                bz = z0
-                by = y0
-                bx = x0
-                for z in range(z0, z1):
-                    for y in range(y0, y1):
-                        for xx in range(x0, x1):
-                            v = x[n, c, z, y, xx]
-                            key = order_key(v)
-                            if key > best_key or is_nan(v):
-                                best_key = key
-                                best = v
-                                bz = z
-                                by = y
-                                bx = xx
+                best, best_at = window_argmax(x, n, c, z0, z1, y0, y1, x0, x1)
                 out[n, c, od, oh, ow] = best
                 if want_indices:
-                    idx[n, c, od, oh, ow] = (bz * in_h + by) * in_w + bx
+                    idx[n, c, od, oh, ow] = best_at
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def plane_mean_backward(grad, dx, kd, kh, kw, single_division):
+    """All-1 adaptive average backward on flat planes, into zeroed ``dx``: every element
+    of plane p gets ``0 + grad[p] / ...``, as the scatter into zeros computes it."""
+    n_planes, size = dx.shape
+    for p in prange(n_planes):
+        g = grad[p]
+        if single_division:
+            delta = _round_div(g, kd * kh * kw, g)
+        else:
+            delta = _round_div(_round_div(_round_div(g, kd, g), kh, g), kw, g)
+        row = dx[p]
+        value = accumulate(row[0], delta)
+        for j in range(_u(size)):
+            row[j] = value
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def adaptive_avg_flat(x, out, in_size, out_size):
+    """Adaptive average on contiguous flat planes: ``x`` (planes, D*H*W), ``out``
+    (planes, oD*oH*oW). Same sums and divisions as :func:`adaptive_avg_forward`; 8
+    planes side by side, their flat rows taken once per block (no per-row views)."""
+    n_planes = x.shape[0]
+    in_d, in_h, in_w = in_size[0], in_size[1], in_size[2]
+    out_d, out_h, out_w = out_size[0], out_size[1], out_size[2]
+    like = x[0, 0]
+    n_blocks = (n_planes + PLANE_BLOCK - 1) // PLANE_BLOCK
+    for blk in prange(n_blocks):
+        p0 = blk * PLANE_BLOCK
+        full = p0 + PLANE_BLOCK <= n_planes
+        r0 = x[p0]
+        r1 = x[min(p0 + 1, n_planes - 1)]
+        r2 = x[min(p0 + 2, n_planes - 1)]
+        r3 = x[min(p0 + 3, n_planes - 1)]
+        r4 = x[min(p0 + 4, n_planes - 1)]
+        r5 = x[min(p0 + 5, n_planes - 1)]
+        r6 = x[min(p0 + 6, n_planes - 1)]
+        r7 = x[min(p0 + 7, n_planes - 1)]
+        o = 0
+        for od in range(out_d):
+            z0, z1 = _bounds(od, in_d, out_d)
+            for oh in range(out_h):
+                y0, y1 = _bounds(oh, in_h, out_h)
+                for ow in range(out_w):
+                    x0, x1 = _bounds(ow, in_w, out_w)
+                    if full:
+                        a0 = opmath_zero(like)
+                        a1 = a0
+                        a2 = a0
+                        a3 = a0
+                        a4 = a0
+                        a5 = a0
+                        a6 = a0
+                        a7 = a0
+                        for z in range(z0, z1):
+                            for y in range(y0, y1):
+                                base = (z * in_h + y) * in_w
+                                for j in range(_u(base + x0), _u(base + x1)):
+                                    a0 += to_opmath(r0[j])
+                                    a1 += to_opmath(r1[j])
+                                    a2 += to_opmath(r2[j])
+                                    a3 += to_opmath(r3[j])
+                                    a4 += to_opmath(r4[j])
+                                    a5 += to_opmath(r5[j])
+                                    a6 += to_opmath(r6[j])
+                                    a7 += to_opmath(r7[j])
+                        sums = (a0, a1, a2, a3, a4, a5, a6, a7)
+                        for b in range(PLANE_BLOCK):
+                            v = divide(divide(divide(sums[b], z1 - z0), y1 - y0), x1 - x0)
+                            out[p0 + b, o] = from_opmath(v, like)
+                    else:
+                        for p in range(p0, n_planes):
+                            row = x[p]
+                            total = opmath_zero(like)
+                            for z in range(z0, z1):
+                                for y in range(y0, y1):
+                                    base = (z * in_h + y) * in_w
+                                    for j in range(_u(base + x0), _u(base + x1)):
+                                        total += to_opmath(row[j])
+                            v = divide(divide(divide(total, z1 - z0), y1 - y0), x1 - x0)
+                            out[p, o] = from_opmath(v, like)
+                    o += 1

@@ -14,7 +14,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._scalar import accumulate, is_nan, order_key
+from ._scalar import accumulate
+from .adaptive import window_argmax
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -75,7 +76,7 @@ def fractional_max_forward(x, out, idx, starts_d, starts_h, starts_w, pool):
     ``(N*C, out_*)`` window starts. First maximum wins ties (strict ``>``), the last
     NaN wins; indices are flat per plane.
     """
-    n_batch, n_chan, _, in_h, in_w = x.shape
+    n_batch, n_chan = x.shape[0], x.shape[1]
     out_d, out_h, out_w = out.shape[2], out.shape[3], out.shape[4]
     kd, kh, kw = pool[0], pool[1], pool[2]
     for task in prange(n_batch * n_chan * out_d):
@@ -88,21 +89,8 @@ def fractional_max_forward(x, out, idx, starts_d, starts_h, starts_w, pool):
             y0 = starts_h[plane, oh]
             for ow in range(out_w):
                 x0 = starts_w[plane, ow]
-                best = x[n, c, z0, y0, x0]
-                best_key = order_key(best)
-                bz = z0
-                by = y0
-                bx = x0
-                for z in range(z0, z0 + kd):
-                    for y in range(y0, y0 + kh):
-                        for xx in range(x0, x0 + kw):
-                            v = x[n, c, z, y, xx]
-                            key = order_key(v)
-                            if key > best_key or is_nan(v):
-                                best_key = key
-                                best = v
-                                bz = z
-                                by = y
-                                bx = xx
+                best, best_at = window_argmax(
+                    x, n, c, z0, z0 + kd, y0, y0 + kh, x0, x0 + kw
+                )
                 out[n, c, od, oh, ow] = best
-                idx[n, c, od, oh, ow] = (bz * in_h + by) * in_w + bx
+                idx[n, c, od, oh, ow] = best_at
