@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import numbers
 
-import numba
-
 __all__ = ["get_num_threads", "set_num_threads"]
 
 
 def _limit() -> int:
+    import numba  # imported on use: ``import poolkit`` does not load numba
+
     return int(numba.config.NUMBA_NUM_THREADS)
 
 
@@ -50,6 +50,8 @@ def set_num_threads(n: int) -> None:
             f"n must be between 1 and NUMBA_NUM_THREADS={limit} (the size of the thread "
             f"pool, fixed at start-up), got {int(n)}"
         )
+    import numba
+
     numba.set_num_threads(int(n))
 
 
@@ -67,4 +69,6 @@ def get_num_threads() -> int:
     >>> 1 <= pk.get_num_threads()
     True
     """
+    import numba
+
     return int(numba.get_num_threads())

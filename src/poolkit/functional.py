@@ -16,7 +16,6 @@ from numpy.typing import ArrayLike
 from . import _args, _indices
 from ._geometry import Geometry, PaddingSpec
 from ._kernels import dispatch as _dispatch
-from ._kernels import max_pool as _max_kernels
 from ._memo import BoundedCache, simple_key
 
 IntOrTuple = int | tuple[int, ...]
@@ -198,7 +197,7 @@ def _max_pool_any_rank(arr, p, geom, batched, want_indices):
     fill = _lowest(arr.dtype)
     if arr.dtype == np.float16:
         fill = np.float16(fill).view(np.uint16)
-    _max_kernels.max_pool_forward_nd(
+    _dispatch.kernels().max_pool_forward_nd(
         x2, out2, idx2, np.array(geom.in_size, dtype=np.int64), params, fill, want_indices
     )
 

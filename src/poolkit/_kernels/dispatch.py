@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from typing import Any
 
-import numba
 import numpy as np
 
 from .._memo import BoundedCache
-from . import max_pool as _k
 
 #: Below this many window-element visits a call runs on the calling thread.
 SERIAL_WORK = 1 << 15
@@ -58,9 +57,46 @@ def kernel_table(
     return table
 
 
+class _LazyKernels:
+    """Stands for :mod:`poolkit._kernels.max_pool` until first use.
+
+    Importing the kernels imports numba (a few tenths of a second); deferring it to the
+    first pooling call keeps ``import poolkit`` fast. The first attribute access
+    replaces this proxy with the module itself, so later calls pay nothing.
+    """
+
+    def __getattr__(self, name: str):
+        return getattr(kernels(), name)
+
+
+_k: Any = _LazyKernels()
+
+
+def kernels() -> Any:
+    """The compiled-kernel module (imported, with numba, on first call)."""
+    global _k
+    from . import max_pool
+
+    _k = max_pool
+    return max_pool
+
+
+def _run_parallel(kernel: Any, *args: Any) -> None:
+    """Call a ``*_par`` kernel with dynamic scheduling (chunks handed out one by one)."""
+    import numba
+
+    old = numba.set_parallel_chunksize(1)
+    try:
+        kernel(*args)
+    finally:
+        numba.set_parallel_chunksize(old)
+
+
 def _chunks(n_tasks: int) -> int:
-    """Task chunks for a parallel call: a few per thread (1 means: run serially)."""
-    return max(1, min(n_tasks, 4 * numba.get_num_threads()))
+    """Task chunks for a parallel call: several per thread, for dynamic balancing."""
+    from .._threads import get_num_threads
+
+    return max(1, min(n_tasks, 16 * get_num_threads()))
 
 
 class ForwardPlan:
@@ -134,7 +170,7 @@ class ForwardPlan:
             kernel(x5, o5, idx, self.kp, self.fill, want, 0, n_tasks)
         else:
             kernel = _k.forward_nhwc_par if self.nhwc else _k.forward_nchw_par
-            kernel(x5, o5, idx, self.kp, self.fill, want, n_tasks, _chunks(n_tasks))
+            _run_parallel(kernel, x5, o5, idx, self.kp, self.fill, want, n_tasks, _chunks(n_tasks))
         user_out = self.user_out
         return out.reshape(user_out), (idx.reshape(user_out) if want else None)
 
@@ -183,9 +219,9 @@ def max_pool_backward(
         if chunks == 1:
             _k.backward_nhwc_range(g, i, d, bad, _CL_BLOCK, 0, n_tasks)
         else:
-            _k.backward_nhwc_par(g, i, d, bad, _CL_BLOCK, chunks)
+            _run_parallel(_k.backward_nhwc_par, g, i, d, bad, _CL_BLOCK, chunks)
     elif chunks == 1:
         _k.backward_nchw_range(g, i, d, bad, 0, n_tasks)
     else:
-        _k.backward_nchw_par(g, i, d, bad, chunks)
+        _run_parallel(_k.backward_nchw_par, g, i, d, bad, chunks)
     return dx, not bad.any()

@@ -47,33 +47,6 @@ def _interior(size, k, s, p, d, n_out):
     return lo, hi
 
 
-@njit(cache=True, nogil=True)
-def _point_nchw(x, n, c, z0, y0, x0, kp, fill):
-    """Generic single-window max (any window, padding-aware): ``(value, flat index)``."""
-    in_d, in_h, in_w = x.shape[2], x.shape[3], x.shape[4]
-    found = False
-    best = fill
-    bi = -1
-    for a in range(kp[0, 0]):
-        z = z0 + a * kp[3, 0]
-        if z < 0 or z >= in_d:
-            continue
-        for b in range(kp[0, 1]):
-            y = y0 + b * kp[3, 1]
-            if y < 0 or y >= in_h:
-                continue
-            for e in range(kp[0, 2]):
-                xx = x0 + e * kp[3, 2]
-                if xx < 0 or xx >= in_w:
-                    continue
-                v = x[n, c, z, y, xx]
-                if not found or order_key(v) > order_key(best) or is_nan(v):
-                    found = True
-                    best = v
-                    bi = (z * in_h + y) * in_w + xx
-    return best, bi
-
-
 @njit(cache=True, nogil=True, inline="always")
 def _wins(v, best):
     """Does ``v`` replace ``best`` in a scan? (strictly greater, or NaN; no branches)."""
@@ -87,148 +60,189 @@ def _step(v, i, m, mi):
     return (v if t else m), (i if t else mi)
 
 
+@njit(cache=True, nogil=True)
+def _border_columns(in_w, kw, sw, pw, dw, lo, n_in, out_w):
+    """Border output columns (outside ``[lo, lo + n_in)``) and their valid window columns.
+
+    Returns ``(ows, e_lo, e_hi)``: for border column ``ows[j]``, the window columns
+    ``e_lo[j] <= e < e_hi[j]`` lie inside ``[0, in_w)``. Computed once per call, not per
+    row (the integer divisions would otherwise dominate the border windows).
+    """
+    n_border = out_w - n_in
+    ows = np.empty(n_border, dtype=np.int64)
+    e_lo = np.empty(n_border, dtype=np.int64)
+    e_hi = np.empty(n_border, dtype=np.int64)
+    for j in range(n_border):
+        ow = j if j < lo else j + n_in
+        x0 = ow * sw - pw
+        ows[j] = ow
+        e_lo[j] = 0 if x0 >= 0 else (-x0 + dw - 1) // dw
+        e_hi[j] = min(kw, (in_w - 1 - x0) // dw + 1) if x0 <= in_w - 1 else 0
+    return ows, e_lo, e_hi
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _border_point(x, n, c, zs, ys, n_rows, x0, e_lo, e_hi, dw, fill):
+    """One window that crosses the W border: ``(value, flat plane index)``.
+
+    ``zs``/``ys`` list the window rows inside the input (``n_rows`` of them, in scan
+    order); the window columns inside the input are ``x0 + e*dw`` for
+    ``e_lo <= e < e_hi`` (see :func:`_border_columns`). Scans in row-major order; with
+    no element inside the input the result is ``(fill, -1)``.
+    """
+    in_h, in_w = x.shape[3], x.shape[4]
+    if n_rows == 0 or e_lo >= e_hi:
+        return fill, -1
+    best = x[n, c, zs[0], ys[0], x0 + e_lo * dw]
+    bi = (zs[0] * in_h + ys[0]) * in_w + x0 + e_lo * dw
+    for i in range(n_rows):
+        base = (zs[i] * in_h + ys[i]) * in_w
+        for e in range(e_lo, e_hi):
+            xx = x0 + e * dw
+            best, bi = _step(x[n, c, zs[i], ys[i], xx], base + xx, best, bi)
+    return best, bi
+
+
 #: Vector width the padded row buffers are rounded up to (AVX-512: 16 float32 lanes).
 #: Running every pass over a multiple of it leaves no scalar remainder loop, whose
 #: data-dependent branches would cost as much as the whole vectorised row.
 _LANES = 16
 
+#: Rows with at least this many interior outputs and a single pass are written straight
+#: into the output arrays.
+_DIRECT = 256
+
 
 @njit(cache=True, nogil=True, inline="always")
-def _split(row, ph, sw, n_col):
-    """Phase-split a row: ``ph[q, k] = row[k*sw + q]`` for the elements that exist.
+def _split(x, n, c, z, y, start, ph, r, sw, n_col):
+    """Phase-split input row ``x[n, c, z, y, start:]`` into ``ph[r]``.
 
-    After the split every window column of a stride-``sw`` pooling is a unit-stride run,
-    so the passes vectorise with plain loads instead of gathers. Entries past the row
-    are left as they are (they only feed padding lanes, whose results are dropped).
+    ``ph[r, q, k] = x[n, c, z, y, start + k*sw + q]`` for the elements that exist. After
+    the split every window column of a stride-``sw`` pooling is a unit-stride run, so
+    the passes vectorise with plain loads instead of gathers. Entries past the row are
+    left as they are: they only feed padding lanes, whose results are dropped. No array
+    views are made (a view costs reference counting per row); the last index is
+    unsigned so numba emits no negative-index wraparound code.
     """
-    n = row.shape[0]
-    full = min(n_col, n // sw)  # columns present in every phase
+    n_avail = x.shape[4] - start
+    full = min(n_col, n_avail // sw)  # columns present in every phase
     if sw == 1:
-        p0 = ph[0]
         for k in range(full):
-            p0[k] = row[k]
+            ph[r, 0, k] = x[n, c, z, y, np.uint64(start + k)]
     elif sw == 2:
-        p0 = ph[0]
-        p1 = ph[1]
         for k in range(full):
-            p0[k] = row[2 * k]
-            p1[k] = row[2 * k + 1]
+            j = start + 2 * k
+            ph[r, 0, k] = x[n, c, z, y, np.uint64(j)]
+            ph[r, 1, k] = x[n, c, z, y, np.uint64(j + 1)]
     else:
         for k in range(full):
             for q in range(sw):
-                ph[q, k] = row[k * sw + q]
+                ph[r, q, k] = x[n, c, z, y, np.uint64(start + k * sw + q)]
     for k in range(full, n_col):
         for q in range(sw):
             j = k * sw + q
-            if j < n:
-                ph[q, k] = row[j]
+            if j < n_avail:
+                ph[r, q, k] = x[n, c, z, y, np.uint64(start + j)]
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _pass_k2(pa, pb, two, first, acc, acci, ba, bb):
-    """k=2, s=2, d=1 along W: window of ``ow`` is ``pX[0, ow], pX[1, ow]`` per row.
+def _pass_k2(ph, two, first, acc, acci, ba, bb):
+    """k=2, s=2, d=1 along W: the window of ``ow`` is ``ph[r, 0, ow], ph[r, 1, ow]``.
 
-    One or two phase-split window rows per pass (``two``); ``first`` starts the scan
-    here instead of continuing from ``acc``/``acci``. Branch-free (selects only), the
-    running maximum stays in registers across both rows.
+    One or two phase-split window rows per pass (``two``; rows 0 and 1 of ``ph``);
+    ``first`` starts the scan here instead of continuing from ``acc``/``acci``.
+    Branch-free (selects only); the running maximum stays in registers across rows.
     """
-    a0 = pa[0]
-    a1 = pa[1]
-    b0 = pb[0]
-    b1 = pb[1]
     if first and two:
         for ow in range(acc.shape[0]):
             j = 2 * ow
-            m, mi = _step(a1[ow], ba + j + 1, a0[ow], ba + j)
-            m, mi = _step(b0[ow], bb + j, m, mi)
-            m, mi = _step(b1[ow], bb + j + 1, m, mi)
+            m, mi = _step(ph[0, 1, ow], np.int32(ba + j + 1), ph[0, 0, ow], np.int32(ba + j))
+            m, mi = _step(ph[1, 0, ow], np.int32(bb + j), m, mi)
+            m, mi = _step(ph[1, 1, ow], np.int32(bb + j + 1), m, mi)
             acc[ow] = m
             acci[ow] = mi
     elif first:
         for ow in range(acc.shape[0]):
             j = 2 * ow
-            m, mi = _step(a1[ow], ba + j + 1, a0[ow], ba + j)
+            m, mi = _step(ph[0, 1, ow], np.int32(ba + j + 1), ph[0, 0, ow], np.int32(ba + j))
             acc[ow] = m
             acci[ow] = mi
     elif two:
         for ow in range(acc.shape[0]):
             j = 2 * ow
-            m, mi = _step(a0[ow], ba + j, acc[ow], acci[ow])
-            m, mi = _step(a1[ow], ba + j + 1, m, mi)
-            m, mi = _step(b0[ow], bb + j, m, mi)
-            m, mi = _step(b1[ow], bb + j + 1, m, mi)
+            m, mi = _step(ph[0, 0, ow], np.int32(ba + j), acc[ow], acci[ow])
+            m, mi = _step(ph[0, 1, ow], np.int32(ba + j + 1), m, mi)
+            m, mi = _step(ph[1, 0, ow], np.int32(bb + j), m, mi)
+            m, mi = _step(ph[1, 1, ow], np.int32(bb + j + 1), m, mi)
             acc[ow] = m
             acci[ow] = mi
     else:
         for ow in range(acc.shape[0]):
             j = 2 * ow
-            m, mi = _step(a0[ow], ba + j, acc[ow], acci[ow])
-            m, mi = _step(a1[ow], ba + j + 1, m, mi)
+            m, mi = _step(ph[0, 0, ow], np.int32(ba + j), acc[ow], acci[ow])
+            m, mi = _step(ph[0, 1, ow], np.int32(ba + j + 1), m, mi)
             acc[ow] = m
             acci[ow] = mi
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _pass_k3(pa, pb, two, first, acc, acci, ba, bb):
-    """k=3, s=2, d=1 along W: window of ``ow`` is ``p[0, ow], p[1, ow], p[0, ow + 1]``."""
-    a0 = pa[0]
-    a1 = pa[1]
-    b0 = pb[0]
-    b1 = pb[1]
+def _pass_k3(ph, two, first, acc, acci, ba, bb):
+    """k=3, s=2, d=1 along W: window ``ph[r, 0, ow], ph[r, 1, ow], ph[r, 0, ow + 1]``."""
     if first and two:
         for ow in range(acc.shape[0]):
             j = 2 * ow
-            m, mi = _step(a1[ow], ba + j + 1, a0[ow], ba + j)
-            m, mi = _step(a0[ow + 1], ba + j + 2, m, mi)
-            m, mi = _step(b0[ow], bb + j, m, mi)
-            m, mi = _step(b1[ow], bb + j + 1, m, mi)
-            m, mi = _step(b0[ow + 1], bb + j + 2, m, mi)
+            m, mi = _step(ph[0, 1, ow], np.int32(ba + j + 1), ph[0, 0, ow], np.int32(ba + j))
+            m, mi = _step(ph[0, 0, ow + 1], np.int32(ba + j + 2), m, mi)
+            m, mi = _step(ph[1, 0, ow], np.int32(bb + j), m, mi)
+            m, mi = _step(ph[1, 1, ow], np.int32(bb + j + 1), m, mi)
+            m, mi = _step(ph[1, 0, ow + 1], np.int32(bb + j + 2), m, mi)
             acc[ow] = m
             acci[ow] = mi
     elif first:
         for ow in range(acc.shape[0]):
             j = 2 * ow
-            m, mi = _step(a1[ow], ba + j + 1, a0[ow], ba + j)
-            m, mi = _step(a0[ow + 1], ba + j + 2, m, mi)
+            m, mi = _step(ph[0, 1, ow], np.int32(ba + j + 1), ph[0, 0, ow], np.int32(ba + j))
+            m, mi = _step(ph[0, 0, ow + 1], np.int32(ba + j + 2), m, mi)
             acc[ow] = m
             acci[ow] = mi
     elif two:
         for ow in range(acc.shape[0]):
             j = 2 * ow
-            m, mi = _step(a0[ow], ba + j, acc[ow], acci[ow])
-            m, mi = _step(a1[ow], ba + j + 1, m, mi)
-            m, mi = _step(a0[ow + 1], ba + j + 2, m, mi)
-            m, mi = _step(b0[ow], bb + j, m, mi)
-            m, mi = _step(b1[ow], bb + j + 1, m, mi)
-            m, mi = _step(b0[ow + 1], bb + j + 2, m, mi)
+            m, mi = _step(ph[0, 0, ow], np.int32(ba + j), acc[ow], acci[ow])
+            m, mi = _step(ph[0, 1, ow], np.int32(ba + j + 1), m, mi)
+            m, mi = _step(ph[0, 0, ow + 1], np.int32(ba + j + 2), m, mi)
+            m, mi = _step(ph[1, 0, ow], np.int32(bb + j), m, mi)
+            m, mi = _step(ph[1, 1, ow], np.int32(bb + j + 1), m, mi)
+            m, mi = _step(ph[1, 0, ow + 1], np.int32(bb + j + 2), m, mi)
             acc[ow] = m
             acci[ow] = mi
     else:
         for ow in range(acc.shape[0]):
             j = 2 * ow
-            m, mi = _step(a0[ow], ba + j, acc[ow], acci[ow])
-            m, mi = _step(a1[ow], ba + j + 1, m, mi)
-            m, mi = _step(a0[ow + 1], ba + j + 2, m, mi)
+            m, mi = _step(ph[0, 0, ow], np.int32(ba + j), acc[ow], acci[ow])
+            m, mi = _step(ph[0, 1, ow], np.int32(ba + j + 1), m, mi)
+            m, mi = _step(ph[0, 0, ow + 1], np.int32(ba + j + 2), m, mi)
             acc[ow] = m
             acci[ow] = mi
 
 
 @njit(cache=True, nogil=True)
-def _pass_generic(pa, first, acc, acci, kw, sw, dw, ba):
-    """Any window along W, one phase-split window row; one pass per window column.
+def _pass_generic(ph, first, acc, acci, kw, sw, dw, ba):
+    """Any window along W, one phase-split window row (``ph[0]``); one pass per column.
 
-    Window column ``e`` of output ``ow`` is ``pa[(e*dw) % sw, ow + (e*dw) // sw]``.
+    Window column ``e`` of output ``ow`` is ``ph[0, (e*dw) % sw, ow + (e*dw) // sw]``.
     """
     for e in range(kw):
-        src = pa[(e * dw) % sw, (e * dw) // sw :]
+        q = (e * dw) % sw
+        sh = (e * dw) // sw
         o = ba + e * dw
         if first and e == 0:
             for ow in range(acc.shape[0]):
-                acc[ow] = src[ow]
+                acc[ow] = ph[0, q, ow + sh]
                 acci[ow] = o + ow * sw
         else:
             for ow in range(acc.shape[0]):
-                m, mi = _step(src[ow], o + ow * sw, acc[ow], acci[ow])
+                m, mi = _step(ph[0, q, ow + sh], o + ow * sw, acc[ow], acci[ow])
                 acc[ow] = m
                 acci[ow] = mi
 
@@ -249,19 +263,24 @@ def forward_nchw_range(x, out, idx, kp, fill, want, t0, t1):
     out_d, out_h, out_w = out.shape[2], out.shape[3], out.shape[4]
     kd, kh, kw = kp[0, 0], kp[0, 1], kp[0, 2]
     sd, sh, sw = kp[1, 0], kp[1, 1], kp[1, 2]
-    pd, ph, pw = kp[2, 0], kp[2, 1], kp[2, 2]
+    pd, ph_, pw = kp[2, 0], kp[2, 1], kp[2, 2]
     dd, dh, dw = kp[3, 0], kp[3, 1], kp[3, 2]
     lo, hi = _interior(in_w, kw, sw, pw, dw, out_w)
-    k2 = kw == 2 and sw == 2 and dw == 1
-    k3 = kw == 3 and sw == 2 and dw == 1
+    small = in_d * in_h * in_w < 2**31  # plane indices fit int32 (half the vector work)
+    k2 = kw == 2 and sw == 2 and dw == 1 and small
+    k3 = kw == 3 and sw == 2 and dw == 1 and small
     start = lo * sw - pw  # first input column of the first interior window
-    n_pad = (hi - lo + _LANES - 1) // _LANES * _LANES
+    n_in = hi - lo
+    n_pad = (n_in + _LANES - 1) // _LANES * _LANES
     n_col = n_pad + ((kw - 1) * dw) // sw + 1  # phase-split columns per window row
-    phases = np.empty((2, sw, n_col), dtype=x.dtype)
+    ph = np.empty((2, sw, n_col), dtype=x.dtype)
     acc = np.empty(n_pad, dtype=x.dtype)
-    acci = np.empty(n_pad, dtype=np.int64)
+    acci = np.empty(0 if k2 or k3 else n_pad, dtype=np.int64)
+    acci32 = np.empty(n_pad if k2 or k3 else 0, dtype=np.int32)  # k2/k3: int32 indices
+    acci64 = np.empty(0 if want else n_in, dtype=np.int64)  # direct rows without idx
     zs = np.empty(kd * kh, dtype=np.int64)
     ys = np.empty(kd * kh, dtype=np.int64)
+    b_ows, b_lo, b_hi = _border_columns(in_w, kw, sw, pw, dw, lo, n_in, out_w)
     for task in range(t0, t1):
         oh = task % out_h
         r = task // out_h
@@ -270,20 +289,7 @@ def forward_nchw_range(x, out, idx, kp, fill, want, t0, t1):
         c = r % n_chan
         n = r // n_chan
         z0 = od * sd - pd
-        y0 = oh * sh - ph
-        orow = out[n, c, od, oh]
-        for ow in range(min(lo, out_w)):
-            v, i = _point_nchw(x, n, c, z0, y0, ow * sw - pw, kp, fill)
-            orow[ow] = v
-            if want:
-                idx[n, c, od, oh, ow] = i
-        for ow in range(hi, out_w):
-            v, i = _point_nchw(x, n, c, z0, y0, ow * sw - pw, kp, fill)
-            orow[ow] = v
-            if want:
-                idx[n, c, od, oh, ow] = i
-        if lo == hi:
-            continue
+        y0 = oh * sh - ph_
         n_rows = 0
         for a in range(kd):
             z = z0 + a * dd
@@ -296,33 +302,63 @@ def forward_nchw_range(x, out, idx, kp, fill, want, t0, t1):
                 zs[n_rows] = z
                 ys[n_rows] = y
                 n_rows += 1
-        if n_rows == 0:  # no window row inside the input: fill (index -1)
-            for ow in range(lo, hi):
-                orow[ow] = fill
+        for j in range(b_ows.shape[0]):  # border columns: [0, lo) and [hi, out_w)
+            ow = b_ows[j]
+            v, i = _border_point(x, n, c, zs, ys, n_rows, ow * sw - pw, b_lo[j], b_hi[j], dw, fill)
+            out[n, c, od, oh, ow] = v
+            if want:
+                idx[n, c, od, oh, ow] = i
+        if n_in == 0:
+            continue
+        if n_rows == 0:  # no window row inside the input: fill, index -1
+            for ow in range(n_in):
+                out[n, c, od, oh, np.uint64(lo + ow)] = fill
                 if want:
-                    idx[n, c, od, oh, ow] = -1
+                    idx[n, c, od, oh, np.uint64(lo + ow)] = -1
+            continue
+        if (k2 or k3) and n_rows <= 2 and n_in >= _DIRECT:
+            # one pass over a long row: write straight into out/idx (no copy-out; the
+            # short scalar remainder of a long row costs little)
+            two = n_rows == 2
+            _split(x, n, c, zs[0], ys[0], start, ph, 0, 2, n_col)
+            if two:
+                _split(x, n, c, zs[1], ys[1], start, ph, 1, 2, n_col)
+            i2 = 1 if two else 0
+            ba = (zs[0] * in_h + ys[0]) * in_w + start
+            bb = (zs[i2] * in_h + ys[i2]) * in_w + start
+            orow = out[n, c, od, oh, lo:hi]
+            irow = idx[n, c, od, oh, lo:hi] if want else acci64[:n_in]
+            if k2:
+                _pass_k2(ph, two, True, orow, irow, ba, bb)
+            else:
+                _pass_k3(ph, two, True, orow, irow, ba, bb)
             continue
         if k2 or k3:
             for i in range(0, n_rows, 2):
                 two = i + 1 < n_rows
                 i2 = i + 1 if two else i
-                _split(x[n, c, zs[i], ys[i], start:], phases[0], 2, n_col)
+                _split(x, n, c, zs[i], ys[i], start, ph, 0, 2, n_col)
                 if two:
-                    _split(x[n, c, zs[i2], ys[i2], start:], phases[1], 2, n_col)
+                    _split(x, n, c, zs[i2], ys[i2], start, ph, 1, 2, n_col)
                 ba = (zs[i] * in_h + ys[i]) * in_w + start
                 bb = (zs[i2] * in_h + ys[i2]) * in_w + start
                 if k2:
-                    _pass_k2(phases[0], phases[1], two, i == 0, acc, acci, ba, bb)
+                    _pass_k2(ph, two, i == 0, acc, acci32, ba, bb)
                 else:
-                    _pass_k3(phases[0], phases[1], two, i == 0, acc, acci, ba, bb)
+                    _pass_k3(ph, two, i == 0, acc, acci32, ba, bb)
         else:
             for i in range(n_rows):
-                _split(x[n, c, zs[i], ys[i], start:], phases[0], sw, n_col)
+                _split(x, n, c, zs[i], ys[i], start, ph, 0, sw, n_col)
                 ba = (zs[i] * in_h + ys[i]) * in_w + start
-                _pass_generic(phases[0], i == 0, acc, acci, kw, sw, dw, ba)
-        orow[lo:hi] = acc[: hi - lo]
-        if want:
-            idx[n, c, od, oh, lo:hi] = acci[: hi - lo]
+                _pass_generic(ph, i == 0, acc, acci, kw, sw, dw, ba)
+        for ow in range(n_in):
+            out[n, c, od, oh, np.uint64(lo + ow)] = acc[ow]
+        if want and (k2 or k3):
+            for ow in range(n_in):
+                idx[n, c, od, oh, np.uint64(lo + ow)] = acci32[ow]
+        elif want:
+            for ow in range(n_in):
+                idx[n, c, od, oh, np.uint64(lo + ow)] = acci[ow]
 
 
 # --------------------------------------------------------------------------------------
@@ -335,8 +371,12 @@ def forward_nhwc_range(x, out, idx, kp, fill, want, t0, t1):
     """Forward for output rows ``t0 <= task < t1`` of a channels-last 5-D view.
 
     ``x`` is ``(N, D, H, W, C)``; ``task`` enumerates ``(n, od, oh)``. For each output
-    pixel the window is scanned in row-major order and every window element updates
-    all channels at once (the contiguous C axis is the vectorised inner loop).
+    pixel the window is scanned in row-major order and every window element updates all
+    channels at once: the contiguous C axis is the vectorised inner loop (branch-free
+    selects). The running maximum lives in ``out`` itself, the running index in an
+    int32 scratch vector (half the vector work of int64) when the plane is small enough,
+    widened into ``idx`` once per pixel. No array views are made in the loops (a view
+    costs reference counting).
     """
     in_d, in_h, in_w, n_chan = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
     out_d, out_h, out_w = out.shape[1], out.shape[2], out.shape[3]
@@ -344,6 +384,9 @@ def forward_nhwc_range(x, out, idx, kp, fill, want, t0, t1):
     sd, sh, sw = kp[1, 0], kp[1, 1], kp[1, 2]
     pd, ph, pw = kp[2, 0], kp[2, 1], kp[2, 2]
     dd, dh, dw = kp[3, 0], kp[3, 1], kp[3, 2]
+    small = in_d * in_h * in_w < 2**31
+    acc32 = np.empty(n_chan if small else 0, dtype=np.int32)
+    acc64 = np.empty(0 if small else n_chan, dtype=np.int64)
     for task in range(t0, t1):
         oh = task % out_h
         r = task // out_h
@@ -353,8 +396,6 @@ def forward_nhwc_range(x, out, idx, kp, fill, want, t0, t1):
         y0 = oh * sh - ph
         for ow in range(out_w):
             x0 = ow * sw - pw
-            ovec = out[n, od, oh, ow]
-            ivec = idx[n, od, oh, ow] if want else idx[0, 0, 0, 0]
             first = True
             for a in range(kd):
                 z = z0 + a * dd
@@ -368,34 +409,48 @@ def forward_nhwc_range(x, out, idx, kp, fill, want, t0, t1):
                         xx = x0 + e * dw
                         if xx < 0 or xx >= in_w:
                             continue
-                        xvec = x[n, z, y, xx]
                         k = (z * in_h + y) * in_w + xx
                         if first:
                             for c in range(n_chan):
-                                ovec[c] = xvec[c]
-                            if want:
+                                out[n, od, oh, ow, c] = x[n, z, y, xx, c]
+                            if small:
+                                k32 = np.int32(k)
                                 for c in range(n_chan):
-                                    ivec[c] = k
+                                    acc32[c] = k32
+                            else:
+                                for c in range(n_chan):
+                                    acc64[c] = k
                             first = False
-                        elif want:
+                        elif small:
+                            k32 = np.int32(k)
                             for c in range(n_chan):
-                                v = xvec[c]
-                                bv = ovec[c]
-                                bi = ivec[c]
+                                v = x[n, z, y, xx, c]
+                                bv = out[n, od, oh, ow, c]
+                                bi = acc32[c]
                                 t = _wins(v, bv)
-                                ovec[c] = v if t else bv
-                                ivec[c] = k if t else bi
+                                out[n, od, oh, ow, c] = v if t else bv
+                                acc32[c] = k32 if t else bi
                         else:
                             for c in range(n_chan):
-                                v = xvec[c]
-                                bv = ovec[c]
-                                ovec[c] = v if _wins(v, bv) else bv
-            if first:
+                                v = x[n, z, y, xx, c]
+                                bv = out[n, od, oh, ow, c]
+                                bi = acc64[c]
+                                t = _wins(v, bv)
+                                out[n, od, oh, ow, c] = v if t else bv
+                                acc64[c] = k if t else bi
+            if first:  # no window element inside the input: fill, index -1
                 for c in range(n_chan):
-                    ovec[c] = fill
+                    out[n, od, oh, ow, c] = fill
                 if want:
                     for c in range(n_chan):
-                        ivec[c] = -1
+                        idx[n, od, oh, ow, c] = -1
+            elif want:
+                if small:
+                    for c in range(n_chan):
+                        idx[n, od, oh, ow, c] = acc32[c]
+                else:
+                    for c in range(n_chan):
+                        idx[n, od, oh, ow, c] = acc64[c]
 
 
 # --------------------------------------------------------------------------------------
@@ -431,9 +486,9 @@ def backward_nchw_range(grad, idx, dx, bad, t0, t1):
 def backward_nhwc_range(grad, idx, dx, bad, block, t0, t1):
     """Channels-last backward for tasks ``t0 <= task < t1``.
 
-    ``grad``/``idx`` are ``(N, n_out, C)``, ``dx`` is ``(N, plane, C)`` (zeroed on entry).
-    A task is one batch item and one block of ``block`` channels, so every ``(n, c)``
-    plane belongs to one task and is summed in output row-major order.
+    ``grad``/``idx`` are ``(N, n_out, C)``, ``dx`` is ``(N, plane, C)`` (zeroed on
+    entry). A task is one batch item and one block of ``block`` channels, so every
+    ``(n, c)`` plane belongs to one task and is summed in output row-major order.
     """
     plane = dx.shape[1]
     n_chan = dx.shape[2]
@@ -454,7 +509,9 @@ def backward_nhwc_range(grad, idx, dx, bad, block, t0, t1):
 
 
 # --------------------------------------------------------------------------------------
-# parallel wrappers: split tasks into contiguous chunks, a few per thread
+# parallel wrappers: split tasks into contiguous chunks; the caller sets numba's parallel
+# chunk size to 1 so chunks are handed out one at a time (a thread slowed by other load
+# on the machine does not hold the others up)
 # --------------------------------------------------------------------------------------
 
 
