@@ -132,14 +132,60 @@ def _add_run(dst, dst_start, src, src_start, count):
         dst[d0 + i] = accumulate(dst[d0 + i], src[s0 + i])
 
 
+#: Forward tasks are run in this many chunks (each reuses one phase buffer).
+_CHUNKS = 256
+
+
 @njit(inline="always")
-def _add_strided(acc, start, row, first, step, count):
-    """``acc[start + i] += row[first + i*step]`` (widened to opmath), each add in order."""
-    a0 = _u(start)
-    r0 = _u(first)
-    st = _u(step)
-    for i in range(_u(count)):
-        acc[a0 + i] += to_opmath(row[r0 + i * st])
+def _split_row(x, n, c, z, y, buf, ri, pw, sw):
+    """Phase-split input row ``x[n, c, z, y]`` (widened to opmath) into ``buf[ri]``.
+
+    ``buf[ri, t % sw, t // sw]`` receives padded column ``t = i + pw`` (input column
+    ``i``); the padding slots are zeroed once per task by the caller. After the split
+    the window column ``e`` of output ``ow`` is ``buf[ri, e % sw, e // sw + ow]``: a
+    unit-stride run over the outputs, so the window sums vectorize with plain loads.
+    """
+    in_w = x.shape[4]
+    if sw == 2:
+        a = pw % 2
+        oa = _u(pw // 2)
+        ob = _u((pw + 1) // 2)
+        for k in range(_u(in_w // 2)):
+            buf[ri, a, oa + k] = to_opmath(x[n, c, z, y, _u(2) * k])
+            buf[ri, 1 - a, ob + k] = to_opmath(x[n, c, z, y, _u(2) * k + _u(1)])
+        if in_w % 2:
+            t = in_w - 1 + pw
+            buf[ri, t % 2, t // 2] = to_opmath(x[n, c, z, y, in_w - 1])
+    elif sw == 1:
+        for i in range(_u(in_w)):
+            buf[ri, 0, _u(pw) + i] = to_opmath(x[n, c, z, y, i])
+    else:
+        for i in range(in_w):
+            t = i + pw
+            buf[ri, t % sw, t // sw] = to_opmath(x[n, c, z, y, i])
+
+
+@njit(inline="always")
+def _add_window_row(acc, buf, ri, kw, sw, out_w):
+    """``acc[ow] += buf[ri, e % sw, e // sw + ow]`` for e = 0..kw-1 in order, per output."""
+    n = _u(out_w)
+    if kw == 3 and sw == 2:
+        for ow in range(n):
+            acc[ow] = ((acc[ow] + buf[ri, 0, ow]) + buf[ri, 1, ow]) + buf[ri, 0, ow + _u(1)]
+    elif kw == 2 and sw == 2:
+        for ow in range(n):
+            acc[ow] = (acc[ow] + buf[ri, 0, ow]) + buf[ri, 1, ow]
+    elif kw == 3 and sw == 1:
+        for ow in range(n):
+            acc[ow] = ((acc[ow] + buf[ri, 0, ow]) + buf[ri, 0, ow + _u(1)]) + buf[
+                ri, 0, ow + _u(2)
+            ]
+    else:
+        for e in range(kw):
+            r = e % sw
+            q = _u(e // sw)
+            for ow in range(n):
+                acc[ow] += buf[ri, r, q + ow]
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -149,58 +195,82 @@ def avg_pool_forward(x, out, params, pad_end, count_include_pad, divisor_overrid
     ``params`` is the (4, 3) table of :meth:`Geometry.kernel_params` (dilation 1),
     ``pad_end`` the three end paddings. A window with no input element gives 0.
 
-    One output row at a time: for every window offset (z, y, e) in row-major order the
-    whole row of accumulators takes its element (a strided run of the input row), so
-    each window is still summed in row-major order, elements outside the input
-    skipped, exactly as PyTorch's loop does; the runs vectorize across outputs.
+    Tasks (n, c, od) run in chunks, each with one phase buffer whose padding slots are
+    zeroed once; per task the input rows of the depth window are phase-split once into
+    it (see :func:`_split_row`). Divisors come from one table for all planes. Then one
+    output row at a time: for every window offset (z, y, e) in row-major order the
+    whole row of accumulators adds its element (a unit-stride run of the buffer), so
+    each window is still summed in row-major order. Padding slots add +0.0, which
+    leaves every sum bit-identical to skipping them (an accumulator starting at +0.0 is
+    never -0.0; NaN and inf are kept), exactly PyTorch's loop; the runs vectorize
+    across outputs.
     """
     n_batch, n_chan, in_d, in_h, in_w = x.shape
     out_d, out_h, out_w = out.shape[2], out.shape[3], out.shape[4]
     kd, kh, kw = params[0, 0], params[0, 1], params[0, 2]
     sd, sh, sw = params[1, 0], params[1, 1], params[1, 2]
     pd, ph, pw = params[2, 0], params[2, 1], params[2, 2]
-    ed, eh, ew = pad_end[0], pad_end[1], pad_end[2]
+    ed, eh = pad_end[0], pad_end[1]
     like = x[0, 0, 0, 0, 0]
-    xcnt, xpad = _row_divisors(out_w, sw, pw, kw, in_w, ew)
-    runs = np.empty((kw, 2), dtype=np.int64)
-    for e in range(kw):
-        runs[e, 0], runs[e, 1] = _col_range(e, sw, pw, in_w, out_w)
-    for task in prange(n_batch * n_chan * out_d):
-        n = task // (n_chan * out_d)
-        c = (task // out_d) % n_chan
-        od = task % out_d
-        z0, z1, zp = _window(od, sd, pd, kd, in_d, ed)
-        zero = opmath_zero(like)
+    zero = opmath_zero(like)
+    divs = _divisor_table(in_d, in_h, in_w, out_d, out_h, out_w, params, pad_end,
+                          count_include_pad, divisor_override, zero)
+    # padded columns 0 .. n_col*sw - 1 cover every window column of every output
+    n_col = max(out_w + (kw - 1) // sw, (in_w + pw + sw - 1) // sw)
+    n_tasks = n_batch * n_chan * out_d
+    n_chunks = min(n_tasks, _CHUNKS)
+    rows_max = min(kd, in_d) * in_h
+    for chunk in prange(n_chunks):
         acc = np.empty(out_w, dtype=type(zero))
-        div = np.empty(out_w, dtype=type(zero))
+        buf = np.empty((max(rows_max, 1), sw, n_col), dtype=type(zero))
+        for ri in range(rows_max):  # the padding slots, never overwritten by a split
+            for t in range(pw):
+                buf[ri, t % sw, t // sw] = zero
+            for t in range(pw + in_w, n_col * sw):
+                buf[ri, t % sw, t // sw] = zero
+        for task in range(chunk * n_tasks // n_chunks, (chunk + 1) * n_tasks // n_chunks):
+            n = task // (n_chan * out_d)
+            c = (task // out_d) % n_chan
+            od = task % out_d
+            z0, z1, _ = _window(od, sd, pd, kd, in_d, ed)
+            for z in range(z0, z1):
+                for y in range(in_h):
+                    _split_row(x, n, c, z, y, buf, (z - z0) * in_h + y, pw, sw)
+            for oh in range(out_h):
+                y0, y1, _ = _window(oh, sh, ph, kh, in_h, eh)
+                for ow in range(_u(out_w)):
+                    acc[ow] = zero
+                for z in range(z0, z1):
+                    for y in range(y0, y1):
+                        _add_window_row(acc, buf, (z - z0) * in_h + y, kw, sw, out_w)
+                for ow in range(_u(out_w)):
+                    out[n, c, od, oh, ow] = from_opmath(acc[ow] / divs[od, oh, ow], like)
+
+
+@njit(inline="always")
+def _divisor_table(in_d, in_h, in_w, out_d, out_h, out_w, params, pad_end,
+                   count_include_pad, divisor_override, zero):
+    """Every output's divisor (opmath type); 1 where the window has no input element,
+    whose sum is then +0 / 1 = 0, PyTorch's result there."""
+    kd, kh, kw = params[0, 0], params[0, 1], params[0, 2]
+    sd, sh, sw = params[1, 0], params[1, 1], params[1, 2]
+    pd, ph, pw = params[2, 0], params[2, 1], params[2, 2]
+    ed, eh, ew = pad_end[0], pad_end[1], pad_end[2]
+    xcnt, xpad = _row_divisors(out_w, sw, pw, kw, in_w, ew)
+    divs = np.empty((out_d, out_h, out_w), dtype=type(zero))
+    for od in range(out_d):
+        z0, z1, zp = _window(od, sd, pd, kd, in_d, ed)
         for oh in range(out_h):
             y0, y1, yp = _window(oh, sh, ph, kh, in_h, eh)
             for ow in range(out_w):
-                acc[ow] = zero
-                if divisor_override != 0:
-                    div[ow] = divisor_override
-                elif count_include_pad:
-                    div[ow] = zp * yp * xpad[ow]
+                if z0 >= z1 or y0 >= y1 or xcnt[ow] <= 0:
+                    divs[od, oh, ow] = 1
                 else:
-                    div[ow] = (z1 - z0) * (y1 - y0) * xcnt[ow]
-            for z in range(z0, z1):
-                for y in range(y0, y1):
-                    row = x[n, c, z, y]
-                    for e in range(kw):
-                        lo = runs[e, 0]
-                        hi = runs[e, 1]
-                        if hi > lo:
-                            _add_strided(acc, lo, row, lo * sw + e - pw, sw, hi - lo)
-            dst = out[n, c, od, oh]
-            if z0 >= z1 or y0 >= y1:
-                for ow in range(out_w):
-                    dst[ow] = from_opmath(zero, like)
-                continue
-            for ow in range(_u(out_w)):
-                dst[ow] = from_opmath(acc[ow] / div[ow], like)
-            for ow in range(out_w):
-                if xcnt[ow] <= 0:
-                    dst[ow] = from_opmath(zero, like)
+                    divs[od, oh, ow] = _divisor(
+                        zp, yp, xpad[ow], z1 - z0, y1 - y0, xcnt[ow],
+                        count_include_pad, divisor_override,
+                    )
+    return divs
 
 
 @njit(parallel=True, cache=True, nogil=True)
