@@ -289,10 +289,10 @@ def avg_pool_backward(grad, dx, params, pad_end, count_include_pad, divisor_over
     kd, kh, kw = params[0, 0], params[0, 1], params[0, 2]
     sd, sh, sw = params[1, 0], params[1, 1], params[1, 2]
     pd, ph, pw = params[2, 0], params[2, 1], params[2, 2]
-    ed, eh, ew = pad_end[0], pad_end[1], pad_end[2]
     like = grad[0, 0, 0, 0, 0]
     phase_len = (in_w + sw - 1) // sw
-    xcnt, xpad = _row_divisors(out_w, sw, pw, kw, in_w, ew)
+    divs = _divisor_table(in_d, in_h, in_w, out_d, out_h, out_w, params, pad_end,
+                          count_include_pad, divisor_override, opmath_zero(like))
     # per window column e (visited backwards): output run [lo, hi) and its phase offset
     runs = np.empty((kw, 3), dtype=np.int64)
     for k in range(kw):
@@ -311,17 +311,11 @@ def avg_pool_backward(grad, dx, params, pad_end, count_include_pad, divisor_over
         delta = np.empty(n_od * out_h * out_w, dtype=grad.dtype)
         for i in range(n_od):
             od = fd + i
-            z0, z1, zp = _window(od, sd, pd, kd, in_d, ed)
             for oh in range(out_h):
-                y0, y1, yp = _window(oh, sh, ph, kh, in_h, eh)
-                base = (i * out_h + oh) * out_w
-                for ow in range(out_w):
-                    div = _divisor(
-                        zp, yp, xpad[ow], z1 - z0, y1 - y0, max(xcnt[ow], 1),
-                        count_include_pad, divisor_override,
-                    )
+                base = _u((i * out_h + oh) * out_w)
+                for ow in range(_u(out_w)):
                     delta[base + ow] = from_opmath(
-                        divide(to_opmath(grad[n, c, od, oh, ow]), div), like
+                        to_opmath(grad[n, c, od, oh, ow]) / divs[od, oh, ow], like
                     )
         acc = np.empty(sw * phase_len, dtype=grad.dtype)
         for y in range(in_h):
@@ -336,6 +330,13 @@ def avg_pool_backward(grad, dx, params, pad_end, count_include_pad, divisor_over
                         hi = runs[k, 1]
                         if hi > lo:
                             _add_run(acc, runs[k, 2], delta, base + lo, hi - lo)
+            if sw == 2:
+                for j in range(_u(in_w // 2)):
+                    dx[n, c, z, y, _u(2) * j] = acc[j]
+                    dx[n, c, z, y, _u(2) * j + _u(1)] = acc[_u(phase_len) + j]
+                if in_w % 2:
+                    dx[n, c, z, y, in_w - 1] = acc[in_w // 2]
+                continue
             step = _u(sw)
             row = dx[n, c, z, y]
             for r in range(sw):
