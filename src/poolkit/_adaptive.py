@@ -14,7 +14,7 @@ from numpy.typing import ArrayLike
 
 from . import _args
 from ._avg import AvgPoolParams, _avg_forward_impl, _Layer, _power
-from ._geometry import output_shape
+from ._geometry import as_kernel_view, output_shape
 from ._kernels import adaptive as _kernels
 from ._kernels import indexed as _indexed
 from ._planes import from_planes, global_view, kernel_bits, kernel_view, to_planes
@@ -103,6 +103,15 @@ def _plane_mean(arr: np.ndarray, out: np.ndarray, spatial: tuple[int, ...]) -> N
     )
 
 
+def _adaptive_avg_scatter(g5: np.ndarray, dx5: np.ndarray, single: bool) -> None:
+    """Run the adaptive average backward kernel: 5-D kernel views of the gradient and
+    of ``dx``; the gradient goes in as contiguous ``(planes, outputs)`` rows."""
+    n_out = int(np.prod(g5.shape[2:]))
+    planes = np.ascontiguousarray(g5).reshape(g5.shape[0] * g5.shape[1], n_out)
+    out_size = np.array(g5.shape[2:], dtype=np.int64)
+    _kernels.adaptive_avg_backward(planes, dx5, out_size, single)
+
+
 def _grad_input_shape(grad_output: Any, input_shape: Any, nd: int, channels_last: Any):
     channels_last = _args.check_bool(channels_last, "channels_last")
     grad = _args.as_array(grad_output, "grad_output")
@@ -124,17 +133,18 @@ def _adaptive_avg_backward_impl(grad_output, input_shape, nd, channels_last) -> 
     grad, shape, batched, channels_last = _grad_input_shape(
         grad_output, input_shape, nd, channels_last
     )
-    dx = np.zeros(shape, dtype=grad.dtype)
     single = all(o == 1 for o in _args.spatial_shape(grad.shape, nd, channels_last))
+    dx = np.empty(shape, dtype=grad.dtype)  # adaptive_avg_backward writes every element
     if single and not channels_last:
+        dx[...] = 0  # plane_mean_backward adds to zeros
         kd, kh, kw = _lead3(_args.spatial_shape(shape, nd, False))
         _kernels.plane_mean_backward(
             np.ascontiguousarray(kernel_bits(grad)).reshape(-1),
             kernel_bits(dx).reshape(-1, kd * kh * kw), kd, kh, kw, True,
         )
         return dx
-    _kernels.adaptive_avg_backward(
-        kernel_view(grad, nd, batched, channels_last),
+    _adaptive_avg_scatter(
+        as_kernel_view(kernel_bits(grad), nd, batched, channels_last),
         kernel_view(dx, nd, batched, channels_last),
         single,
     )
@@ -615,9 +625,7 @@ def global_avg_pool_backward(
             kernel_bits(dx).reshape(-1, plane), 1, 1, plane, True,
         )
         return dx
-    _kernels.adaptive_avg_backward(
-        kernel_bits(g5), kernel_bits(global_view(dx, nd, channels_last)), True
-    )
+    _adaptive_avg_scatter(kernel_bits(g5), kernel_bits(global_view(dx, nd, channels_last)), True)
     return dx
 
 

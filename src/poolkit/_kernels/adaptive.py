@@ -187,37 +187,103 @@ def adaptive_avg_forward(x, out):
                     out[n, c0 + b, od, oh, ow] = from_opmath(v, like)
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def adaptive_avg_backward(grad, dx, single_division):
-    """Scatter ``grad / kd / kh / kw`` (rounded after each division) into zeroed ``dx``.
+#: Backward planes run in this many chunks (each reuses its scratch arrays).
+_CHUNKS = 256
 
-    Planes in parallel, outputs in row-major order (PyTorch's order; adaptive windows
-    may overlap by one element). With ``single_division`` the gradient is divided once
-    by the window size instead (PyTorch's ``mean()`` backward, used when every output
-    size is 1).
+
+@njit(inline="always")
+def _covers(length, n_out):
+    """Per input position: the first and last output whose window contains it."""
+    cov = np.empty((length, 2), dtype=np.int64)
+    for i in range(length):
+        cov[i, 0] = n_out
+        cov[i, 1] = -1
+    for o in range(n_out):
+        lo, hi = _bounds(o, length, n_out)
+        for i in range(lo, hi):
+            cov[i, 0] = min(cov[i, 0], o)
+            cov[i, 1] = max(cov[i, 1], o)
+    return cov
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def adaptive_avg_backward(grad, dx, out_size, single_division):
+    """Write into every element of ``dx`` the sum, starting from 0, of
+    ``grad / kd / kh / kw`` (rounded after each division) of the windows covering it.
+
+    ``grad`` is ``(N*C, oD*oH*oW)`` (C-contiguous planes), ``dx`` the 5-D input view,
+    ``out_size`` (oD, oH, oW). Planes in parallel (in chunks that reuse their scratch
+    arrays). A plane's shares are computed first in one flat loop (vectorized
+    divisions); then each element adds the shares of its covering outputs in output
+    row-major order: the float sums of PyTorch's scatter loop (adaptive windows may
+    overlap by one element). Computed by gathering per input row; a row covered by one
+    output row of non-overlapping windows is written as runs of ``0 + share`` (no
+    zeroing, no per-output views). With ``single_division`` the gradient is divided
+    once by the window size instead (PyTorch's ``mean()`` backward, used when every
+    output size is 1).
     """
     n_batch, n_chan, in_d, in_h, in_w = dx.shape
-    out_d, out_h, out_w = grad.shape[2], grad.shape[3], grad.shape[4]
-    for task in prange(n_batch * n_chan):
-        n = task // n_chan
-        c = task % n_chan
-        for od in range(out_d):
-            z0, z1 = _bounds(od, in_d, out_d)
-            for oh in range(out_h):
-                y0, y1 = _bounds(oh, in_h, out_h)
-                for ow in range(out_w):
-                    x0, x1 = _bounds(ow, in_w, out_w)
-                    g = grad[n, c, od, oh, ow]
-                    if single_division:
-                        delta = _round_div(g, (z1 - z0) * (y1 - y0) * (x1 - x0), g)
-                    else:
-                        delta = _round_div(g, z1 - z0, g)
-                        delta = _round_div(_round_div(delta, y1 - y0, g), x1 - x0, g)
-                    for z in range(z0, z1):
-                        for y in range(y0, y1):
-                            row = dx[n, c, z, y]
-                            for xx in range(_u(x0), _u(x1)):
-                                row[xx] = accumulate(row[xx], delta)
+    out_d, out_h, out_w = out_size[0], out_size[1], out_size[2]
+    n_out = out_d * out_h * out_w
+    zc = _covers(in_d, out_d)
+    yc = _covers(in_h, out_h)
+    xc = _covers(in_w, out_w)
+    xb = np.empty((out_w, 2), dtype=np.int64)
+    for ow in range(out_w):
+        xb[ow, 0], xb[ow, 1] = _bounds(ow, in_w, out_w)
+    one_x = True  # every column in exactly one window
+    for xx in range(in_w):
+        one_x &= xc[xx, 0] == xc[xx, 1]
+    ks = np.empty((3, n_out), dtype=np.int64)  # window lengths per output
+    for o in range(n_out):
+        z0, z1 = _bounds(o // (out_h * out_w), in_d, out_d)
+        y0, y1 = _bounds((o // out_w) % out_h, in_h, out_h)
+        x0, x1 = _bounds(o % out_w, in_w, out_w)
+        ks[0, o] = z1 - z0
+        ks[1, o] = y1 - y0
+        ks[2, o] = x1 - x0
+    n_tasks = n_batch * n_chan
+    n_chunks = min(n_tasks, _CHUNKS)
+    for chunk in prange(n_chunks):
+        rb = np.empty(in_w, dtype=dx.dtype)
+        share = np.empty(n_out, dtype=dx.dtype)
+        rb[0] = 0
+        zero = rb[0]  # +0 of the storage type (float16: its bits)
+        like = zero
+        for task in range(chunk * n_tasks // n_chunks, (chunk + 1) * n_tasks // n_chunks):
+            n = task // n_chan
+            c = task % n_chan
+            if single_division:
+                for o in range(_u(n_out)):
+                    k = ks[0, o] * ks[1, o] * ks[2, o]
+                    share[o] = _round_div(grad[task, o], k, like)
+            else:
+                for o in range(_u(n_out)):
+                    d = _round_div(grad[task, o], ks[0, o], like)
+                    d = _round_div(d, ks[1, o], like)
+                    share[o] = _round_div(d, ks[2, o], like)
+            for z in range(in_d):
+                for y in range(in_h):
+                    od = zc[z, 0]
+                    oh = yc[y, 0]
+                    if one_x and od == zc[z, 1] and oh == yc[y, 1]:
+                        base = (od * out_h + oh) * out_w
+                        for ow in range(out_w):
+                            v = accumulate(zero, share[base + ow])
+                            for xx in range(_u(xb[ow, 0]), _u(xb[ow, 1])):
+                                dx[n, c, z, y, xx] = v
+                        continue
+                    for xx in range(_u(in_w)):
+                        rb[xx] = zero
+                    for od in range(zc[z, 0], zc[z, 1] + 1):
+                        for oh in range(yc[y, 0], yc[y, 1] + 1):
+                            base = (od * out_h + oh) * out_w
+                            for ow in range(out_w):
+                                d = share[base + ow]
+                                for xx in range(_u(xb[ow, 0]), _u(xb[ow, 1])):
+                                    rb[xx] = accumulate(rb[xx], d)
+                    for xx in range(_u(in_w)):
+                        dx[n, c, z, y, xx] = rb[xx]
 
 
 @njit(parallel=True, cache=True, nogil=True)
