@@ -428,3 +428,26 @@ def test_bench_quick_prints_the_table():
     for label in ["k2s2 fwd+idx", "k3s2p1 backward", "1-D k3s2p1", "3-D k2s2", "(1,1,4,4)"]:
         assert label in text
     assert "peak memory" in text
+
+
+def test_import_leaves_numba_unloaded_until_the_first_call():
+    """``import poolkit`` (family modules included) does not import numba; the first call
+    that needs a kernel loads it, for max pooling and for the family alike."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np, poolkit as pk\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] == 'numba')\n"
+        "assert not loaded, loaded\n"
+        "pk.max_pool2d(np.zeros((1, 1, 4, 4), np.float32), 2)\n"
+        "assert 'numba' in sys.modules\n"
+        "print(pk.avg_pool2d(np.ones((1, 1, 4, 4), np.float32), 2).sum())\n"
+    )
+    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "4.0"

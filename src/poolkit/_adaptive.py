@@ -15,9 +15,12 @@ from numpy.typing import ArrayLike
 from . import _args
 from ._avg import AvgPoolParams, _avg_forward_impl, _Layer, _power
 from ._geometry import as_kernel_view, output_shape
-from ._kernels import adaptive as _kernels
-from ._kernels import indexed as _indexed
+from ._kernels import LazyModule
 from ._planes import from_planes, global_view, kernel_bits, kernel_view, to_planes
+
+#: compiled kernels, imported (with numba) by the first call that needs them
+_kernels: Any = LazyModule("adaptive")
+_indexed: Any = LazyModule("indexed")
 
 __all__ = [
     "AdaptiveAvgPool1d",

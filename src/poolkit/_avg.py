@@ -14,10 +14,13 @@ from numpy.typing import ArrayLike
 
 from . import _args
 from ._geometry import Geometry, PaddingSpec, output_shape
-from ._kernels import avg_pool as _avg_kernels
+from ._kernels import LazyModule
 from ._planes import kernel_view
 from ._window_sum import window_counts, window_sums, window_sums_transpose
 from .functional import IntOrTuple, Padding
+
+#: compiled kernels, imported (with numba) by the first call that needs them
+_avg_kernels: Any = LazyModule("avg_pool")
 
 __all__ = [
     "AvgPool1d",

@@ -18,9 +18,12 @@ from . import _args
 from ._adaptive import argmax_backward
 from ._avg import _Layer
 from ._geometry import output_shape
-from ._kernels import indexed as _indexed
+from ._kernels import LazyModule
 from ._planes import kernel_view
 from .functional import IntOrTuple
+
+#: compiled kernels, imported (with numba) by the first call that needs them
+_indexed: Any = LazyModule("indexed")
 
 __all__ = [
     "FractionalMaxPool2d",

@@ -15,9 +15,12 @@ from numpy.typing import ArrayLike
 from . import _args, _indices
 from ._avg import _compact, _Layer
 from ._geometry import output_shape
-from ._kernels import indexed as _indexed
+from ._kernels import LazyModule
 from ._planes import from_planes, kernel_bits, to_planes
 from .functional import IntOrTuple
+
+#: compiled kernels, imported (with numba) by the first call that needs them
+_indexed: Any = LazyModule("indexed")
 
 __all__ = [
     "MaxUnpool1d",

@@ -197,7 +197,7 @@ def _max_pool_any_rank(arr, p, geom, batched, want_indices):
     fill = _lowest(arr.dtype)
     if arr.dtype == np.float16:
         fill = np.float16(fill).view(np.uint16)
-    _dispatch.kernels().max_pool_forward_nd(
+    _dispatch._k.max_pool_forward_nd(
         x2, out2, idx2, np.array(geom.in_size, dtype=np.int64), params, fill, want_indices
     )
 

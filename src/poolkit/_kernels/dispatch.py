@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from .._memo import BoundedCache
+from . import LazyModule
 
 #: Below this many window-element visits a call runs on the calling thread.
 SERIAL_WORK = 1 << 15
@@ -57,28 +58,8 @@ def kernel_table(
     return table
 
 
-class _LazyKernels:
-    """Stands for :mod:`poolkit._kernels.max_pool` until first use.
-
-    Importing the kernels imports numba (a few tenths of a second); deferring it to the
-    first pooling call keeps ``import poolkit`` fast. The first attribute access
-    replaces this proxy with the module itself, so later calls pay nothing.
-    """
-
-    def __getattr__(self, name: str):
-        return getattr(kernels(), name)
-
-
-_k: Any = _LazyKernels()
-
-
-def kernels() -> Any:
-    """The compiled-kernel module (imported, with numba, on first call)."""
-    global _k
-    from . import max_pool
-
-    _k = max_pool
-    return max_pool
+#: The compiled max pooling kernels (numba is imported by the first call).
+_k: Any = LazyModule("max_pool")
 
 
 def _run_parallel(kernel: Any, *args: Any) -> None:
