@@ -67,7 +67,7 @@ def _adaptive_avg_impl(x: Any, nd: int, output_size: Any, channels_last: Any) ->
     out_size = _args.check_adaptive_output_size(output_size, in_spatial)
     out = np.empty(output_shape(arr.shape, nd, out_size, channels_last), arr.dtype)
     if all(o == 1 for o in out_size) and not channels_last and arr.flags.c_contiguous:
-        _plane_mean(arr, out, in_spatial)
+        _plane_mean(arr, out)
         return out
     in_w, out_w = in_spatial[-1], out_size[-1]
     narrow = out_w >= 1 and (in_w + out_w - 1) // out_w < 8
@@ -93,17 +93,15 @@ def _lead3(spatial: tuple[int, ...]) -> tuple[int, int, int]:
     return full[0], full[1], full[2]
 
 
-def _plane_mean(arr: np.ndarray, out: np.ndarray, spatial: tuple[int, ...]) -> None:
-    """All-1 adaptive average of a C-contiguous channels-first array: each flat plane
-    summed in order and divided once by its size (as ``mean()``)."""
+def _plane_mean(arr: np.ndarray, out: np.ndarray) -> None:
+    """All-1 adaptive average of a C-contiguous channels-first array into the fresh
+    (contiguous) ``out``: each flat plane summed in order and divided once by its size
+    (as ``mean()``)."""
     n_planes = out.size
-    lead = np.array((1, 1, int(np.prod(spatial))), dtype=np.int64)
-    _kernels.adaptive_avg_flat(
-        kernel_bits(arr).reshape(n_planes, -1),
-        kernel_bits(out).reshape(n_planes, 1),
-        lead,
-        np.ones(3, dtype=np.int64),
-    )
+    if n_planes:
+        _kernels.plane_mean(
+            kernel_bits(arr).reshape(n_planes, -1), kernel_bits(out).reshape(n_planes)
+        )
 
 
 def _adaptive_avg_scatter(g5: np.ndarray, dx5: np.ndarray, single: bool) -> None:
@@ -565,7 +563,7 @@ def global_avg_pool(x: ArrayLike, keepdims: bool = True, channels_last: bool = F
     out = np.empty((arr.shape[0], arr.shape[-1] if channels_last else arr.shape[1], 1, 1, 1),
                    arr.dtype)
     if not channels_last and arr.flags.c_contiguous:
-        _plane_mean(arr.reshape(arr.shape[0], arr.shape[1], -1), out, (int(arr[0, 0].size),))
+        _plane_mean(arr, out)
     else:
         _kernels.adaptive_avg_forward(kernel_bits(global_view(arr, nd, channels_last)),
                                       kernel_bits(out))

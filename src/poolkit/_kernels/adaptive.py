@@ -87,9 +87,40 @@ def _round_div(v, k, like):
     return from_opmath(divide(to_opmath(v), k), like)
 
 
+@njit(inline="always")
+def _divide3(total, kd, kh, kw):
+    """``total / kd / kh / kw`` one division at a time (PyTorch's order); a division by
+    1 is exact, so it is skipped (all-1 outputs: one division per plane, not three)."""
+    v = total
+    if kd != 1:
+        v = divide(v, kd)
+    if kh != 1:
+        v = divide(v, kh)
+    if kw != 1:
+        v = divide(v, kw)
+    return v
+
+
 #: Planes summed side by side: independent add chains hide the float-add latency
 #: while every window is still summed in its own row-major order.
 PLANE_BLOCK = 8
+
+
+@njit(inline="always")
+def _add8(sums, r0, r1, r2, r3, r4, r5, r6, r7, j0, j1):
+    """Add ``r_k[j]`` for j in [j0, j1), in order, to the k-th of 8 opmath sums (8
+    independent add chains: one per plane)."""
+    a0, a1, a2, a3, a4, a5, a6, a7 = sums
+    for j in range(_u(j0), _u(j1)):
+        a0 += to_opmath(r0[j])
+        a1 += to_opmath(r1[j])
+        a2 += to_opmath(r2[j])
+        a3 += to_opmath(r3[j])
+        a4 += to_opmath(r4[j])
+        a5 += to_opmath(r5[j])
+        a6 += to_opmath(r6[j])
+        a7 += to_opmath(r7[j])
+    return a0, a1, a2, a3, a4, a5, a6, a7
 
 
 @njit(inline="always")
@@ -116,31 +147,13 @@ def _sum8_row(x, n, c0, z0, z1, y0, y1, xb, acc):
             r6 = x[n, c0 + 6, z, y]
             r7 = x[n, c0 + 7, z, y]
             for ow in range(out_w):
-                a0 = acc[0, ow]
-                a1 = acc[1, ow]
-                a2 = acc[2, ow]
-                a3 = acc[3, ow]
-                a4 = acc[4, ow]
-                a5 = acc[5, ow]
-                a6 = acc[6, ow]
-                a7 = acc[7, ow]
-                for xx in range(_u(xb[ow, 0]), _u(xb[ow, 1])):
-                    a0 += to_opmath(r0[xx])
-                    a1 += to_opmath(r1[xx])
-                    a2 += to_opmath(r2[xx])
-                    a3 += to_opmath(r3[xx])
-                    a4 += to_opmath(r4[xx])
-                    a5 += to_opmath(r5[xx])
-                    a6 += to_opmath(r6[xx])
-                    a7 += to_opmath(r7[xx])
-                acc[0, ow] = a0
-                acc[1, ow] = a1
-                acc[2, ow] = a2
-                acc[3, ow] = a3
-                acc[4, ow] = a4
-                acc[5, ow] = a5
-                acc[6, ow] = a6
-                acc[7, ow] = a7
+                sums = _add8(
+                    (acc[0, ow], acc[1, ow], acc[2, ow], acc[3, ow],
+                     acc[4, ow], acc[5, ow], acc[6, ow], acc[7, ow]),
+                    r0, r1, r2, r3, r4, r5, r6, r7, xb[ow, 0], xb[ow, 1],
+                )
+                for b in range(PLANE_BLOCK):
+                    acc[b, ow] = sums[b]
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -324,6 +337,36 @@ def plane_mean_backward(grad, dx, kd, kh, kw, single_division):
 
 
 @njit(parallel=True, cache=True, nogil=True)
+def plane_mean(x, out):
+    """All-1 adaptive average on contiguous flat planes: ``out[p] = sum(x[p]) / size``,
+    each plane summed in order in the opmath type, 8 planes side by side (independent
+    add chains), one division per plane."""
+    n_planes, size = x.shape
+    like = x[0, 0]
+    n_blocks = n_planes // PLANE_BLOCK
+    for blk in prange(n_blocks):
+        p0 = blk * PLANE_BLOCK
+        r0 = x[p0]
+        r1 = x[p0 + 1]
+        r2 = x[p0 + 2]
+        r3 = x[p0 + 3]
+        r4 = x[p0 + 4]
+        r5 = x[p0 + 5]
+        r6 = x[p0 + 6]
+        r7 = x[p0 + 7]
+        zero = opmath_zero(like)
+        sums = _add8((zero, zero, zero, zero, zero, zero, zero, zero),
+                     r0, r1, r2, r3, r4, r5, r6, r7, 0, size)
+        for b in range(PLANE_BLOCK):
+            out[p0 + b] = from_opmath(divide(sums[b], size), like)
+    for p in range(n_blocks * PLANE_BLOCK, n_planes):
+        total = opmath_zero(like)
+        for j in range(_u(size)):
+            total += to_opmath(x[p, j])
+        out[p] = from_opmath(divide(total, size), like)
+
+
+@njit(parallel=True, cache=True, nogil=True)
 def adaptive_avg_flat(x, out, in_size, out_size):
     """Adaptive average on contiguous flat planes: ``x`` (planes, D*H*W), ``out``
     (planes, oD*oH*oW). Same sums and divisions as :func:`adaptive_avg_forward`; 8
@@ -352,29 +395,15 @@ def adaptive_avg_flat(x, out, in_size, out_size):
                 for ow in range(out_w):
                     x0, x1 = _bounds(ow, in_w, out_w)
                     if full:
-                        a0 = opmath_zero(like)
-                        a1 = a0
-                        a2 = a0
-                        a3 = a0
-                        a4 = a0
-                        a5 = a0
-                        a6 = a0
-                        a7 = a0
+                        zero = opmath_zero(like)
+                        sums = (zero, zero, zero, zero, zero, zero, zero, zero)
                         for z in range(z0, z1):
                             for y in range(y0, y1):
                                 base = (z * in_h + y) * in_w
-                                for j in range(_u(base + x0), _u(base + x1)):
-                                    a0 += to_opmath(r0[j])
-                                    a1 += to_opmath(r1[j])
-                                    a2 += to_opmath(r2[j])
-                                    a3 += to_opmath(r3[j])
-                                    a4 += to_opmath(r4[j])
-                                    a5 += to_opmath(r5[j])
-                                    a6 += to_opmath(r6[j])
-                                    a7 += to_opmath(r7[j])
-                        sums = (a0, a1, a2, a3, a4, a5, a6, a7)
+                                sums = _add8(sums, r0, r1, r2, r3, r4, r5, r6, r7,
+                                             base + x0, base + x1)
                         for b in range(PLANE_BLOCK):
-                            v = divide(divide(divide(sums[b], z1 - z0), y1 - y0), x1 - x0)
+                            v = _divide3(sums[b], z1 - z0, y1 - y0, x1 - x0)
                             out[p0 + b, o] = from_opmath(v, like)
                     else:
                         for p in range(p0, n_planes):
@@ -385,6 +414,6 @@ def adaptive_avg_flat(x, out, in_size, out_size):
                                     base = (z * in_h + y) * in_w
                                     for j in range(_u(base + x0), _u(base + x1)):
                                         total += to_opmath(row[j])
-                            v = divide(divide(divide(total, z1 - z0), y1 - y0), x1 - x0)
+                            v = _divide3(total, z1 - z0, y1 - y0, x1 - x0)
                             out[p, o] = from_opmath(v, like)
                     o += 1
