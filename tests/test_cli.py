@@ -247,3 +247,13 @@ def test_bench_quick_runs():
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip()
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("argv", [["--bogus"], ["--threads", "0"], ["--repeat", "x"]])
+def test_bench_bad_options_are_one_line_errors(argv):
+    """Regression: the bench sub-command printed argparse's usage block plus the error."""
+    proc = subprocess.run([sys.executable, "-m", "poolkit", "bench", *argv],
+                          capture_output=True, text=True, env=_env(), timeout=120)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("poolkit bench: error:"), proc.stderr

@@ -27,7 +27,7 @@ import tracemalloc
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -346,6 +346,24 @@ def _import_torch() -> Any:
     return torch
 
 
+class _OneLineErrorParser(argparse.ArgumentParser):
+    """Usage errors as one line (``poolkit bench: error: ...``) and exit status 2, as the
+    ``poolkit`` command reports its own, instead of argparse's usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print its table; returns the exit status.
 
@@ -367,12 +385,16 @@ def main(argv: list[str] | None = None) -> int:
     >>> main(["--quick", "--no-baseline", "--no-torch"])  # doctest: +SKIP
     0
     """
-    parser = argparse.ArgumentParser(
+    parser = _OneLineErrorParser(
         prog="poolkit bench", description="Benchmark poolkit's max pooling."
     )
     parser.add_argument("--quick", action="store_true", help="small shapes (seconds)")
-    parser.add_argument("--threads", type=int, default=None, help="threads for both libraries")
-    parser.add_argument("--repeat", type=int, default=None, help="timed repetitions per case")
+    parser.add_argument(
+        "--threads", type=_positive_int, default=None, help="threads for both libraries"
+    )
+    parser.add_argument(
+        "--repeat", type=_positive_int, default=None, help="timed repetitions per case"
+    )
     parser.add_argument("--no-baseline", action="store_true", help="skip the im2col baseline")
     parser.add_argument("--no-torch", action="store_true", help="skip PyTorch")
     parser.add_argument(
