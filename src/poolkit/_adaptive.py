@@ -13,9 +13,10 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from . import _args
-from ._avg import AvgPoolParams, _avg_forward_impl, _Layer, _power
+from ._avg import AvgPoolParams, _avg_forward_impl, _power
 from ._geometry import as_kernel_view, output_shape
 from ._kernels import LazyModule
+from ._layer_base import Layer
 from ._planes import from_planes, global_view, kernel_bits, kernel_view, to_planes
 
 #: compiled kernels, imported (with numba) by the first call that needs them
@@ -388,7 +389,7 @@ def _size_repr(sizes: Any) -> str:
     return repr(sizes)
 
 
-class _AdaptiveAvgPoolNd(_Layer):
+class _AdaptiveAvgPoolNd(Layer):
     """Adaptive average pooling layer; remembers the input shape for ``backward``."""
 
     _nd = 0
@@ -418,7 +419,7 @@ class _AdaptiveAvgPoolNd(_Layer):
         return f"{type(self).__name__}(output_size={_size_repr(self.output_size)}{cl})"
 
 
-class _AdaptiveMaxPoolNd(_Layer):
+class _AdaptiveMaxPoolNd(Layer):
     """Adaptive max pooling layer; keeps the indices for ``backward``."""
 
     _nd = 0
@@ -815,7 +816,7 @@ def global_lp_pool_backward(
     return (t * local).astype(g5.dtype)
 
 
-class GlobalAvgPool(_Layer):
+class GlobalAvgPool(Layer):
     """Global average pooling layer (see :func:`poolkit.global_avg_pool`).
 
     Examples
@@ -873,7 +874,7 @@ class GlobalMaxPool(GlobalAvgPool):
         )
 
 
-class GlobalLpPool(_Layer):
+class GlobalLpPool(Layer):
     """Global Lp pooling layer (see :func:`poolkit.global_lp_pool`).
 
     Examples

@@ -15,6 +15,7 @@ from numpy.typing import ArrayLike
 from . import _args
 from ._geometry import Geometry, PaddingSpec, output_shape
 from ._kernels import LazyModule
+from ._layer_base import Layer, compact
 from ._planes import kernel_view
 from ._window_sum import window_counts, window_sums, window_sums_transpose
 from .functional import IntOrTuple, Padding
@@ -365,31 +366,13 @@ avg_pool2d, avg_pool2d_backward = _make_avg(2)
 avg_pool3d, avg_pool3d_backward = _make_avg(3)
 
 
-def _compact(values: tuple[int, ...]) -> int | tuple[int, ...]:
-    return values[0] if len(set(values)) == 1 else values
-
-
-class _Layer:
-    """Shared layer plumbing: ``__call__`` is ``forward``; backward needs a forward first."""
-
-    def _require_forward(self, state: Any) -> None:
-        if state is None:
-            raise RuntimeError(
-                f"{type(self).__name__}.backward() called before forward(): nothing to "
-                "differentiate yet"
-            )
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.forward(*args, **kwargs)  # type: ignore[attr-defined]
-
-
 def _padding_repr(p: AvgPoolParams) -> object:
     if p.padding is None or p.padding.pytorch:
-        return _compact(p.pad_begin)
+        return compact(p.pad_begin)
     return p.padding.describe()
 
 
-class _AvgPoolNd(_Layer):
+class _AvgPoolNd(Layer):
     """Average pooling layer; remembers the input shape for ``backward``."""
 
     _nd = 0
@@ -425,12 +408,12 @@ class _AvgPoolNd(_Layer):
     def __repr__(self) -> str:
         p = self.params
         text = (
-            f"{type(self).__name__}(kernel_size={_compact(p.kernel)}, "
-            f"stride={_compact(p.stride)}, padding={_padding_repr(p)!r}, "
+            f"{type(self).__name__}(kernel_size={compact(p.kernel)}, "
+            f"stride={compact(p.stride)}, padding={_padding_repr(p)!r}, "
             f"ceil_mode={p.ceil_mode}, count_include_pad={p.count_include_pad}"
         )
         if p.dilated:
-            text += f", dilation={_compact(p.dilation)}"
+            text += f", dilation={compact(p.dilation)}"
         if p.divisor_override:
             text += f", divisor_override={p.divisor_override}"
         if p.channels_last:
@@ -740,7 +723,7 @@ lp_pool2d, lp_pool2d_backward = _make_lp(2)
 lp_pool3d, lp_pool3d_backward = _make_lp(3)
 
 
-class _LPPoolNd(_Layer):
+class _LPPoolNd(Layer):
     """Lp pooling layer; keeps the input for ``backward``."""
 
     _nd = 0
@@ -776,13 +759,13 @@ class _LPPoolNd(_Layer):
         a = self.params.avg
         text = (
             f"{type(self).__name__}(norm_type={self.params.norm_type:g}, "
-            f"kernel_size={_compact(a.kernel)}, stride={_compact(a.stride)}, "
+            f"kernel_size={compact(a.kernel)}, stride={compact(a.stride)}, "
             f"ceil_mode={a.ceil_mode}"
         )
         if self.params.extended:
             text += f", padding={_padding_repr(a)!r}"
             if a.dilated:
-                text += f", dilation={_compact(a.dilation)}"
+                text += f", dilation={compact(a.dilation)}"
         return text + (", channels_last=True)" if a.channels_last else ")")
 
 

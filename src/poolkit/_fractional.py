@@ -16,9 +16,9 @@ from numpy.typing import ArrayLike
 
 from . import _args
 from ._adaptive import argmax_backward
-from ._avg import _Layer
 from ._geometry import output_shape
 from ._kernels import LazyModule
+from ._layer_base import Layer
 from ._planes import kernel_view
 from .functional import IntOrTuple
 
@@ -286,7 +286,7 @@ fractional_max_pool2d, fractional_max_pool2d_backward = _make_fractional(2)
 fractional_max_pool3d, fractional_max_pool3d_backward = _make_fractional(3)
 
 
-class _FractionalMaxPoolNd(_Layer):
+class _FractionalMaxPoolNd(Layer):
     """Fractional max pooling layer: new samples from ``rng`` at every ``forward``
     (unless fixed ``random_samples`` were given)."""
 

@@ -13,9 +13,9 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from . import _args, _indices
-from ._avg import _compact, _Layer
 from ._geometry import output_shape
 from ._kernels import LazyModule
+from ._layer_base import Layer, compact
 from ._planes import from_planes, kernel_bits, to_planes
 from .functional import IntOrTuple
 
@@ -329,11 +329,11 @@ max_unpool3d, max_unpool3d_backward = _make_unpool(3)
 
 def _padding_repr(p: UnpoolParams) -> object:
     if p.pad_end is None:
-        return _compact(p.padding)
+        return compact(p.padding)
     return tuple(zip(p.padding, p.pad_end))
 
 
-class _MaxUnpoolNd(_Layer):
+class _MaxUnpoolNd(Layer):
     """Max unpooling layer; ``forward(x, indices, output_size=None)``."""
 
     _nd = 0
@@ -370,8 +370,8 @@ class _MaxUnpoolNd(_Layer):
     def __repr__(self) -> str:
         p = self.params
         text = (
-            f"{type(self).__name__}(kernel_size={_compact(p.kernel)}, "
-            f"stride={_compact(p.stride)}, padding={_padding_repr(p)!r}"
+            f"{type(self).__name__}(kernel_size={compact(p.kernel)}, "
+            f"stride={compact(p.stride)}, padding={_padding_repr(p)!r}"
         )
         if p.channels_last:
             text += ", channels_last=True"

@@ -6,21 +6,18 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from . import _indices
+from ._layer_base import Layer, compact
 from .functional import IntOrTuple, MaxPoolParams, Padding, _backward_impl, _max_pool_impl
 
 __all__ = ["MaxPool1d", "MaxPool2d", "MaxPool3d"]
 
 
-def _compact(values: tuple[int, ...]) -> int | tuple[int, ...]:
-    return values[0] if len(set(values)) == 1 else values
-
-
 def _padding_repr(p: MaxPoolParams) -> object:
     pads = p.padding.describe()
-    return _compact(pads) if p.padding.pytorch else pads
+    return compact(pads) if p.padding.pytorch else pads
 
 
-class _MaxPoolNd:
+class _MaxPoolNd(Layer):
     """Max pooling layer; ``forward`` keeps the indices so ``backward`` can route."""
 
     _nd = 0
@@ -60,15 +57,9 @@ class _MaxPoolNd:
             p.storage_order,
         )
 
-    __call__ = forward
-
     def backward(self, grad_output: ArrayLike) -> np.ndarray:
         """Gradient with respect to the input of the most recent ``forward``."""
-        if self._indices is None:
-            raise RuntimeError(
-                f"{type(self).__name__}.backward() called before forward(): there are no "
-                "stored indices to route the gradient through"
-            )
+        self._require_forward(self._indices)
         grad_shape = np.shape(grad_output)
         if grad_shape != self._indices.shape:
             raise ValueError(
@@ -82,9 +73,9 @@ class _MaxPoolNd:
     def __repr__(self) -> str:
         p = self.params
         text = (
-            f"{type(self).__name__}(kernel_size={_compact(p.kernel)}, "
-            f"stride={_compact(p.stride)}, padding={_padding_repr(p)!r}, "
-            f"dilation={_compact(p.dilation)}, ceil_mode={p.ceil_mode}"
+            f"{type(self).__name__}(kernel_size={compact(p.kernel)}, "
+            f"stride={compact(p.stride)}, padding={_padding_repr(p)!r}, "
+            f"dilation={compact(p.dilation)}, ceil_mode={p.ceil_mode}"
         )
         if p.return_indices:
             text += ", return_indices=True"
