@@ -5,26 +5,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from _torch_oracle import assert_bits_equal
+
 FLOATS = (np.float16, np.float32, np.float64)
 
 
 def assert_same(actual: np.ndarray, expected: np.ndarray) -> None:
     """Bit-for-bit equal values (NaN where NaN), same shape and dtype."""
-    actual = np.asarray(actual)
-    expected = np.asarray(expected)
-    assert actual.shape == expected.shape, (actual.shape, expected.shape)
-    assert actual.dtype == expected.dtype, (actual.dtype, expected.dtype)
-    if actual.dtype.kind == "f":
-        a = actual.view(np.dtype(f"u{actual.dtype.itemsize}"))
-        b = expected.view(np.dtype(f"u{expected.dtype.itemsize}"))
-        nan = np.isnan(actual) & np.isnan(expected)
-        assert np.isnan(actual).sum() == np.isnan(expected).sum()
-        bad = (a != b) & ~nan
-        assert not bad.any(), (
-            f"{bad.sum()} of {bad.size} differ: {actual[bad][:5]} vs {expected[bad][:5]}"
-        )
-    else:
-        np.testing.assert_array_equal(actual, expected)
+    assert_bits_equal(np.asarray(actual), np.asarray(expected), "values")
 
 
 def random_input(rng, shape, dtype, ties: bool = False, nan: bool = False) -> np.ndarray:
