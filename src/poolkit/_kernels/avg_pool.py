@@ -132,6 +132,153 @@ def _add_run(dst, dst_start, src, src_start, count):
         dst[d0 + i] = accumulate(dst[d0 + i], src[s0 + i])
 
 
+def is_c_layout(a):  # pragma: no cover - replaced by the overload in compiled code
+    raise NotImplementedError
+
+
+@overload(is_c_layout, inline="always")
+def _is_c_layout(a):
+    """Compile-time: is ``a`` typed as a C-contiguous array (unit inner stride known)?"""
+    c_layout = isinstance(a, types.Array) and a.layout == "C"
+    return lambda a: c_layout
+
+
+def is_half_bits(a):  # pragma: no cover
+    raise NotImplementedError
+
+
+@overload(is_half_bits, inline="always")
+def _is_half_bits_array(a):
+    """Compile-time: does ``a`` hold float16 values as their uint16 bits?"""
+    half = _is_half_bits(a.dtype)
+    return lambda a: half
+
+
+@njit(inline="always")
+def _plane_row(x, n, c, z0, y0, nh, k, shift):
+    """Row ``k`` (row-major over the window's (z, y) rows) of the window at (z0, y0),
+    from column ``shift`` on."""
+    return x[n, c, z0 + k // nh, y0 + k % nh, shift:]
+
+
+@njit(inline="always")
+def _edge_output(x, n, c, z0, z1, y0, y1, ow, kw, pw, zero):
+    """Sum of one window whose columns may leave the row: padding columns are skipped,
+    which equals adding +0.0 (the sum starts at +0.0, so it is never -0.0)."""
+    in_w = x.shape[4]
+    s = zero
+    for z in range(z0, z1):
+        for y in range(y0, y1):
+            for e in range(kw):
+                i = 2 * ow - pw + e
+                if 0 <= i < in_w:
+                    s += x[n, c, z, y, i]
+    return s
+
+
+@njit(inline="always")
+def _direct_s2_row(x, n, c, z0, z1, y0, y1, dst, div, acc, kw, pw, zero, like):
+    """One output row of a stride-2 window, read straight from the input rows.
+
+    Interior outputs (every window column inside the row) read their columns with
+    stride-2 loads that LLVM vectorizes as interleaved loads; the common shapes (three
+    columns and three rows, two and two) keep the whole window sum in registers and
+    divide straight into ``dst``, others add row by row into ``acc``. Either way each
+    window is summed in row-major order from +0.0. Edge outputs are summed one by one.
+    """
+    in_w = x.shape[4]
+    out_w = dst.shape[0]
+    nh = y1 - y0
+    n_rows = (z1 - z0) * nh
+    lo = min((pw + 1) // 2, out_w)
+    hi = max(lo, min(out_w, (in_w - kw + pw) // 2 + 1))
+    shift = 2 * lo - pw  # input column of the first interior window
+    n_in = _u(hi - lo)
+    d = dst[lo:]
+    q = div[lo:]
+    two = _u(2)
+    one = _u(1)
+    if kw == 3 and n_rows == 3 and n_in > 0:
+        # column 2j of output j is column 2(j-1)+2 of output j-1: carried in a0..a2, so
+        # the loads are the pairs (2j-1, 2j), which vectorize as whole interleave groups
+        r0 = _plane_row(x, n, c, z0, y0, nh, 0, shift)
+        r1 = _plane_row(x, n, c, z0, y0, nh, 1, shift)
+        r2 = _plane_row(x, n, c, z0, y0, nh, 2, shift)
+        a0, a1, a2 = r0[0], r1[0], r2[0]
+        for j in range(one, n_in + one):
+            i = two * j
+            b0, c0 = r0[i - one], r0[i]
+            b1, c1 = r1[i - one], r1[i]
+            b2, c2 = r2[i - one], r2[i]
+            s = ((zero + a0) + b0) + c0
+            s = ((s + a1) + b1) + c1
+            s = ((s + a2) + b2) + c2
+            d[j - one] = from_opmath(s / q[j - one], like)
+            a0, a1, a2 = c0, c1, c2
+    elif kw == 2 and n_rows == 2:
+        r0 = _plane_row(x, n, c, z0, y0, nh, 0, shift)
+        r1 = _plane_row(x, n, c, z0, y0, nh, 1, shift)
+        for j in range(n_in):
+            i = two * j
+            s = (((zero + r0[i]) + r0[i + one]) + r1[i]) + r1[i + one]
+            d[j] = from_opmath(s / q[j], like)
+    else:
+        for j in range(n_in):
+            acc[j] = zero
+        for k in range(n_rows):
+            r = _plane_row(x, n, c, z0, y0, nh, k, shift)
+            if kw == 3:
+                if n_in > 0:
+                    a = r[0]
+                for j in range(one, n_in + one):  # a: carried as above
+                    i = two * j
+                    b, c2 = r[i - one], r[i]
+                    acc[j - one] = ((acc[j - one] + a) + b) + c2
+                    a = c2
+            elif kw == 2:
+                for j in range(n_in):
+                    i = two * j
+                    acc[j] = (acc[j] + r[i]) + r[i + one]
+            else:
+                for e in range(kw):
+                    re = r[e:]
+                    for j in range(n_in):
+                        acc[j] += re[two * j]
+        for j in range(n_in):
+            d[j] = from_opmath(acc[j] / q[j], like)
+    for k in range(lo + out_w - hi):  # the edge outputs [0, lo) and [hi, out_w)
+        ow = k if k < lo else k - lo + hi
+        s = _edge_output(x, n, c, z0, z1, y0, y1, ow, kw, pw, zero)
+        dst[ow] = from_opmath(s / div[ow], like)
+
+
+@njit(error_model="numpy", nogil=True, cache=True)
+def _direct_s2_tasks(x, out, divs, params, pad_end, first, last, zero):
+    """Tasks ``first <= task < last`` of :func:`avg_pool_forward` by :func:`_direct_s2_row`.
+
+    A separate function (not inlined into the ``prange`` body, whose reduction analysis
+    trips over the carried loads), compiled with NumPy's error model so the divisions
+    vectorize (no zero-divisor branch; every divisor is >= 1).
+    """
+    n_chan, in_d, in_h = x.shape[1], x.shape[2], x.shape[3]
+    out_d, out_h, out_w = out.shape[2], out.shape[3], out.shape[4]
+    kd, kh, kw = params[0, 0], params[0, 1], params[0, 2]
+    sd, sh = params[1, 0], params[1, 1]
+    pd, ph, pw = params[2, 0], params[2, 1], params[2, 2]
+    ed, eh = pad_end[0], pad_end[1]
+    like = x[0, 0, 0, 0, 0]
+    acc = np.empty(out_w, dtype=type(zero))
+    for task in range(first, last):
+        n = task // (n_chan * out_d)
+        c = (task // out_d) % n_chan
+        od = task % out_d
+        z0, z1, _ = _window(od, sd, pd, kd, in_d, ed)
+        for oh in range(out_h):
+            y0, y1, _ = _window(oh, sh, ph, kh, in_h, eh)
+            _direct_s2_row(x, n, c, z0, z1, y0, y1, out[n, c, od, oh], divs[od, oh], acc,
+                           kw, pw, zero, like)
+
+
 #: Forward tasks are run in this many chunks (each reuses one phase buffer).
 _CHUNKS = 256
 
@@ -220,7 +367,14 @@ def avg_pool_forward(x, out, params, pad_end, count_include_pad, divisor_overrid
     n_tasks = n_batch * n_chan * out_d
     n_chunks = min(n_tasks, _CHUNKS)
     rows_max = min(kd, in_d) * in_h
+    # stride 2 on float32/float64 C-contiguous rows: no buffer, direct interleaved loads
+    direct = sw == 2 and not is_half_bits(x) and is_c_layout(x)
     for chunk in prange(n_chunks):
+        first = chunk * n_tasks // n_chunks
+        last = (chunk + 1) * n_tasks // n_chunks
+        if direct:
+            _direct_s2_tasks(x, out, divs, params, pad_end, first, last, zero)
+            continue
         acc = np.empty(out_w, dtype=type(zero))
         buf = np.empty((max(rows_max, 1), sw, n_col), dtype=type(zero))
         for ri in range(rows_max):  # the padding slots, never overwritten by a split
@@ -228,7 +382,7 @@ def avg_pool_forward(x, out, params, pad_end, count_include_pad, divisor_overrid
                 buf[ri, t % sw, t // sw] = zero
             for t in range(pw + in_w, n_col * sw):
                 buf[ri, t % sw, t // sw] = zero
-        for task in range(chunk * n_tasks // n_chunks, (chunk + 1) * n_tasks // n_chunks):
+        for task in range(first, last):
             n = task // (n_chan * out_d)
             c = (task // out_d) % n_chan
             od = task % out_d
