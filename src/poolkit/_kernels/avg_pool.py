@@ -177,30 +177,17 @@ def _edge_output(x, n, c, z0, z1, y0, y1, ow, kw, pw, zero):
 
 
 @njit(inline="always")
-def _direct_s2_row(x, n, c, z0, z1, y0, y1, dst, div, acc, kw, pw, zero, like):
-    """One output row of a stride-2 window, read straight from the input rows.
+def _k3_rows(x, n, c, z0, y0, nh, m, shift, d, q, n_in, zero, like):
+    """``d[j] = (+0.0 + the 3 columns of the m rows of window j) / q[j]``, m in 1..3.
 
-    Interior outputs (every window column inside the row) read their columns with
-    stride-2 loads that LLVM vectorizes as interleaved loads; the common shapes (three
-    columns and three rows, two and two) keep the whole window sum in registers and
-    divide straight into ``dst``, others add row by row into ``acc``. Either way each
-    window is summed in row-major order from +0.0. Edge outputs are summed one by one.
+    Columns and rows added in row-major order. Window j starts at column ``2j`` of the
+    rows (sliced from ``shift``). Its column ``2j`` is column ``2(j-1) + 2`` of window
+    j - 1, so it is carried over (``a*``) and the loads are the pairs (2j - 1, 2j):
+    whole stride-2 interleave groups, which LLVM vectorizes with plain loads and
+    shuffles (a lone ``2j`` load beside ``2j + 2`` would become a gather).
     """
-    in_w = x.shape[4]
-    out_w = dst.shape[0]
-    nh = y1 - y0
-    n_rows = (z1 - z0) * nh
-    lo = min((pw + 1) // 2, out_w)
-    hi = max(lo, min(out_w, (in_w - kw + pw) // 2 + 1))
-    shift = 2 * lo - pw  # input column of the first interior window
-    n_in = _u(hi - lo)
-    d = dst[lo:]
-    q = div[lo:]
-    two = _u(2)
-    one = _u(1)
-    if kw == 3 and n_rows == 3 and n_in > 0:
-        # column 2j of output j is column 2(j-1)+2 of output j-1: carried in a0..a2, so
-        # the loads are the pairs (2j-1, 2j), which vectorize as whole interleave groups
+    one, two = _u(1), _u(2)
+    if m == 3:
         r0 = _plane_row(x, n, c, z0, y0, nh, 0, shift)
         r1 = _plane_row(x, n, c, z0, y0, nh, 1, shift)
         r2 = _plane_row(x, n, c, z0, y0, nh, 2, shift)
@@ -215,8 +202,42 @@ def _direct_s2_row(x, n, c, z0, z1, y0, y1, dst, div, acc, kw, pw, zero, like):
             s = ((s + a2) + b2) + c2
             d[j - one] = from_opmath(s / q[j - one], like)
             a0, a1, a2 = c0, c1, c2
-    elif kw == 2 and n_rows == 2:
+    elif m == 2:
         r0 = _plane_row(x, n, c, z0, y0, nh, 0, shift)
+        r1 = _plane_row(x, n, c, z0, y0, nh, 1, shift)
+        a0, a1 = r0[0], r1[0]
+        for j in range(one, n_in + one):
+            i = two * j
+            b0, c0 = r0[i - one], r0[i]
+            b1, c1 = r1[i - one], r1[i]
+            s = ((zero + a0) + b0) + c0
+            s = ((s + a1) + b1) + c1
+            d[j - one] = from_opmath(s / q[j - one], like)
+            a0, a1 = c0, c1
+    else:
+        r0 = _plane_row(x, n, c, z0, y0, nh, 0, shift)
+        a0 = r0[0]
+        for j in range(one, n_in + one):
+            i = two * j
+            b0, c0 = r0[i - one], r0[i]
+            d[j - one] = from_opmath((((zero + a0) + b0) + c0) / q[j - one], like)
+            a0 = c0
+
+
+@njit(inline="always")
+def _k2_rows(x, n, c, z0, y0, nh, m, shift, d, q, n_in, zero, like):
+    """:func:`_k3_rows` for two columns (loads 2j, 2j + 1: whole groups already)."""
+    one, two = _u(1), _u(2)
+    r0 = _plane_row(x, n, c, z0, y0, nh, 0, shift)
+    if m == 3:
+        r1 = _plane_row(x, n, c, z0, y0, nh, 1, shift)
+        r2 = _plane_row(x, n, c, z0, y0, nh, 2, shift)
+        for j in range(n_in):
+            i = two * j
+            s = ((zero + r0[i]) + r0[i + one]) + r1[i]
+            s = ((s + r1[i + one]) + r2[i]) + r2[i + one]
+            d[j] = from_opmath(s / q[j], like)
+    elif m == 2:
         r1 = _plane_row(x, n, c, z0, y0, nh, 1, shift)
         for j in range(n_in):
             i = two * j
@@ -224,26 +245,47 @@ def _direct_s2_row(x, n, c, z0, z1, y0, y1, dst, div, acc, kw, pw, zero, like):
             d[j] = from_opmath(s / q[j], like)
     else:
         for j in range(n_in):
+            i = two * j
+            d[j] = from_opmath(((zero + r0[i]) + r0[i + one]) / q[j], like)
+
+
+@njit(inline="always")
+def _direct_s2_row(x, n, c, z0, z1, y0, y1, dst, div, acc, kw, pw, zero, like):
+    """One output row of a stride-2 window of at most 3 rows, read straight from the input.
+
+    Interior outputs (every window column inside the row): for 2 or 3 columns the
+    whole window sum stays in registers and is divided straight into ``dst``
+    (:func:`_k3_rows`, :func:`_k2_rows`); other widths add column by column into
+    ``acc``. Either way each window is summed in row-major order from +0.0. Edge
+    outputs are summed one by one.
+    """
+    in_w = x.shape[4]
+    out_w = dst.shape[0]
+    nh = y1 - y0
+    n_rows = (z1 - z0) * nh
+    lo = min((pw + 1) // 2, out_w)
+    hi = max(lo, min(out_w, (in_w - kw + pw) // 2 + 1))
+    shift = 2 * lo - pw  # input column of the first interior window
+    n_in = _u(hi - lo)
+    d = dst[lo:]
+    q = div[lo:]
+    if n_rows == 0 or n_in == 0:
+        for j in range(n_in):
+            d[j] = from_opmath(zero / q[j], like)
+    elif kw == 3:
+        _k3_rows(x, n, c, z0, y0, nh, n_rows, shift, d, q, n_in, zero, like)
+    elif kw == 2:
+        _k2_rows(x, n, c, z0, y0, nh, n_rows, shift, d, q, n_in, zero, like)
+    else:
+        two = _u(2)
+        for j in range(n_in):
             acc[j] = zero
         for k in range(n_rows):
             r = _plane_row(x, n, c, z0, y0, nh, k, shift)
-            if kw == 3:
-                if n_in > 0:
-                    a = r[0]
-                for j in range(one, n_in + one):  # a: carried as above
-                    i = two * j
-                    b, c2 = r[i - one], r[i]
-                    acc[j - one] = ((acc[j - one] + a) + b) + c2
-                    a = c2
-            elif kw == 2:
+            for e in range(kw):
+                re = r[e:]
                 for j in range(n_in):
-                    i = two * j
-                    acc[j] = (acc[j] + r[i]) + r[i + one]
-            else:
-                for e in range(kw):
-                    re = r[e:]
-                    for j in range(n_in):
-                        acc[j] += re[two * j]
+                    acc[j] += re[two * j]
         for j in range(n_in):
             d[j] = from_opmath(acc[j] / q[j], like)
     for k in range(lo + out_w - hi):  # the edge outputs [0, lo) and [hi, out_w)
@@ -368,7 +410,9 @@ def avg_pool_forward(x, out, params, pad_end, count_include_pad, divisor_overrid
     n_chunks = min(n_tasks, _CHUNKS)
     rows_max = min(kd, in_d) * in_h
     # stride 2 on float32/float64 C-contiguous rows: no buffer, direct interleaved loads
-    direct = sw == 2 and not is_half_bits(x) and is_c_layout(x)
+    # (windows of at most 3 rows: deeper ones reuse each split row more often)
+    direct = (sw == 2 and not is_half_bits(x) and is_c_layout(x)
+              and min(kd, in_d) * min(kh, in_h) <= 3)
     for chunk in prange(n_chunks):
         first = chunk * n_tasks // n_chunks
         last = (chunk + 1) * n_tasks // n_chunks
