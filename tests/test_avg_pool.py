@@ -206,3 +206,146 @@ def test_property_constant_input_averages_to_itself(size, kernel, stride, data):
     y = pk.avg_pool1d(x, kernel, stride, pad, ceil, count_include_pad=False)
     np.testing.assert_array_equal(y, np.full_like(y, 1.25))
     assert y.shape[-1] == ref.window_count(size, kernel, stride, pad, pad, 1, ceil)
+
+
+# ------------------------------------------------------------------------------------
+# stride-2 rows read straight from the input (float32/float64, C-contiguous, windows of
+# at most 3 rows); float16, channels-last, strided views and deeper windows keep the
+# phase buffer. Every path is compared bit for bit with the reference and PyTorch.
+# ------------------------------------------------------------------------------------
+
+
+def _special_input(rng, shape, dtype) -> np.ndarray:
+    """Normal values with -0.0, NaN, +-inf and huge values (float32 sums overflow)."""
+    x = rng.standard_normal(shape).astype(dtype)
+    u = rng.random(shape)
+    x[u < 0.06] = -0.0
+    x[(u >= 0.06) & (u < 0.07)] = np.nan
+    x[(u >= 0.07) & (u < 0.075)] = np.inf
+    x[(u >= 0.075) & (u < 0.08)] = -np.inf
+    x[(u >= 0.08) & (u < 0.12)] = np.finfo(dtype).max / 2
+    return x
+
+
+def _ref(x, *args):
+    """The reference, quiet about the overflows the huge values are there to cause."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return ref.avg_pool(x, *args)
+
+
+def _layouts(x: np.ndarray):
+    """(name, array, channels_last flag, to-channels-first) for the layouts of ``x``."""
+    wide = np.zeros(x.shape[:-1] + (2 * x.shape[-1],), x.dtype)
+    wide[..., ::2] = x
+    yield "contiguous", x, False, lambda y: y
+    yield "strided", wide[..., ::2], False, lambda y: y
+    if x.ndim >= 3:
+        yield "channels_last", channels_last(x), True, from_channels_last
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("kw", [1, 2, 3, 4, 5])
+def test_stride2_rows_match_reference_in_every_layout(dtype, kw):
+    """Odd and even widths, padding on both sides, ceil_mode, both divisor rules and an
+    override, 1 to 3 window rows (top/bottom rows clipped by padding) and widths with
+    no interior output at all."""
+    rng = np.random.default_rng(400 + kw + 10 * np.dtype(dtype).itemsize)
+    kh = 1 + kw % 3
+    for width in (kw, kw + 1, 2 * kw + 3, 37, 40):
+        x = _special_input(rng, (2, 3, 5, width), dtype)
+        for pw in range(kw // 2 + 1):
+            ph = min(pw, kh // 2)
+            for ceil, cip, div in ((False, True, None), (True, False, None), (True, True, 3)):
+                args = ((kh, kw), (2, 2), (ph, pw), ceil, cip, div)
+                expected = _ref(x, *args)
+                for name, arr, cl, back in _layouts(x):
+                    got = pk.avg_pool2d(arr, *args, channels_last=cl)
+                    assert_same(np.ascontiguousarray(back(got)), expected), (name, width, pw)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_stride2_rows_1d_and_3d_match_reference(dtype):
+    """1-D rows, and 3-D windows of <= 3 rows (direct) and deeper (phase buffer)."""
+    rng = np.random.default_rng(41 + np.dtype(dtype).itemsize)
+    x1 = _special_input(rng, (2, 3, 35), dtype)
+    for k, p in ((2, 1), (3, 0), (3, 1), (4, 2)):
+        for ceil in (False, True):
+            expected = _ref(x1, (k,), (2,), (p,), ceil, False)
+            assert_same(pk.avg_pool1d(x1, k, 2, p, ceil, False), expected)
+    x3 = _special_input(rng, (2, 2, 4, 5, 17), dtype)
+    for kernel, stride, padding in (
+        ((1, 3, 3), (1, 2, 2), (0, 1, 1)),  # 3 rows: direct
+        ((3, 1, 3), (2, 1, 2), (1, 0, 1)),  # 3 depth rows: direct
+        ((3, 3, 3), (2, 2, 2), (1, 1, 1)),  # 9 rows: phase buffer
+        ((2, 2, 2), (2, 2, 2), (0, 0, 0)),  # 4 rows: phase buffer
+    ):
+        for ceil, cip, div in ((False, True, None), (True, False, None), (True, True, 7)):
+            args = (kernel, stride, padding, ceil, cip, div)
+            assert_same(pk.avg_pool3d(x3, *args), _ref(x3, *args))
+
+
+def test_stride2_rows_match_torch_seeded():
+    """Random stride-2 configurations with special values against PyTorch, bit for bit."""
+    rng = np.random.default_rng(20261122)
+    compared = 0
+    for i in range(60):
+        nd = 1 + i % 3
+        dtype = (np.float32, np.float64)[(i // 3) % 2]
+        kernel = tuple(int(k) for k in rng.integers(1, 6, nd))
+        stride = tuple(int(s) for s in rng.integers(1, 4, nd - 1)) + (2,)
+        padding = tuple(int(rng.integers(0, k // 2 + 1)) for k in kernel)
+        size = tuple(int(k + rng.integers(0, 6)) for k in kernel[:-1]) + (
+            int(kernel[-1] + rng.integers(0, 50)),
+        )
+        ceil, cip = bool(rng.integers(0, 2)), bool(rng.integers(0, 2))
+        div = int(rng.integers(1, 10)) if nd > 1 and rng.integers(0, 3) == 0 else None
+        x = _special_input(rng, (2, 3) + size, dtype)
+        args = (kernel, stride, padding, ceil, cip) + ((div,) if nd > 1 else ())
+        try:
+            expected = getattr(F, f"avg_pool{nd}d")(t(x), *args)
+        except RuntimeError:
+            continue
+        assert_same(getattr(pk, f"avg_pool{nd}d")(x, *args), expected.numpy())
+        compared += 1
+    assert compared >= 50
+
+
+def test_stride2_rows_same_bits_for_any_thread_count():
+    """Many (n, c) planes split over threads or not: identical output."""
+    rng = np.random.default_rng(8)
+    x = _special_input(rng, (3, 70, 21, 45), np.float32)
+    before = pk.get_num_threads()
+    try:
+        results = []
+        for n in sorted({1, pk._threads._limit()}):
+            pk.set_num_threads(n)
+            results.append(pk.avg_pool2d(x, 3, 2, 1, ceil_mode=True))
+    finally:
+        pk.set_num_threads(before)
+    for y in results[1:]:
+        assert_same(y, results[0])
+    assert_same(results[0], F.avg_pool2d(t(x), 3, 2, 1, ceil_mode=True).numpy())
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    width=st.integers(1, 70),
+    kw=st.integers(1, 5),
+    rows=st.integers(1, 3),
+    ceil=st.booleans(),
+    cip=st.booleans(),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    data=st.data(),
+)
+def test_property_stride2_widths_around_the_vector_loops(width, kw, rows, ceil, cip, dtype, data):
+    """Widths 1..70 put 0 to 35 interior outputs on each side of the 16-lane vector loop
+    and its minimum trip count; every padding and window height."""
+    pw = data.draw(st.integers(0, kw // 2))
+    ph = data.draw(st.integers(0, rows // 2))
+    height = data.draw(st.integers(max(1, rows - 2 * ph), 6))
+    if width + 2 * pw < kw:  # no output column: rejected, tested elsewhere
+        return
+    seed = data.draw(st.integers(0, 2**32 - 1))
+    x = _special_input(np.random.default_rng(seed), (1, 2, height, width), dtype)
+    args = ((rows, kw), (data.draw(st.integers(1, 3)), 2), (ph, pw), ceil, cip)
+    assert_same(pk.avg_pool2d(x, *args), _ref(x, *args))

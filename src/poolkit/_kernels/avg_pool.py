@@ -393,6 +393,11 @@ def avg_pool_forward(x, out, params, pad_end, count_include_pad, divisor_overrid
     leaves every sum bit-identical to skipping them (an accumulator starting at +0.0 is
     never -0.0; NaN and inf are kept), exactly PyTorch's loop; the runs vectorize
     across outputs.
+
+    Column stride 2 on float32/float64 C-contiguous input with windows of at most 3
+    rows (the common 1-D/2-D downsampling) skips the buffer: :func:`_direct_s2_tasks`
+    reads the window columns straight from the input rows, the same sums in the same
+    order.
     """
     n_batch, n_chan, in_d, in_h, in_w = x.shape
     out_d, out_h, out_w = out.shape[2], out.shape[3], out.shape[4]
