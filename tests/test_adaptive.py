@@ -282,3 +282,71 @@ def test_property_adaptive_windows_cover_input(length, n_out):
     assert bounds[0][0] == 0 and bounds[-1][1] == length
     assert all(bounds[i][1] >= bounds[i + 1][0] for i in range(n_out - 1))
     np.testing.assert_array_equal(idx.ravel(), [b - 1 for _, b in bounds])
+
+
+# --------------------------------------------------------------------------------------
+# All-1 sizes and global average: the 16-lane plane mean (``_kernels/_lanes.py``)
+
+_PLANE_SIZES = (1, 7, 15, 16, 17, 31, 32, 33, 47, 49, 64, 196, 257)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_plane_mean_matches_reference_around_lane_boundaries(dtype):
+    """Every plane size around multiples of 16, with NaN, +-inf, -0 and ties: bit for bit
+    the reference order (lane sums, pairwise fold, in-order rest, one division)."""
+    rng = np.random.default_rng(1600)
+    for n in _PLANE_SIZES:
+        x = random_input(rng, (3, 5, n), dtype, ties=n % 2 == 0, nan=n % 3 == 0)
+        x[0, 1] = -0.0  # an all -0 plane: the sum starts at +0, as PyTorch's
+        x[1, 2, n // 2] = np.inf
+        x[2, 3, :: max(1, n // 3)] = -np.inf
+        expected = ref.adaptive_avg_pool(x, (1,))
+        assert_same(pk.adaptive_avg_pool1d(x, 1), expected)
+        assert_same(pk.global_avg_pool(x), expected)
+    assert not np.signbit(pk.global_avg_pool(np.full((1, 1, 40), -0.0, dtype)))[0, 0, 0]
+
+
+def test_plane_mean_same_in_every_layout():
+    """Channels-last, strided and unbatched inputs give the bits of the contiguous one."""
+    rng = np.random.default_rng(1601)
+    x = random_input(rng, (2, 6, 9, 11), np.float32, ties=True, nan=True)
+    expected = pk.adaptive_avg_pool2d(x, 1)
+    assert_same(expected, ref.adaptive_avg_pool(x, (1, 1)))
+    cl = channels_last(x)
+    assert_same(from_channels_last(pk.adaptive_avg_pool2d(cl, 1, channels_last=True)), expected)
+    assert_same(
+        pk.global_avg_pool(cl, keepdims=False, channels_last=True), expected.reshape(2, 6)
+    )
+    wide = np.zeros((4, 6, 9, 22), np.float32)
+    wide[::2, :, :, ::2] = x
+    assert_same(pk.adaptive_avg_pool2d(wide[::2, :, :, ::2], (1, 1)), expected)
+    assert_same(pk.adaptive_avg_pool2d(x[1], 1), expected[1])
+    assert_same(pk.global_avg_pool(x[:, ::-1]), expected[:, ::-1])
+
+
+def test_plane_mean_is_order_not_row_major():
+    """The lane order is a real, documented choice: on a plane where row-major order
+    rounds differently, poolkit follows the lane order (and stays within rounding)."""
+    x = np.zeros((1, 1, 17), np.float32)
+    x[0, 0, 0] = 1.0
+    x[0, 0, 1:16] = 2.0**-24  # row-major: each tiny add to 1.0 rounds away
+    lanes = pk.global_avg_pool(x, keepdims=False)[0, 0]
+    row_major = np.float32(0)
+    for v in x.ravel():
+        row_major = np.float32(row_major + v)
+    assert lanes == ref.plane_mean(x.ravel())
+    assert lanes != np.float32(row_major / np.float32(17))
+    np.testing.assert_allclose(lanes, x.astype(np.float64).mean(), rtol=1e-6)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    planes=st.integers(1, 9),
+    size=st.integers(1, 70),
+    dtype=st.sampled_from([np.float16, np.float32, np.float64]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_property_plane_mean_matches_reference(planes, size, dtype, seed):
+    rng = np.random.default_rng(seed)
+    x = random_input(rng, (planes, 1, size), dtype, ties=seed % 2 == 0, nan=seed % 5 == 0)
+    assert_same(pk.global_avg_pool(x), ref.adaptive_avg_pool(x, (1,)))

@@ -16,7 +16,10 @@ from . import _args
 from ._avg import AvgPoolParams, _avg_forward_impl, _power
 from ._geometry import as_kernel_view, output_shape
 from ._kernels import LazyModule
+from ._kernels.dispatch import SERIAL_WORK
+from ._kernels.dispatch import _chunks as parallel_chunks
 from ._layer_base import Layer
+from ._memo import BoundedCache, simple_key
 from ._planes import from_planes, global_view, kernel_bits, kernel_view, to_planes
 
 #: compiled kernels, imported (with numba) by the first call that needs them
@@ -54,6 +57,21 @@ __all__ = [
 ]
 
 
+_OUTPUT_SIZES = BoundedCache()
+
+
+def _output_size(output_size: Any, in_spatial: tuple[int, ...]) -> tuple[int, ...]:
+    """:func:`_args.check_adaptive_output_size`, memoised for exact-int arguments."""
+    key = simple_key((output_size, in_spatial))
+    if key is None:
+        return _args.check_adaptive_output_size(output_size, in_spatial)
+    sizes = _OUTPUT_SIZES.get(key)
+    if sizes is None:
+        sizes = _args.check_adaptive_output_size(output_size, in_spatial)
+        _OUTPUT_SIZES.put(key, sizes)
+    return sizes
+
+
 def _prepare(x: Any, nd: int, channels_last: bool, allowed) -> tuple[np.ndarray, bool]:
     arr = _args.as_array(x)
     _args.check_dtype(arr, "x", allowed)
@@ -65,10 +83,10 @@ def _adaptive_avg_impl(x: Any, nd: int, output_size: Any, channels_last: Any) ->
     channels_last = _args.check_bool(channels_last, "channels_last")
     arr, batched = _prepare(x, nd, channels_last, _args.FLOAT_DTYPES)
     in_spatial = _args.spatial_shape(arr.shape, nd, channels_last)
-    out_size = _args.check_adaptive_output_size(output_size, in_spatial)
+    out_size = _output_size(output_size, in_spatial)
     out = np.empty(output_shape(arr.shape, nd, out_size, channels_last), arr.dtype)
-    if all(o == 1 for o in out_size) and not channels_last and arr.flags.c_contiguous:
-        _plane_mean(arr, out)
+    if all(o == 1 for o in out_size):
+        _plane_mean(arr, nd, channels_last, out)
         return out
     in_w, out_w = in_spatial[-1], out_size[-1]
     narrow = out_w >= 1 and (in_w + out_w - 1) // out_w < 8
@@ -94,15 +112,22 @@ def _lead3(spatial: tuple[int, ...]) -> tuple[int, int, int]:
     return full[0], full[1], full[2]
 
 
-def _plane_mean(arr: np.ndarray, out: np.ndarray) -> None:
-    """All-1 adaptive average of a C-contiguous channels-first array into the fresh
-    (contiguous) ``out``: each flat plane summed in order and divided once by its size
-    (as ``mean()``)."""
+def _plane_mean(arr: np.ndarray, nd: int, channels_last: bool, out: np.ndarray) -> None:
+    """Mean of every plane of ``arr`` (any layout) into the fresh ``out``, whose spatial
+    sizes are all 1, so its memory order is the planes' order in either layout. Planes
+    are made contiguous first, so every layout sums in the same (lane) order."""
     n_planes = out.size
-    if n_planes:
-        _kernels.plane_mean(
-            kernel_bits(arr).reshape(n_planes, -1), kernel_bits(out).reshape(n_planes)
-        )
+    if not n_planes:
+        return
+    if not channels_last and arr.flags.c_contiguous:
+        planes = arr.reshape(n_planes, -1)
+    else:
+        planes = np.ascontiguousarray(to_planes(arr, nd, channels_last))
+    planes, means = kernel_bits(planes), kernel_bits(out).reshape(n_planes)
+    if planes.size < SERIAL_WORK:
+        _kernels.plane_mean_range(planes, means, 0, n_planes)
+    else:
+        _kernels.plane_mean_par(planes, means, parallel_chunks(n_planes))
 
 
 def _adaptive_avg_scatter(g5: np.ndarray, dx5: np.ndarray, single: bool) -> None:
@@ -157,7 +182,7 @@ def _adaptive_max_impl(x: Any, nd: int, output_size: Any, channels_last: Any):
     channels_last = _args.check_bool(channels_last, "channels_last")
     arr, batched = _prepare(x, nd, channels_last, _args.MAX_POOL_DTYPES)
     in_spatial = _args.spatial_shape(arr.shape, nd, channels_last)
-    out_size = _args.check_adaptive_output_size(output_size, in_spatial)
+    out_size = _output_size(output_size, in_spatial)
     shape = output_shape(arr.shape, nd, out_size, channels_last)
     out = np.empty(shape, arr.dtype)
     idx = np.empty(shape, np.int64)
@@ -229,8 +254,8 @@ def _adaptive_avg_doc(nd: int) -> str:
     summed in row-major order (float32 for float16/32) and divided by each window
     length in turn, PyTorch's CPU arithmetic, so values are bit-identical. The one
     exception: when every output size is 1, PyTorch calls ``mean()``, whose summation
-    order differs; poolkit then sums each plane in order and divides once by its size
-    (as ``mean()`` and :func:`global_avg_pool`), so values agree to rounding (relative
+    order differs; poolkit then takes the plane mean of :func:`global_avg_pool` (a
+    fixed 16-lane vector sum, one division), so values agree to rounding (relative
     1e-6 in float32), and the backward, one division too, is bit-identical.
 
     Examples
@@ -550,8 +575,11 @@ def global_avg_pool(x: ArrayLike, keepdims: bool = True, channels_last: bool = F
     Returns
     -------
     out : ndarray
-        ``(N, C, 1, ..., 1)`` (or ``(N, C)``), dtype of ``x``. Each plane is summed in
-        row-major order (float32 for float16/32) and divided once by its size.
+        ``(N, C, 1, ..., 1)`` (or ``(N, C)``), dtype of ``x``. Each plane is summed
+        in float32 for float16/32 (float64 for float64) in a fixed order, the same on
+        every machine and in either layout: 16 lane sums (element ``i`` of the first
+        ``16 * (n // 16)`` goes to lane ``i % 16``), folded pairwise, then the last
+        ``n % 16`` elements in order; then divided once by the plane size ``n``.
 
     Examples
     --------
@@ -563,11 +591,7 @@ def global_avg_pool(x: ArrayLike, keepdims: bool = True, channels_last: bool = F
     keepdims = _args.check_bool(keepdims, "keepdims")
     out = np.empty((arr.shape[0], arr.shape[-1] if channels_last else arr.shape[1], 1, 1, 1),
                    arr.dtype)
-    if not channels_last and arr.flags.c_contiguous:
-        _plane_mean(arr, out)
-    else:
-        _kernels.adaptive_avg_forward(kernel_bits(global_view(arr, nd, channels_last)),
-                                      kernel_bits(out))
+    _plane_mean(arr, nd, channels_last, out)
     return _global_out(arr, nd, keepdims, channels_last, out)
 
 

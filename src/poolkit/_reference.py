@@ -215,12 +215,40 @@ def adaptive_bounds(o: int, length: int, n_out: int) -> tuple[int, int]:
     return (o * length) // n_out, -((-(o + 1) * length) // n_out)
 
 
+def plane_mean(row: np.ndarray) -> np.generic:
+    """Mean of a flat plane as poolkit computes it for all-1 output sizes (the order
+    of ``_kernels._lanes.lane_sum``): 16 lane sums over the first ``16 * (n // 16)``
+    elements, folded pairwise (lane k with k + 8, then k + 4, k + 2, k + 1), the rest
+    added in order, all in opmath; one division by ``n``."""
+    acc_t = _opmath(row.dtype)
+    n = row.size
+    full = 16 * (n // 16)
+    lanes = [acc_t(0)] * 16
+    for v in range(0, full, 16):
+        for k in range(16):
+            lanes[k] = acc_t(lanes[k] + acc_t(row[v + k]))
+    width = 16
+    while width > 1:
+        width //= 2
+        for k in range(width):
+            lanes[k] = acc_t(lanes[k] + lanes[k + width])
+    total = lanes[0]
+    for j in range(full, n):
+        total = acc_t(total + acc_t(row[j]))
+    return row.dtype.type(acc_t(total / acc_t(n)))
+
+
 def adaptive_avg_pool(x: np.ndarray, out_size: tuple[int, ...]) -> np.ndarray:
-    """Reference adaptive average: row-major sum in opmath, divided by each length."""
+    """Reference adaptive average: row-major sum in opmath, divided by each length;
+    all-1 output sizes take the mean of the whole plane (:func:`plane_mean`)."""
     nd = len(out_size)
     x = np.asarray(x)
     acc_t = _opmath(x.dtype)
     planes = _planes(x, nd, False)
+    if all(o == 1 for o in out_size):
+        flat = planes.reshape(planes.shape[0], -1)
+        means = np.array([plane_mean(row) for row in flat], dtype=x.dtype)
+        return _unplanes(means.reshape((-1,) + (1,) * nd), x.shape, nd, False)
     in_size = planes.shape[1:]
     out = np.empty((planes.shape[0],) + tuple(out_size), dtype=x.dtype)
     for p in range(planes.shape[0]):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ._lanes import LANES, lane_sum
 from ._scalar import accumulate, is_nan, order_key
 from .avg_pool import _u, divide, from_opmath, opmath_zero, to_opmath
 
@@ -336,34 +337,28 @@ def plane_mean_backward(grad, dx, kd, kh, kw, single_division):
             row[j] = value
 
 
+@njit(cache=True, nogil=True)
+def plane_mean_range(x, out, p0, p1):
+    """Means of contiguous flat planes ``p0 <= p < p1``: ``out[p] = sum(x[p]) / size``,
+    the sum in the 16-lane order of :func:`._lanes.lane_sum` over the first
+    ``16 * (size // 16)`` elements, then the rest added in order, in the opmath type;
+    one division."""
+    size = x.shape[1]
+    n_vectors = size // LANES
+    for p in range(p0, p1):
+        row = x[p]
+        total = lane_sum(row, 0, n_vectors)
+        for j in range(_u(n_vectors * LANES), _u(size)):
+            total += to_opmath(row[j])
+        out[p] = from_opmath(divide(total, size), row[0])
+
+
 @njit(parallel=True, cache=True, nogil=True)
-def plane_mean(x, out):
-    """All-1 adaptive average on contiguous flat planes: ``out[p] = sum(x[p]) / size``,
-    each plane summed in order in the opmath type, 8 planes side by side (independent
-    add chains), one division per plane."""
-    n_planes, size = x.shape
-    like = x[0, 0]
-    n_blocks = n_planes // PLANE_BLOCK
-    for blk in prange(n_blocks):
-        p0 = blk * PLANE_BLOCK
-        r0 = x[p0]
-        r1 = x[p0 + 1]
-        r2 = x[p0 + 2]
-        r3 = x[p0 + 3]
-        r4 = x[p0 + 4]
-        r5 = x[p0 + 5]
-        r6 = x[p0 + 6]
-        r7 = x[p0 + 7]
-        zero = opmath_zero(like)
-        sums = _add8((zero, zero, zero, zero, zero, zero, zero, zero),
-                     r0, r1, r2, r3, r4, r5, r6, r7, 0, size)
-        for b in range(PLANE_BLOCK):
-            out[p0 + b] = from_opmath(divide(sums[b], size), like)
-    for p in range(n_blocks * PLANE_BLOCK, n_planes):
-        total = opmath_zero(like)
-        for j in range(_u(size)):
-            total += to_opmath(x[p, j])
-        out[p] = from_opmath(divide(total, size), like)
+def plane_mean_par(x, out, n_chunks):
+    """Parallel :func:`plane_mean_range` over ``n_chunks`` runs of planes."""
+    n_planes = x.shape[0]
+    for ch in prange(n_chunks):
+        plane_mean_range(x, out, ch * n_planes // n_chunks, (ch + 1) * n_planes // n_chunks)
 
 
 @njit(parallel=True, cache=True, nogil=True)
