@@ -209,8 +209,8 @@ def test_property_constant_input_averages_to_itself(size, kernel, stride, data):
 
 
 # ------------------------------------------------------------------------------------
-# stride-2 rows read straight from the input (float32/float64, C-contiguous, windows of
-# at most 3 rows); float16, channels-last, strided views and deeper windows keep the
+# stride-2 rows read straight from the input (float32, C-contiguous, windows of at most
+# 3 rows); float16, float64, channels-last, strided views and deeper windows keep the
 # phase buffer. Every path is compared bit for bit with the reference and PyTorch.
 # ------------------------------------------------------------------------------------
 

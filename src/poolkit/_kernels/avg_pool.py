@@ -143,15 +143,15 @@ def _is_c_layout(a):
     return lambda a: c_layout
 
 
-def is_half_bits(a):  # pragma: no cover
+def is_float32(a):  # pragma: no cover
     raise NotImplementedError
 
 
-@overload(is_half_bits, inline="always")
-def _is_half_bits_array(a):
-    """Compile-time: does ``a`` hold float16 values as their uint16 bits?"""
-    half = _is_half_bits(a.dtype)
-    return lambda a: half
+@overload(is_float32, inline="always")
+def _is_float32_array(a):
+    """Compile-time: does ``a`` hold float32 values?"""
+    f32 = isinstance(a.dtype, types.Float) and a.dtype.bitwidth == 32
+    return lambda a: f32
 
 
 @njit(inline="always")
@@ -394,8 +394,8 @@ def avg_pool_forward(x, out, params, pad_end, count_include_pad, divisor_overrid
     never -0.0; NaN and inf are kept), exactly PyTorch's loop; the runs vectorize
     across outputs.
 
-    Column stride 2 on float32/float64 C-contiguous input with windows of at most 3
-    rows (the common 1-D/2-D downsampling) skips the buffer: :func:`_direct_s2_tasks`
+    Column stride 2 on float32 C-contiguous input with windows of at most 3 rows (the
+    common 1-D/2-D downsampling) skips the buffer: :func:`_direct_s2_tasks`
     reads the window columns straight from the input rows, the same sums in the same
     order.
     """
@@ -414,9 +414,10 @@ def avg_pool_forward(x, out, params, pad_end, count_include_pad, divisor_overrid
     n_tasks = n_batch * n_chan * out_d
     n_chunks = min(n_tasks, _CHUNKS)
     rows_max = min(kd, in_d) * in_h
-    # stride 2 on float32/float64 C-contiguous rows: no buffer, direct interleaved loads
-    # (windows of at most 3 rows: deeper ones reuse each split row more often)
-    direct = (sw == 2 and not is_half_bits(x) and is_c_layout(x)
+    # stride 2 on float32 C-contiguous rows: no buffer, direct interleaved loads.
+    # Deeper windows reuse each split row more often, and float64 (8 lanes, slower
+    # shuffles and divisions) stays memory-bound on the buffer: both keep it.
+    direct = (sw == 2 and is_float32(x) and is_c_layout(x)
               and min(kd, in_d) * min(kh, in_h) <= 3)
     for chunk in prange(n_chunks):
         first = chunk * n_tasks // n_chunks
