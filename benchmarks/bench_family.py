@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'operation':58s} {'poolkit ms':>11s} {'torch ms':>10s} {'speed-up':>9s}")
     for name, ours, theirs in rows(shape, rng):
         a, b = best_pair(ours, theirs, args.repeat, clock)
-        print(f"{name:58s} {a * 1e3:11.2f} {b * 1e3:10.2f} {b / a:8.2f}x")
+        print(f"{name:58s} {a * 1e3:11.3f} {b * 1e3:10.3f} {b / a:8.2f}x")
 
 
 if __name__ == "__main__":

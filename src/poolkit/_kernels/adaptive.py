@@ -345,7 +345,7 @@ def plane_mean_range(x, out, p0, p1):
     one division."""
     size = x.shape[1]
     n_vectors = size // LANES
-    for p in range(p0, p1):
+    for p in range(_u(p0), _u(p1)):  # unsigned: no wraparound check on x[p]
         row = x[p]
         total = lane_sum(row, 0, n_vectors)
         for j in range(_u(n_vectors * LANES), _u(size)):
