@@ -350,3 +350,53 @@ def test_property_plane_mean_matches_reference(planes, size, dtype, seed):
     rng = np.random.default_rng(seed)
     x = random_input(rng, (planes, 1, size), dtype, ties=seed % 2 == 0, nan=seed % 5 == 0)
     assert_same(pk.global_avg_pool(x), ref.adaptive_avg_pool(x, (1,)))
+
+
+def test_lane_sum_widens_every_float16_pattern_exactly():
+    """The vector widening of float16 bits (integer ops, no F16C) against NumPy, for all
+    65,536 patterns: lane 0 of a row holds the pattern, so the sum is 0 + value."""
+    from numba import njit
+
+    from poolkit._kernels._lanes import lane_sum
+
+    @njit
+    def first_lane_sums(rows, out):
+        for i in range(rows.shape[0]):
+            out[i] = lane_sum(rows[i], 0, 1)
+
+    bits = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16)
+    rows = np.zeros((bits.size, 16), np.uint16)
+    rows[:, 0] = bits
+    got = np.empty(bits.size, np.float32)
+    first_lane_sums(rows, got)
+    with np.errstate(invalid="ignore"):  # signalling NaNs
+        expected = np.float32(0) + bits.view(np.float16).astype(np.float32)  # -0 -> +0
+    np.testing.assert_array_equal(got, expected)  # NaN positions must match too
+    assert not np.signbit(got[bits == 0x8000]).any()
+
+
+def test_plane_mean_runs_without_f16c(tmp_path):
+    """Regression: LLVM's fpext from half needs F16C and otherwise calls a helper that
+    numba does not provide (the process crashed). Compile for a generic x86-64 CPU in a
+    fresh process and cache, and check float16 and float32 against the reference."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, poolkit as pk\n"
+        "from poolkit import _reference as ref\n"
+        "for dt in (np.float16, np.float32):\n"
+        "    x = np.random.default_rng(0).standard_normal((2, 3, 77)).astype(dt)\n"
+        "    x[0, 0, :5] = [np.inf, -0.0, 6e-8, np.nan, 65504]\n"
+        "    assert np.array_equal(pk.global_avg_pool(x), ref.adaptive_avg_pool(x, (1,)),\n"
+        "                          equal_nan=True), dt\n"
+        "print('ok')\n"
+    )
+    env = dict(os.environ, NUMBA_CPU_NAME="generic", NUMBA_CACHE_DIR=str(tmp_path))
+    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "ok"

@@ -34,6 +34,37 @@ def _is_half_bits(dtype: types.Type) -> bool:
     return isinstance(dtype, types.Integer) and dtype.bitwidth == 16 and not dtype.signed
 
 
+def _widen_half_bits(builder, bits):
+    """``<16 x i16>`` float16 bits -> ``<16 x float>``, exactly, in integer ops.
+
+    LLVM's ``fpext half`` needs F16C; without it LLVM calls a runtime helper that a
+    numba process does not have, so the widening is spelled out: normal numbers rebias
+    the exponent, inf/NaN keep their payload, zeros and subnormals are ``m * 2**-24``
+    (computed on normal floats, so flush-to-zero modes cannot touch it)."""
+    i32 = ir.VectorType(ir.IntType(32), LANES)
+    f32 = ir.VectorType(ir.FloatType(), LANES)
+
+    def const(value, vec=i32):
+        return ir.Constant(vec, [value] * LANES)
+
+    h = builder.zext(bits, i32)
+    sign = builder.shl(builder.and_(h, const(0x8000)), const(16))
+    exponent = builder.and_(builder.lshr(h, const(10)), const(0x1F))
+    mantissa = builder.and_(h, const(0x3FF))
+    shifted = builder.shl(mantissa, const(13))
+    normal = builder.or_(builder.shl(builder.add(exponent, const(112)), const(23)), shifted)
+    special = builder.or_(const(0x7F800000), shifted)
+    tiny = builder.bitcast(
+        builder.fmul(builder.sitofp(mantissa, f32), const(2.0**-24, f32)), i32
+    )
+    magnitude = builder.select(
+        builder.icmp_unsigned("==", exponent, const(0)),
+        tiny,
+        builder.select(builder.icmp_unsigned("==", exponent, const(0x1F)), special, normal),
+    )
+    return builder.bitcast(builder.or_(magnitude, sign), f32)
+
+
 @intrinsic
 def lane_sum(typingctx, row, start, n_vectors):
     """Opmath sum of ``row[start : start + 16 * n_vectors]`` in lane order.
@@ -63,10 +94,8 @@ def lane_sum(typingctx, row, start, n_vectors):
             offset = builder.mul(loop.index, ir.Constant(loop.index.type, LANES))
             ptr = builder.bitcast(builder.gep(base, [offset]), in_vec.as_pointer())
             values = builder.load(ptr, align=elem.bitwidth // 8)
-            if _is_half_bits(elem):  # exact widening, as half_to_float
-                values = builder.fpext(
-                    builder.bitcast(values, ir.VectorType(ir.HalfType(), LANES)), acc_vec
-                )
+            if _is_half_bits(elem):
+                values = _widen_half_bits(builder, values)
             builder.store(builder.fadd(builder.load(lanes), values), lanes)
         acc = builder.load(lanes)
         width = LANES
