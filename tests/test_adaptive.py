@@ -352,17 +352,18 @@ def test_property_plane_mean_matches_reference(planes, size, dtype, seed):
     assert_same(pk.global_avg_pool(x), ref.adaptive_avg_pool(x, (1,)))
 
 
-def test_lane_sum_widens_every_float16_pattern_exactly():
+def test_lane_total_widens_every_float16_pattern_exactly():
     """The vector widening of float16 bits (integer ops, no F16C) against NumPy, for all
-    65,536 patterns: lane 0 of a row holds the pattern, so the sum is 0 + value."""
+    65,536 patterns: lane 0 of a row holds the pattern, the other lanes +0.0, so the
+    total is value + 0."""
     from numba import njit
 
-    from poolkit._kernels._lanes import lane_sum
+    from poolkit._kernels._lanes import lane_total
 
     @njit
     def first_lane_sums(rows, out):
         for i in range(rows.shape[0]):
-            out[i] = lane_sum(rows[i], 0, 1)
+            out[i] = lane_total(rows[i], 16)
 
     bits = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16)
     rows = np.zeros((bits.size, 16), np.uint16)

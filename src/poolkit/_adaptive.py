@@ -577,9 +577,8 @@ def global_avg_pool(x: ArrayLike, keepdims: bool = True, channels_last: bool = F
     out : ndarray
         ``(N, C, 1, ..., 1)`` (or ``(N, C)``), dtype of ``x``. Each plane is summed
         in float32 for float16/32 (float64 for float64) in a fixed order, the same on
-        every machine and in either layout: 16 lane sums (element ``i`` of the first
-        ``16 * (n // 16)`` goes to lane ``i % 16``), folded pairwise, then the last
-        ``n % 16`` elements in order; then divided once by the plane size ``n``.
+        every machine and in either layout: 16 lane sums (element ``i`` goes to lane
+        ``i % 16``), folded pairwise; then divided once by the plane size ``n``.
 
     Examples
     --------

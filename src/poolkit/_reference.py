@@ -217,25 +217,20 @@ def adaptive_bounds(o: int, length: int, n_out: int) -> tuple[int, int]:
 
 def plane_mean(row: np.ndarray) -> np.generic:
     """Mean of a flat plane as poolkit computes it for all-1 output sizes (the order
-    of ``_kernels._lanes.lane_sum``): 16 lane sums over the first ``16 * (n // 16)``
-    elements, folded pairwise (lane k with k + 8, then k + 4, k + 2, k + 1), the rest
-    added in order, all in opmath; one division by ``n``."""
+    of ``_kernels._lanes``): the plane zero-padded to a multiple of 16, 16 lane sums
+    (element ``i`` into lane ``i % 16``, each lane from +0.0), folded pairwise (lane k
+    with k + 8, then k + 4, k + 2, k + 1), all in opmath; one division by ``n``."""
     acc_t = _opmath(row.dtype)
     n = row.size
-    full = 16 * (n // 16)
     lanes = [acc_t(0)] * 16
-    for v in range(0, full, 16):
-        for k in range(16):
-            lanes[k] = acc_t(lanes[k] + acc_t(row[v + k]))
+    for i in range(-(-n // 16) * 16):
+        lanes[i % 16] = acc_t(lanes[i % 16] + (acc_t(row[i]) if i < n else acc_t(0)))
     width = 16
     while width > 1:
         width //= 2
         for k in range(width):
             lanes[k] = acc_t(lanes[k] + lanes[k + width])
-    total = lanes[0]
-    for j in range(full, n):
-        total = acc_t(total + acc_t(row[j]))
-    return row.dtype.type(acc_t(total / acc_t(n)))
+    return row.dtype.type(acc_t(lanes[0] / acc_t(n)))
 
 
 def adaptive_avg_pool(x: np.ndarray, out_size: tuple[int, ...]) -> np.ndarray:

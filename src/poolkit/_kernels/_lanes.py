@@ -1,21 +1,23 @@
-"""A vector sum in a fixed 16-lane order, written as explicit LLVM IR.
+"""Plane sums in a fixed 16-lane order, written as explicit LLVM IR.
 
 numba runs LLVM's loop vectorizer but not its SLP vectorizer, so a sum whose order is
 fixed (no fast-math reassociation) compiles to a chain of scalar adds. The intrinsic
-:func:`lane_sum` emits the vector IR itself: ``<16 x T>`` loads, lane-wise IEEE adds
+:func:`lane_total` emits the vector IR itself: ``<16 x T>`` loads, lane-wise IEEE adds
 and a shuffle tree. The order is part of the IR, not of the machine: LLVM splits or
 widens the vectors to what the CPU has, and every lane still adds the same values in
-the same order, so the result is bit-identical on every machine.
+the same order, so results are bit-identical on every machine.
 
-Lane order of ``row[start : start + 16 * n_vectors]``, in the opmath type (float16
-bits are widened to float32 exactly)::
+Lane order of a plane ``row`` of ``n`` elements, zero-padded to ``16 m`` elements
+(``m = ceil(n / 16)``), in the opmath type (float16 widens to float32 exactly)::
 
-    lane[k] = ((0 + row[start + k]) + row[start + 16 + k]) + ...   (k < 16)
+    lane[k] = ((0 + row[k]) + row[16 + k]) + ... + row[16 (m - 1) + k]   (k < 16)
     lane[k] += lane[k + 8]    (k < 8)
     lane[k] += lane[k + 4]    (k < 4)
     lane[k] += lane[k + 2]    (k < 2)
-    result  = lane[0] + lane[1]
+    total   = lane[0] + lane[1]
 
+A lane that starts at +0.0 is never -0.0 afterwards, so the padding zeros change
+nothing (``x + 0.0 == x`` for every ``x`` but -0.0; NaN and inf stay).
 ``poolkit._reference.plane_mean`` spells out the same order in plain Python.
 """
 
@@ -26,12 +28,23 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-#: Lanes of :func:`lane_sum`; part of the summation order, so of the results.
+#: Lanes of the sum; part of the summation order, so of the results.
 LANES = 16
+
+#: Planes of up to this many vectors are summed in straight-line code.
+_SHORT = 4
 
 
 def _is_half_bits(dtype: types.Type) -> bool:
     return isinstance(dtype, types.Integer) and dtype.bitwidth == 16 and not dtype.signed
+
+
+def _i32(value: int) -> ir.Constant:
+    return ir.Constant(ir.IntType(32), value)
+
+
+def _splat(value: int | float, vec: ir.VectorType) -> ir.Constant:
+    return ir.Constant(vec, [value] * vec.count)
 
 
 def _widen_half_bits(builder, bits):
@@ -43,71 +56,121 @@ def _widen_half_bits(builder, bits):
     (computed on normal floats, so flush-to-zero modes cannot touch it)."""
     i32 = ir.VectorType(ir.IntType(32), LANES)
     f32 = ir.VectorType(ir.FloatType(), LANES)
-
-    def const(value, vec=i32):
-        return ir.Constant(vec, [value] * LANES)
-
     h = builder.zext(bits, i32)
-    sign = builder.shl(builder.and_(h, const(0x8000)), const(16))
-    exponent = builder.and_(builder.lshr(h, const(10)), const(0x1F))
-    mantissa = builder.and_(h, const(0x3FF))
-    shifted = builder.shl(mantissa, const(13))
-    normal = builder.or_(builder.shl(builder.add(exponent, const(112)), const(23)), shifted)
-    special = builder.or_(const(0x7F800000), shifted)
+    sign = builder.shl(builder.and_(h, _splat(0x8000, i32)), _splat(16, i32))
+    exponent = builder.and_(builder.lshr(h, _splat(10, i32)), _splat(0x1F, i32))
+    mantissa = builder.and_(h, _splat(0x3FF, i32))
+    shifted = builder.shl(mantissa, _splat(13, i32))
+    normal = builder.or_(
+        builder.shl(builder.add(exponent, _splat(112, i32)), _splat(23, i32)), shifted
+    )
+    special = builder.or_(_splat(0x7F800000, i32), shifted)
     tiny = builder.bitcast(
-        builder.fmul(builder.sitofp(mantissa, f32), const(2.0**-24, f32)), i32
+        builder.fmul(builder.sitofp(mantissa, f32), _splat(2.0**-24, f32)), i32
     )
     magnitude = builder.select(
-        builder.icmp_unsigned("==", exponent, const(0)),
+        builder.icmp_unsigned("==", exponent, _splat(0, i32)),
         tiny,
-        builder.select(builder.icmp_unsigned("==", exponent, const(0x1F)), special, normal),
+        builder.select(builder.icmp_unsigned("==", exponent, _splat(0x1F, i32)), special,
+                       normal),
     )
     return builder.bitcast(builder.or_(magnitude, sign), f32)
 
 
 @intrinsic
-def lane_sum(typingctx, row, start, n_vectors):
-    """Opmath sum of ``row[start : start + 16 * n_vectors]`` in lane order.
+def lane_total(typingctx, row, size):
+    """Opmath lane-order total of ``row[:size]``, except that a zero total may come
+    back as -0.0: ``lane_total(row, size) + 0.0`` is the lane-order total exactly.
 
-    ``row`` is a 1-D C-contiguous float32 or float64 array, or float16 bits (uint16);
-    the caller guarantees that the range is in bounds.
+    (The lanes start from the first vector instead of +0.0, which differs only in the
+    sign of zeros and takes one add off every plane's dependency chain; the caller's
+    ``+ 0.0`` sits in its vectorised division loop.) ``row`` is a 1-D C-contiguous
+    float32 or float64 array, or float16 bits (uint16), with ``size >= 1`` elements.
     """
     if not (
         isinstance(row, types.Array) and row.ndim == 1 and row.layout == "C"
         and (_is_half_bits(row.dtype) or isinstance(row.dtype, types.Float))
-        and isinstance(start, types.Integer) and isinstance(n_vectors, types.Integer)
+        and isinstance(size, types.Integer)
     ):
         return None
     elem = row.dtype
     acc_type = types.float64 if elem == types.float64 else types.float32
+    width = elem.bitwidth
+    masked_load_name = f"llvm.masked.load.v{LANES}{'i' if _is_half_bits(elem) else 'f'}{width}.p0"
 
     def codegen(context, builder, signature, args):
-        row_type, start_type, count_type = signature.args
+        row_type, size_type = signature.args
         array = context.make_array(row_type)(context, builder, args[0])
-        start_i = context.cast(builder, args[1], start_type, types.intp)
-        count_i = context.cast(builder, args[2], count_type, types.intp)
+        intp = context.get_value_type(types.intp)
+        size_i = context.cast(builder, args[1], size_type, types.intp)
         in_vec = ir.VectorType(context.get_data_type(elem), LANES)
         acc_vec = ir.VectorType(context.get_value_type(acc_type), LANES)
-        lanes = cgutils.alloca_once_value(builder, ir.Constant(acc_vec, None))  # +0.0
-        base = builder.gep(array.data, [start_i])
-        with cgutils.for_range(builder, count_i) as loop:
-            offset = builder.mul(loop.index, ir.Constant(loop.index.type, LANES))
-            ptr = builder.bitcast(builder.gep(base, [offset]), in_vec.as_pointer())
-            values = builder.load(ptr, align=elem.bitwidth // 8)
-            if _is_half_bits(elem):
-                values = _widen_half_bits(builder, values)
-            builder.store(builder.fadd(builder.load(lanes), values), lanes)
+        lanes_i = ir.Constant(intp, LANES)
+        n_vec = builder.udiv(builder.add(size_i, ir.Constant(intp, LANES - 1)), lanes_i)
+        last = builder.sub(n_vec, ir.Constant(intp, 1))
+        # the padded last vector: one masked load, zeros past the end of the row
+        in_last = builder.sub(size_i, builder.mul(last, lanes_i))
+        spread = builder.insert_element(ir.Constant(ir.VectorType(intp, LANES), None),
+                                        in_last, _i32(0))
+        spread = builder.shuffle_vector(spread, spread, _splat(0, ir.VectorType(ir.IntType(32),
+                                                                                 LANES)))
+        mask = builder.icmp_unsigned("<", ir.Constant(ir.VectorType(intp, LANES),
+                                                      list(range(LANES))), spread)
+        masked_load = cgutils.get_or_insert_function(
+            builder.module,
+            ir.FunctionType(in_vec, [in_vec.as_pointer(), ir.IntType(32),
+                                     ir.VectorType(ir.IntType(1), LANES), in_vec]),
+            masked_load_name,
+        )
+
+        def widen(values):
+            return _widen_half_bits(builder, values) if _is_half_bits(elem) else values
+
+        def pointer(index):
+            return builder.bitcast(builder.gep(array.data, [builder.mul(index, lanes_i)]),
+                                   in_vec.as_pointer())
+
+        def load(index):
+            return widen(builder.load(pointer(index), align=width // 8))
+
+        def load_last():
+            return widen(builder.call(masked_load, [pointer(last), _i32(width // 8), mask,
+                                                    ir.Constant(in_vec, None)]))
+
+        lanes = cgutils.alloca_once(builder, acc_vec)
+        is_short = builder.icmp_unsigned("<=", n_vec, ir.Constant(intp, _SHORT))
+        with builder.if_else(is_short) as (short, long_):
+            with short:  # straight-line code per vector count: no loop per plane
+                done = builder.append_basic_block("lanes.short.done")
+                switch = builder.switch(n_vec, done)
+                for count in range(1, _SHORT + 1):
+                    case = builder.append_basic_block(f"lanes.short.{count}")
+                    switch.add_case(ir.Constant(intp, count), case)
+                    builder.position_at_end(case)
+                    acc = load(ir.Constant(intp, 0)) if count > 1 else None
+                    for v in range(1, count - 1):
+                        acc = builder.fadd(acc, load(ir.Constant(intp, v)))
+                    builder.store(load_last() if acc is None else builder.fadd(acc, load_last()),
+                                  lanes)
+                    builder.branch(done)
+                builder.position_at_end(done)
+            with long_:
+                builder.store(load(ir.Constant(intp, 0)), lanes)
+                with cgutils.for_range(builder, builder.sub(last, ir.Constant(intp, 1))) as loop:
+                    index = builder.add(loop.index, ir.Constant(intp, 1))
+                    builder.store(builder.fadd(builder.load(lanes), load(index)), lanes)
+                builder.store(builder.fadd(builder.load(lanes), load_last()), lanes)
         acc = builder.load(lanes)
-        width = LANES
-        while width > 1:  # lane[k] += lane[k + width / 2]
-            half = width // 2
+        lane_count = LANES
+        while lane_count > 1:  # lane[k] += lane[k + lane_count / 2]
+            half = lane_count // 2
             mask_type = ir.VectorType(ir.IntType(32), half)
             low = builder.shuffle_vector(acc, acc, ir.Constant(mask_type, list(range(half))))
             high = builder.shuffle_vector(
-                acc, acc, ir.Constant(mask_type, list(range(half, width)))
+                acc, acc, ir.Constant(mask_type, list(range(half, lane_count)))
             )
             acc = builder.fadd(low, high)
-            width = half
-        return builder.extract_element(acc, ir.Constant(ir.IntType(32), 0))
+            lane_count = half
+        return builder.extract_element(acc, _i32(0))
 
-    return acc_type(row, start, n_vectors), codegen
+    return acc_type(row, size), codegen

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._lanes import LANES, lane_sum
+from ._lanes import lane_total
 from ._scalar import accumulate, is_nan, order_key
 from .avg_pool import _u, divide, from_opmath, opmath_zero, to_opmath
 
@@ -339,18 +339,18 @@ def plane_mean_backward(grad, dx, kd, kh, kw, single_division):
 
 @njit(cache=True, nogil=True)
 def plane_mean_range(x, out, p0, p1):
-    """Means of contiguous flat planes ``p0 <= p < p1``: ``out[p] = sum(x[p]) / size``,
-    the sum in the 16-lane order of :func:`._lanes.lane_sum` over the first
-    ``16 * (size // 16)`` elements, then the rest added in order, in the opmath type;
-    one division."""
+    """Means of the contiguous flat planes ``p0 <= p < p1``: ``out[p] = sum(x[p]) / size``
+    with the sum in the zero-padded 16-lane order of :mod:`._lanes`, in the opmath
+    type, one division. Totals first (one short dependency chain per plane), then one
+    vectorised pass adds the +0.0 the lanes start from and divides."""
     size = x.shape[1]
-    n_vectors = size // LANES
-    for p in range(_u(p0), _u(p1)):  # unsigned: no wraparound check on x[p]
-        row = x[p]
-        total = lane_sum(row, 0, n_vectors)
-        for j in range(_u(n_vectors * LANES), _u(size)):
-            total += to_opmath(row[j])
-        out[p] = from_opmath(divide(total, size), row[0])
+    like = x[0, 0]
+    totals = np.empty(p1 - p0, dtype=type(opmath_zero(like)))
+    for i in range(_u(p1 - p0)):
+        totals[i] = lane_total(x[_u(p0) + i], size)
+    zero = opmath_zero(like)
+    for i in range(_u(p1 - p0)):
+        out[_u(p0) + i] = from_opmath(divide(totals[i] + zero, size), like)
 
 
 @njit(parallel=True, cache=True, nogil=True)

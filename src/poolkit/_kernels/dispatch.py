@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from .._memo import BoundedCache
+from .._threads import get_num_threads
 from . import LazyModule
 
 #: Below this many window-element visits a call runs on the calling thread.
@@ -75,8 +76,6 @@ def _run_parallel(kernel: Any, *args: Any) -> None:
 
 def _chunks(n_tasks: int) -> int:
     """Task chunks for a parallel call: several per thread, for dynamic balancing."""
-    from .._threads import get_num_threads
-
     return max(1, min(n_tasks, 16 * get_num_threads()))
 
 
