@@ -19,6 +19,7 @@ from _family import (
     t,
 )
 from poolkit import _reference as ref
+from poolkit._adaptive import _uniform
 
 F = torch.nn.functional
 N_CONFIGS = 60
@@ -401,3 +402,123 @@ def test_plane_mean_runs_without_f16c(tmp_path):
                           text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "ok"
+
+
+# -- uniform windows (in % out == 0): the flat sweep of adaptive_avg_uniform --
+
+_UNIFORM_KERNELS = [(kh, kw) for kh in (1, 2, 3, 4) for kw in (1, 2, 3, 4) if (kh, kw) != (1, 1)]
+
+
+def _special_values(x, rng):
+    """NaN, +-inf, -0 planes/values and subnormals (the divisions by 2 round there)."""
+    flat = x.reshape(-1)
+    tiny = np.finfo(x.dtype).smallest_subnormal
+    pick = rng.integers(0, flat.size, size=max(4, flat.size // 8))
+    flat[pick[0::4]] = np.nan
+    flat[pick[1::4]] = np.inf
+    flat[pick[2::4]] = -np.inf
+    flat[pick[3::4]] = -0.0
+    if x.ndim >= 4:
+        x[0, 1] = -0.0  # a whole plane of -0: every sum starts at +0.0, as PyTorch's
+    tail = flat[-min(flat.size, 40):]
+    tail[:] = tiny * rng.integers(-7, 8, size=tail.size)
+    return x
+
+
+@pytest.mark.parametrize("kh,kw", _UNIFORM_KERNELS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_uniform_windows_2d_match_reference_and_torch(kh, kw, dtype):
+    """Every uniform kernel up to 4x4 on odd and even output sizes, with NaN, +-inf, -0
+    and subnormal sums: bit for bit the reference and PyTorch, batched and unbatched."""
+    rng = np.random.default_rng(100 * kh + kw)
+    for oh, ow in ((7, 7), (3, 5), (1, 2), (4, 9), (2, 17)):
+        x = random_input(rng, (2, 3, oh * kh, ow * kw), dtype, ties=ow % 2 == 0)
+        assert _uniform(x, x.shape[2:], (oh, ow), False)  # the sweep takes it
+        x = _special_values(x, rng)
+        expected = ref.adaptive_avg_pool(x, (oh, ow))
+        assert_same(pk.adaptive_avg_pool2d(x, (oh, ow)), expected)
+        assert_same(expected, F.adaptive_avg_pool2d(t(x), (oh, ow)).numpy())
+        assert_same(pk.adaptive_avg_pool2d(x[1], (oh, ow)), expected[1])
+
+
+def test_uniform_windows_subnormal_quotients_divide_one_length_at_a_time():
+    """A 3x2 window summing to 4 * smallest subnormal: ``/ 3 / 2`` rounds twice (to 1,
+    then the tie 0.5 to even: +0), unlike one division by 6 (0.67 rounds to 1)."""
+    s = np.finfo(np.float32).smallest_subnormal
+    x = np.zeros((1, 1, 6, 4), np.float32)
+    x[0, 0, 0, 0] = 4 * s
+    y = pk.adaptive_avg_pool2d(x, (2, 2))
+    two_steps = np.float32(np.float32(4 * s) / np.float32(3)) / np.float32(2)
+    assert y[0, 0, 0, 0] == two_steps == 0
+    assert np.float32(4 * s) / np.float32(6) == s
+    assert_same(y, F.adaptive_avg_pool2d(t(x), (2, 2)).numpy())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_uniform_windows_1d_and_3d_match_reference_and_torch(dtype):
+    rng = np.random.default_rng(77)
+    for size, out in (((8,), (4,)), ((21,), (7,)), ((12,), (3,)), ((34,), (17,))):
+        x = _special_values(random_input(rng, (3, 4) + size, dtype), rng)
+        assert_same(pk.adaptive_avg_pool1d(x, out), ref.adaptive_avg_pool(x, out))
+        assert_same(pk.adaptive_avg_pool1d(x, out), F.adaptive_avg_pool1d(t(x), out).numpy())
+    for size, out in (((4, 6, 8), (2, 3, 4)), ((2, 14, 14), (1, 7, 7)), ((6, 5, 9), (3, 5, 3)),
+                      ((4, 4, 4), (2, 2, 2)), ((3, 8, 2), (3, 2, 1))):
+        x = _special_values(random_input(rng, (2, 3) + size, dtype, ties=True), rng)
+        assert_same(pk.adaptive_avg_pool3d(x, out), ref.adaptive_avg_pool(x, out))
+        assert_same(pk.adaptive_avg_pool3d(x, out), F.adaptive_avg_pool3d(t(x), out).numpy())
+
+
+@pytest.mark.parametrize("n_tasks", [1, 2, 5, 1000])
+def test_uniform_kernel_serial_and_parallel_runs_agree(n_tasks):
+    """The same bits however the super-rows are split into tasks (including runs that
+    start mid-plane and empty runs)."""
+    from poolkit._kernels import adaptive as kernels
+
+    rng = np.random.default_rng(n_tasks)
+    x = random_input(rng, (3, 5, 2, 12, 10), np.float32, nan=True)
+    dims = np.array((2, 12, 10, 1, 6, 5), np.int64)
+    out = np.empty((3, 5, 1, 6, 5), np.float32)
+    kernels.adaptive_avg_uniform(x.reshape(-1), out.reshape(-1), dims, n_tasks)
+    assert_same(out, ref.adaptive_avg_pool(x, (1, 6, 5)))
+    big = random_input(rng, (16, 64, 14, 14), np.float32)  # past SERIAL_WORK: parallel
+    assert_same(pk.adaptive_avg_pool2d(big, 7), F.adaptive_avg_pool2d(t(big), 7).numpy())
+
+
+def test_uniform_shapes_outside_the_sweep_still_match():
+    """float16, channels-last, strided inputs and windows wider than 4 or deeper than 4
+    rows take the other kernels: same bits as the reference."""
+    rng = np.random.default_rng(5)
+    x = random_input(rng, (2, 3, 8, 10), np.float16, nan=True)
+    assert not _uniform(x, (8, 10), (4, 5), False)
+    assert_same(pk.adaptive_avg_pool2d(x, (4, 5)), ref.adaptive_avg_pool(x, (4, 5)))
+    x = random_input(rng, (2, 3, 8, 10), np.float32, nan=True)
+    expected = ref.adaptive_avg_pool(x, (4, 5))
+    assert not _uniform(channels_last(x), (8, 10), (4, 5), True)
+    assert not _uniform(x[:, :, :, ::-1], (8, 10), (4, 5), False)
+    got = pk.adaptive_avg_pool2d(channels_last(x), (4, 5), channels_last=True)
+    assert_same(np.ascontiguousarray(from_channels_last(got)), expected)
+    assert_same(pk.adaptive_avg_pool2d(x[:, :, :, ::-1], (4, 5)),
+                ref.adaptive_avg_pool(np.ascontiguousarray(x[:, :, :, ::-1]), (4, 5)))
+    for size, out in (((10, 20), (2, 2)), ((20, 3), (4, 3))):  # kw = 10; kh = 5
+        x = random_input(rng, (2, 3) + size, np.float32)
+        assert not _uniform(x, size, out, False)
+        assert_same(pk.adaptive_avg_pool2d(x, out), ref.adaptive_avg_pool(x, out))
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    oh=st.integers(1, 5),
+    ow=st.integers(1, 40),
+    kh=st.integers(1, 3),
+    kw=st.integers(1, 4),
+    planes=st.integers(1, 7),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_property_uniform_windows_match_reference(oh, ow, kh, kw, planes, dtype, seed):
+    """Output rows around the 8/16-lane vector widths (ow up to 40) of every uniform
+    kernel: bit for bit the reference."""
+    rng = np.random.default_rng(seed)
+    x = random_input(rng, (planes, oh * kh, ow * kw), dtype, ties=seed % 2 == 0,
+                     nan=seed % 5 == 0)
+    assert_same(pk.adaptive_avg_pool2d(x, (oh, ow)), ref.adaptive_avg_pool(x, (oh, ow)))

@@ -88,6 +88,17 @@ def _adaptive_avg_impl(x: Any, nd: int, output_size: Any, channels_last: Any) ->
     if all(o == 1 for o in out_size):
         _plane_mean(arr, nd, channels_last, out)
         return out
+    if _uniform(arr, in_spatial, out_size, channels_last) and out.size:
+        d, h, w = _lead3(in_spatial)
+        od, oh, ow = _lead3(out_size)
+        n_rows = out.size // ow
+        # runs of super-rows sweeping ~_UNIFORM_GROUPS kw-groups each (kd*kh per output)
+        per_task = max(1, _UNIFORM_GROUPS // ((d // od) * (h // oh) * ow))
+        n_tasks = 1 if arr.size < SERIAL_WORK else (n_rows + per_task - 1) // per_task
+        _kernels.adaptive_avg_uniform(
+            arr.reshape(-1), out.reshape(-1), np.array((d, h, w, od, oh, ow), np.int64), n_tasks
+        )
+        return out
     in_w, out_w = in_spatial[-1], out_size[-1]
     narrow = out_w >= 1 and (in_w + out_w - 1) // out_w < 8
     if narrow and not channels_last and arr.flags.c_contiguous and out.size:
@@ -104,6 +115,24 @@ def _adaptive_avg_impl(x: Any, nd: int, output_size: Any, channels_last: Any) ->
         kernel_view(arr, nd, batched, channels_last), kernel_view(out, nd, batched, channels_last)
     )
     return out
+
+
+#: kw-groups swept per task of the uniform-window kernel (its scratch row: 8 KiB of float32).
+_UNIFORM_GROUPS = 2048
+
+
+def _uniform(arr: np.ndarray, in_spatial, out_size, channels_last: bool) -> bool:
+    """Does :func:`_kernels.adaptive_avg_uniform` take this input? C-contiguous
+    float32/float64, every output length dividing its input length, windows at most 4
+    wide and at most 4 rows (the sweep's extra work is kd*kh)."""
+    if channels_last or not arr.flags.c_contiguous or arr.dtype.kind != "f":
+        return False
+    if arr.dtype.itemsize < 4:
+        return False
+    if any(o == 0 or i % o for i, o in zip(in_spatial, out_size)):
+        return False
+    kd, kh, kw = (i // o for i, o in zip(_lead3(in_spatial), _lead3(out_size)))
+    return kw <= 4 and kd * kh <= 4
 
 
 def _lead3(spatial: tuple[int, ...]) -> tuple[int, int, int]:

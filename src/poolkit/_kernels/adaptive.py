@@ -412,3 +412,144 @@ def adaptive_avg_flat(x, out, in_size, out_size):
                             v = _divide3(total, z1 - z0, y1 - y0, x1 - x0)
                             out[p, o] = from_opmath(v, like)
                     o += 1
+
+
+# -- uniform windows (every length divides its input length): flat garbage-row sweep --
+#
+# With ``L % O == 0`` in every dim the windows are disjoint boxes of kd x kh x kw
+# elements, and ``kw`` divides the row length, so a C-contiguous input is a flat run of
+# kw-groups ``u`` (elements ``kw*u .. kw*u + kw - 1``). The window whose first row starts
+# at group ``u`` adds its rows at the fixed offsets ``(dz*H + dy)*W`` from ``kw*u``. A
+# "super-row" ``t`` (plane, od, oh) has its out_w windows at groups ``start(t) + j``.
+# The sweep computes that window sum for EVERY group of a range of super-rows, valid
+# or not (groups in the other rows of a window give unused sums): one loop with linear
+# (stride-kw) loads that vectorizes however short the output rows are; the valid sums
+# are then copied out row by row. The extra work is kd*kh times the needed sums, cheap
+# next to the scalar per-window loops for the narrow windows this path is used for.
+
+
+@njit(inline="always")
+def _row_start(t, in_d, in_h, out_d, out_h, kd, kh, out_w):
+    """First kw-group of super-row ``t``'s windows (t = (plane*out_d + od)*out_h + oh)."""
+    oh = t % out_h
+    od = (t // out_h) % out_d
+    p = t // (out_h * out_d)
+    return ((p * in_d + od * kd) * in_h + oh * kh) * out_w
+
+
+@njit(inline="always")
+def _pow2(k):
+    return k & (k - 1) == 0
+
+
+@njit(inline="always")
+def _scale(g, n, k, one):
+    """``g[i] /= k`` for i < n; k a power of two multiplies by the exact ``1/k`` instead
+    (the same correctly rounded quotient, subnormals included); k == 1 is skipped."""
+    if k == 1:
+        return
+    if _pow2(k):
+        r = divide(one, k)
+        for i in range(_u(n)):
+            g[i] = g[i] * r
+    else:
+        for i in range(_u(n)):
+            g[i] = divide(g[i], k)
+
+
+@njit(inline="always")
+def _add_groups(g, src, n, kw):
+    """``g[i] = (((g[i] + src[kw*i]) + src[kw*i + 1]) + ...)`` for i < n, kw in 1..4
+    (constant strides: the loads vectorize as interleaved groups)."""
+    one, two, three, four = _u(1), _u(2), _u(3), _u(4)
+    if kw == 1:
+        for i in range(_u(n)):
+            g[i] = g[i] + src[i]
+    elif kw == 2:
+        for i in range(_u(n)):
+            g[i] = (g[i] + src[two * i]) + src[two * i + one]
+    elif kw == 3:
+        for i in range(_u(n)):
+            k = three * i
+            g[i] = ((g[i] + src[k]) + src[k + one]) + src[k + two]
+    else:
+        for i in range(_u(n)):
+            k = four * i
+            g[i] = (((g[i] + src[k]) + src[k + one]) + src[k + two]) + src[k + three]
+
+
+@njit(error_model="numpy", nogil=True, cache=True)
+def _uniform_block(f, out, t0, t1, dims, zero):
+    """Super-rows ``t0 <= t < t1`` of :func:`adaptive_avg_uniform`.
+
+    A separate function (not inlined into the ``prange`` body), compiled with NumPy's
+    error model so the divisions vectorize (every divisor is >= 1).
+    """
+    in_d, in_h, in_w = dims[0], dims[1], dims[2]
+    out_d, out_h, out_w = dims[3], dims[4], dims[5]
+    kd, kh, kw = in_d // out_d, in_h // out_h, in_w // out_w
+    u0 = _row_start(t0, in_d, in_h, out_d, out_h, kd, kh, out_w)
+    n = _row_start(t1 - 1, in_d, in_h, out_d, out_h, kd, kh, out_w) + out_w - u0
+    g = np.empty(n, dtype=type(zero))
+    base = _u(kw * u0)
+    one, two, three = _u(1), _u(2), _u(3)
+    if kw == 2 and kd * kh == 2:  # 2x2 (or 2x1x2): the whole sum in registers
+        s0 = f[base:]
+        s1 = f[base + _u((kh - 1) * in_w + (kd - 1) * in_h * in_w):]
+        for i in range(_u(n)):
+            k = two * i
+            g[i] = (((zero + s0[k]) + s0[k + one]) + s1[k]) + s1[k + one]
+    elif kw == 2 and kd * kh == 1:
+        for i in range(_u(n)):
+            k = base + two * i
+            g[i] = (zero + f[k]) + f[k + one]
+    elif kw == 3 and kd * kh == 1:
+        for i in range(_u(n)):
+            k = base + three * i
+            g[i] = ((zero + f[k]) + f[k + one]) + f[k + two]
+    else:  # one pass per window row, rows in row-major order
+        for i in range(_u(n)):
+            g[i] = zero
+        for dz in range(kd):
+            for dy in range(kh):
+                _add_groups(g, f[base + _u((dz * in_h + dy) * in_w):], n, kw)
+    one_v = zero + np.float32(1.0)  # 1 in the opmath type
+    rd, rh, rw = one_v, one_v, one_v  # multiplied in while copying out (x * 1 == x)
+    if _pow2(kd) and _pow2(kh) and _pow2(kw):
+        rd, rh, rw = divide(one_v, kd), divide(one_v, kh), divide(one_v, kw)
+    else:
+        _scale(g, n, kd, one_v)
+        _scale(g, n, kh, one_v)
+        _scale(g, n, kw, one_v)
+    oh = t0 % out_h  # super-row counters, stepped (no divisions per row)
+    od = (t0 // out_h) % out_d
+    p = t0 // (out_h * out_d)
+    dst = _u(t0 * out_w)
+    for _ in range(t1 - t0):
+        src = _u(((p * in_d + od * kd) * in_h + oh * kh) * out_w - u0)
+        for j in range(_u(out_w)):
+            out[dst + j] = ((g[src + j] * rd) * rh) * rw
+        dst += _u(out_w)
+        oh += 1
+        if oh == out_h:
+            oh = 0
+            od += 1
+            if od == out_d:
+                od = 0
+                p += 1
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def adaptive_avg_uniform(x, out, dims, n_tasks):
+    """Adaptive average of uniform windows (``in % out == 0`` in every dim, ``kw <= 4``)
+    on a flat C-contiguous float32/float64 input ``x`` into the flat ``out``; ``dims``
+    is (D, H, W, oD, oH, oW). Same sums (row-major from +0.0) and divisions (``/ kd``,
+    ``/ kh``, ``/ kw``, lengths of 1 skipped) as :func:`adaptive_avg_forward`, by the
+    flat sweep described above; ``n_tasks`` runs of super-rows in parallel."""
+    n_rows = out.shape[0] // dims[5]
+    zero = opmath_zero(x[0])
+    for task in prange(n_tasks):
+        t0 = task * n_rows // n_tasks
+        t1 = (task + 1) * n_rows // n_tasks
+        if t1 > t0:
+            _uniform_block(x, out, t0, t1, dims, zero)
