@@ -223,14 +223,15 @@ def plane_mean(row: np.ndarray) -> np.generic:
     acc_t = _opmath(row.dtype)
     n = row.size
     lanes = [acc_t(0)] * 16
-    for i in range(-(-n // 16) * 16):
-        lanes[i % 16] = acc_t(lanes[i % 16] + (acc_t(row[i]) if i < n else acc_t(0)))
-    width = 16
-    while width > 1:
-        width //= 2
-        for k in range(width):
-            lanes[k] = acc_t(lanes[k] + lanes[k + width])
-    return row.dtype.type(acc_t(lanes[0] / acc_t(n)))
+    with np.errstate(all="ignore"):  # IEEE results (inf - inf = NaN, overflow) intended
+        for i in range(-(-n // 16) * 16):
+            lanes[i % 16] = acc_t(lanes[i % 16] + (acc_t(row[i]) if i < n else acc_t(0)))
+        width = 16
+        while width > 1:
+            width //= 2
+            for k in range(width):
+                lanes[k] = acc_t(lanes[k] + lanes[k + width])
+        return row.dtype.type(acc_t(lanes[0] / acc_t(n)))
 
 
 def adaptive_avg_pool(x: np.ndarray, out_size: tuple[int, ...]) -> np.ndarray:
@@ -246,15 +247,16 @@ def adaptive_avg_pool(x: np.ndarray, out_size: tuple[int, ...]) -> np.ndarray:
         return _unplanes(means.reshape((-1,) + (1,) * nd), x.shape, nd, False)
     in_size = planes.shape[1:]
     out = np.empty((planes.shape[0],) + tuple(out_size), dtype=x.dtype)
-    for p in range(planes.shape[0]):
-        for o in itertools.product(*(range(n) for n in out_size)):
-            bounds = [adaptive_bounds(o[j], in_size[j], out_size[j]) for j in range(nd)]
-            total = acc_t(0)
-            for pos in itertools.product(*(range(a, b) for a, b in bounds)):
-                total = acc_t(total + acc_t(planes[(p, *pos)]))
-            for a, b in bounds:
-                total = acc_t(total / acc_t(b - a))
-            out[(p, *o)] = x.dtype.type(total)
+    with np.errstate(all="ignore"):  # IEEE results (inf - inf = NaN, overflow) intended
+        for p in range(planes.shape[0]):
+            for o in itertools.product(*(range(n) for n in out_size)):
+                bounds = [adaptive_bounds(o[j], in_size[j], out_size[j]) for j in range(nd)]
+                total = acc_t(0)
+                for pos in itertools.product(*(range(a, b) for a, b in bounds)):
+                    total = acc_t(total + acc_t(planes[(p, *pos)]))
+                for a, b in bounds:
+                    total = acc_t(total / acc_t(b - a))
+                out[(p, *o)] = x.dtype.type(total)
     return _unplanes(out, x.shape, nd, False)
 
 
