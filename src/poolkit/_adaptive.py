@@ -17,7 +17,6 @@ from ._avg import AvgPoolParams, _avg_forward_impl, _power
 from ._geometry import as_kernel_view, output_shape
 from ._kernels import LazyModule
 from ._kernels.dispatch import SERIAL_WORK
-from ._kernels.dispatch import _chunks as parallel_chunks
 from ._layer_base import Layer
 from ._memo import BoundedCache, simple_key
 from ._planes import from_planes, global_view, kernel_bits, kernel_view, to_planes
@@ -59,6 +58,9 @@ __all__ = [
 
 _OUTPUT_SIZES = BoundedCache()
 
+#: Runs of planes a parallel plane mean is split into.
+_PLANE_RUNS = 64
+
 
 def _output_size(output_size: Any, in_spatial: tuple[int, ...]) -> tuple[int, ...]:
     """:func:`_args.check_adaptive_output_size`, memoised for exact-int arguments."""
@@ -79,12 +81,38 @@ def _prepare(x: Any, nd: int, channels_last: bool, allowed) -> tuple[np.ndarray,
     return arr, batched
 
 
+_AVG_SHAPES = BoundedCache()
+
+
+def _adaptive_avg_shapes(arr: np.ndarray, nd: int, output_size: Any, channels_last: Any):
+    """Validate an adaptive-average call: ``(batched, in_spatial, out_size, out_shape)``.
+
+    Validation depends only on the input's shape and dtype and on the options, so it
+    is memoised for exact-typed options (a cached entry also implies that
+    ``channels_last`` is a bool)."""
+    options = simple_key((output_size, channels_last))
+    key = None if options is None else (arr.shape, arr.dtype, nd, options)
+    shapes = None if key is None else _AVG_SHAPES.get(key)
+    if shapes is None:
+        channels_last = _args.check_bool(channels_last, "channels_last")
+        _args.check_dtype(arr, "x", _args.FLOAT_DTYPES)
+        batched = _args.check_input(arr.shape, nd, "x", channels_last)
+        in_spatial = _args.spatial_shape(arr.shape, nd, channels_last)
+        out_size = _args.check_adaptive_output_size(output_size, in_spatial)
+        shapes = (batched, in_spatial, out_size,
+                  output_shape(arr.shape, nd, out_size, channels_last))
+        if key is not None:
+            _AVG_SHAPES.put(key, shapes)
+    return shapes
+
+
 def _adaptive_avg_impl(x: Any, nd: int, output_size: Any, channels_last: Any) -> np.ndarray:
-    channels_last = _args.check_bool(channels_last, "channels_last")
-    arr, batched = _prepare(x, nd, channels_last, _args.FLOAT_DTYPES)
-    in_spatial = _args.spatial_shape(arr.shape, nd, channels_last)
-    out_size = _output_size(output_size, in_spatial)
-    out = np.empty(output_shape(arr.shape, nd, out_size, channels_last), arr.dtype)
+    arr = _args.as_array(x)
+    batched, in_spatial, out_size, out_shape = _adaptive_avg_shapes(
+        arr, nd, output_size, channels_last
+    )
+    channels_last = bool(channels_last)  # validated above
+    out = np.empty(out_shape, arr.dtype)
     if all(o == 1 for o in out_size):
         _plane_mean(arr, nd, channels_last, out)
         return out
@@ -156,7 +184,9 @@ def _plane_mean(arr: np.ndarray, nd: int, channels_last: bool, out: np.ndarray) 
     if planes.size < SERIAL_WORK:
         _kernels.plane_mean_range(planes, means, 0, n_planes)
     else:
-        _kernels.plane_mean_par(planes, means, parallel_chunks(n_planes))
+        # fixed runs of planes: no thread-count query per call (any split gives the
+        # same bits; numba deals the runs out to however many threads are active)
+        _kernels.plane_mean_par(planes, means, min(n_planes, _PLANE_RUNS))
 
 
 def _adaptive_avg_scatter(g5: np.ndarray, dx5: np.ndarray, single: bool) -> None:

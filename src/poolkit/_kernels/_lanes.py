@@ -28,15 +28,13 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from ._scalar import is_half_bits
+
 #: Lanes of the sum; part of the summation order, so of the results.
 LANES = 16
 
 #: Planes of up to this many vectors are summed in straight-line code.
 _SHORT = 4
-
-
-def _is_half_bits(dtype: types.Type) -> bool:
-    return isinstance(dtype, types.Integer) and dtype.bitwidth == 16 and not dtype.signed
 
 
 def _i32(value: int) -> ir.Constant:
@@ -89,14 +87,14 @@ def lane_total(typingctx, row, size):
     """
     if not (
         isinstance(row, types.Array) and row.ndim == 1 and row.layout == "C"
-        and (_is_half_bits(row.dtype) or isinstance(row.dtype, types.Float))
+        and (is_half_bits(row.dtype) or isinstance(row.dtype, types.Float))
         and isinstance(size, types.Integer)
     ):
         return None
     elem = row.dtype
     acc_type = types.float64 if elem == types.float64 else types.float32
     width = elem.bitwidth
-    masked_load_name = f"llvm.masked.load.v{LANES}{'i' if _is_half_bits(elem) else 'f'}{width}.p0"
+    masked_load_name = f"llvm.masked.load.v{LANES}{'i' if is_half_bits(elem) else 'f'}{width}.p0"
 
     def codegen(context, builder, signature, args):
         row_type, size_type = signature.args
@@ -124,7 +122,7 @@ def lane_total(typingctx, row, size):
         )
 
         def widen(values):
-            return _widen_half_bits(builder, values) if _is_half_bits(elem) else values
+            return _widen_half_bits(builder, values) if is_half_bits(elem) else values
 
         def pointer(index):
             return builder.bitcast(builder.gep(array.data, [builder.mul(index, lanes_i)]),

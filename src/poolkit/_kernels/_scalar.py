@@ -17,7 +17,8 @@ from numba.extending import overload
 _HALF_NAN_KEY = 0x10000  # above every non-NaN key: nothing strictly beats a NaN
 
 
-def _is_half_bits(ty) -> bool:
+def is_half_bits(ty) -> bool:
+    """Is the numba type ``ty`` uint16: float16 travelling as its bits?"""
     return isinstance(ty, types.Integer) and ty.bitwidth == 16 and not ty.signed
 
 
@@ -36,7 +37,7 @@ def accumulate(acc, v):  # pragma: no cover
 @overload(order_key, inline="always")
 def _order_key(v):
     """Map a value to a key whose ``>`` is the value's ``>`` (float16: on its bits)."""
-    if _is_half_bits(v):
+    if is_half_bits(v):
 
         def impl(v):
             b = np.int32(v)
@@ -55,7 +56,7 @@ def _order_key(v):
 
 @overload(is_nan, inline="always")
 def _is_nan(v):
-    if _is_half_bits(v):
+    if is_half_bits(v):
         return lambda v: (np.int32(v) & 0x7FFF) > 0x7C00
     if isinstance(v, types.Float):
         return lambda v: v != v
@@ -104,6 +105,6 @@ def float_to_half(f):
 @overload(accumulate, inline="always")
 def _accumulate(acc, v):
     """``acc + v`` in the array's own precision (float16: rounded after every add)."""
-    if _is_half_bits(acc):
+    if is_half_bits(acc):
         return lambda acc, v: float_to_half(half_to_float(acc) + half_to_float(v))
     return lambda acc, v: acc + v

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
+from numba.extending import overload
 
 from ._lanes import lane_total
-from ._scalar import accumulate, is_nan, order_key
+from ._scalar import accumulate, float_to_half, is_half_bits, is_nan, order_key
 from .avg_pool import _u, divide, from_opmath, opmath_zero, to_opmath
 
 
@@ -337,6 +338,41 @@ def plane_mean_backward(grad, dx, kd, kh, kw, single_division):
             row[j] = value
 
 
+def _totals_buffer(out, p0, p1):  # pragma: no cover - replaced by the overload
+    raise NotImplementedError
+
+
+def _store_means(totals, out, p0, size):  # pragma: no cover - replaced by the overload
+    raise NotImplementedError
+
+
+@overload(_totals_buffer, inline="always")
+def _totals_buffer_impl(out, p0, p1):
+    """Where the lane totals of planes ``p0 .. p1 - 1`` go: ``out`` itself when it has
+    the opmath dtype (no buffer), else (float16 bits) a float32 buffer."""
+    if is_half_bits(out.dtype):
+        return lambda out, p0, p1: np.empty(p1 - p0, dtype=np.float32)
+    return lambda out, p0, p1: out[p0:p1]
+
+
+@overload(_store_means, inline="always")
+def _store_means_impl(totals, out, p0, size):
+    """``mean = (total + 0.0) / size`` (the +0.0 the lanes are defined to start from,
+    see :func:`._lanes.lane_total`), in one vectorised pass: in place when the totals
+    live in ``out``, else rounded to float16 bits on the way out."""
+    if is_half_bits(out.dtype):
+        def store_half(totals, out, p0, size):
+            for i in range(_u(totals.shape[0])):
+                out[_u(p0) + i] = float_to_half(divide(totals[i] + np.float32(0.0), size))
+        return store_half
+
+    def store_in_place(totals, out, p0, size):
+        zero = totals.dtype.type(0.0)
+        for i in range(_u(totals.shape[0])):
+            totals[i] = divide(totals[i] + zero, size)
+    return store_in_place
+
+
 @njit(cache=True, nogil=True)
 def plane_mean_range(x, out, p0, p1):
     """Means of the contiguous flat planes ``p0 <= p < p1``: ``out[p] = sum(x[p]) / size``
@@ -344,13 +380,10 @@ def plane_mean_range(x, out, p0, p1):
     type, one division. Totals first (one short dependency chain per plane), then one
     vectorised pass adds the +0.0 the lanes start from and divides."""
     size = x.shape[1]
-    like = x[0, 0]
-    totals = np.empty(p1 - p0, dtype=type(opmath_zero(like)))
+    totals = _totals_buffer(out, p0, p1)
     for i in range(_u(p1 - p0)):
         totals[i] = lane_total(x[_u(p0) + i], size)
-    zero = opmath_zero(like)
-    for i in range(_u(p1 - p0)):
-        out[_u(p0) + i] = from_opmath(divide(totals[i] + zero, size), like)
+    _store_means(totals, out, p0, size)
 
 
 @njit(parallel=True, cache=True, nogil=True)

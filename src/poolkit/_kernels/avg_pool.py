@@ -14,7 +14,7 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
 
-from ._scalar import accumulate, float_to_half, half_to_float
+from ._scalar import accumulate, float_to_half, half_to_float, is_half_bits
 
 
 def to_opmath(v):  # pragma: no cover - replaced by the overload in compiled code
@@ -33,14 +33,10 @@ def divide(acc, d):  # pragma: no cover
     raise NotImplementedError
 
 
-def _is_half_bits(ty) -> bool:
-    return isinstance(ty, types.Integer) and ty.bitwidth == 16 and not ty.signed
-
-
 @overload(to_opmath, inline="always")
 def _to_opmath(v):
     """Widen a stored value to the accumulation type (float16 bits -> float32)."""
-    if _is_half_bits(v):
+    if is_half_bits(v):
         return lambda v: half_to_float(v)
     return lambda v: v
 
@@ -48,7 +44,7 @@ def _to_opmath(v):
 @overload(from_opmath, inline="always")
 def _from_opmath(acc, like):
     """Round an accumulator back to the storage type of ``like``."""
-    if _is_half_bits(like):
+    if is_half_bits(like):
         return lambda acc, like: float_to_half(acc)
     if isinstance(like, types.Float) and like.bitwidth == 32:
         return lambda acc, like: np.float32(acc)
@@ -58,7 +54,7 @@ def _from_opmath(acc, like):
 @overload(opmath_zero, inline="always")
 def _opmath_zero(like):
     """A zero of the accumulation type for values shaped like ``like``."""
-    if _is_half_bits(like) or (isinstance(like, types.Float) and like.bitwidth == 32):
+    if is_half_bits(like) or (isinstance(like, types.Float) and like.bitwidth == 32):
         return lambda like: np.float32(0.0)
     return lambda like: 0.0
 
