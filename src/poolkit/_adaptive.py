@@ -85,7 +85,8 @@ _AVG_SHAPES = BoundedCache()
 
 
 def _adaptive_avg_shapes(arr: np.ndarray, nd: int, output_size: Any, channels_last: Any):
-    """Validate an adaptive-average call: ``(batched, in_spatial, out_size, out_shape)``.
+    """Validate an adaptive-average call: ``(batched, in_spatial, out_size, out_shape,
+    all_ones)``.
 
     Validation depends only on the input's shape and dtype and on the options, so it
     is memoised for exact-typed options (a cached entry also implies that
@@ -100,7 +101,8 @@ def _adaptive_avg_shapes(arr: np.ndarray, nd: int, output_size: Any, channels_la
         in_spatial = _args.spatial_shape(arr.shape, nd, channels_last)
         out_size = _args.check_adaptive_output_size(output_size, in_spatial)
         shapes = (batched, in_spatial, out_size,
-                  output_shape(arr.shape, nd, out_size, channels_last))
+                  output_shape(arr.shape, nd, out_size, channels_last),
+                  all(o == 1 for o in out_size))
         if key is not None:
             _AVG_SHAPES.put(key, shapes)
     return shapes
@@ -108,12 +110,12 @@ def _adaptive_avg_shapes(arr: np.ndarray, nd: int, output_size: Any, channels_la
 
 def _adaptive_avg_impl(x: Any, nd: int, output_size: Any, channels_last: Any) -> np.ndarray:
     arr = _args.as_array(x)
-    batched, in_spatial, out_size, out_shape = _adaptive_avg_shapes(
+    batched, in_spatial, out_size, out_shape, all_ones = _adaptive_avg_shapes(
         arr, nd, output_size, channels_last
     )
     channels_last = bool(channels_last)  # validated above
     out = np.empty(out_shape, arr.dtype)
-    if all(o == 1 for o in out_size):
+    if all_ones:
         _plane_mean(arr, nd, channels_last, out)
         return out
     if _uniform(arr, in_spatial, out_size, channels_last) and out.size:
