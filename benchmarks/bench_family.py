@@ -2,9 +2,10 @@
 
 Usage: ``python benchmarks/bench_family.py [--repeat 7] [--quick] [--single-thread]``.
 Both libraries use their default thread counts (``--single-thread``: one each, timed by
-process CPU time); each row reports the best of ``--repeat`` runs of each, measured
-alternately after a warm-up call (numba compilation excluded). float32, NCHW unless
-stated. Numbers from a machine shared with other work are noisy.
+process CPU time); each row reports the best of at least ``--repeat`` runs of each
+(more for fast calls, up to about 0.25 s of samples), measured alternately after a
+warm-up call (numba compilation excluded). float32, NCHW unless stated. Numbers from a
+machine shared with other work are noisy.
 """
 
 from __future__ import annotations
@@ -22,17 +23,27 @@ A = torch.ops.aten
 
 
 def best_pair(
-    ours: Callable[[], object], theirs: Callable[[], object], repeat: int, clock=time.perf_counter
+    ours: Callable[[], object],
+    theirs: Callable[[], object],
+    repeat: int,
+    clock=time.perf_counter,
+    budget: float = 0.25,
+    max_rounds: int = 500,
 ):
-    """Best-of-``repeat`` times of both, measured alternately (fairer on a busy machine)."""
+    """Best times of both, measured alternately (fairer on a busy machine): at least
+    ``repeat`` rounds, and more for fast calls until ``budget`` seconds of samples (at
+    most ``max_rounds``), so a sub-millisecond row is not decided by a handful of
+    samples on a noisy host."""
     ours()
     theirs()
     a, b = [], []
-    for _ in range(repeat):
+    rounds = 0
+    while rounds < repeat or (sum(a) + sum(b) < budget and rounds < max_rounds):
         for fn, times in ((ours, a), (theirs, b)):
             start = clock()
             fn()
             times.append(clock() - start)
+        rounds += 1
     return min(a), min(b)
 
 
