@@ -56,47 +56,26 @@ __all__ = [
 ]
 
 
-_OUTPUT_SIZES = BoundedCache()
-
 #: Runs of planes a parallel plane mean is split into.
 _PLANE_RUNS = 64
 
-
-def _output_size(output_size: Any, in_spatial: tuple[int, ...]) -> tuple[int, ...]:
-    """:func:`_args.check_adaptive_output_size`, memoised for exact-int arguments."""
-    key = simple_key((output_size, in_spatial))
-    if key is None:
-        return _args.check_adaptive_output_size(output_size, in_spatial)
-    sizes = _OUTPUT_SIZES.get(key)
-    if sizes is None:
-        sizes = _args.check_adaptive_output_size(output_size, in_spatial)
-        _OUTPUT_SIZES.put(key, sizes)
-    return sizes
+_SHAPES = BoundedCache()
 
 
-def _prepare(x: Any, nd: int, channels_last: bool, allowed) -> tuple[np.ndarray, bool]:
-    arr = _args.as_array(x)
-    _args.check_dtype(arr, "x", allowed)
-    batched = _args.check_input(arr.shape, nd, "x", channels_last)
-    return arr, batched
-
-
-_AVG_SHAPES = BoundedCache()
-
-
-def _adaptive_avg_shapes(arr: np.ndarray, nd: int, output_size: Any, channels_last: Any):
-    """Validate an adaptive-average call: ``(batched, in_spatial, out_size, out_shape,
+def _adaptive_shapes(arr: np.ndarray, nd: int, output_size: Any, channels_last: Any,
+                     allowed: tuple[np.dtype, ...]):
+    """Validate an adaptive-pooling call: ``(batched, in_spatial, out_size, out_shape,
     all_ones)``.
 
-    Validation depends only on the input's shape and dtype and on the options, so it
-    is memoised for exact-typed options (a cached entry also implies that
-    ``channels_last`` is a bool)."""
+    Validation depends only on the input's shape and dtype, the allowed dtypes and the
+    options, so it is memoised for exact-typed options (a cached entry also implies
+    that ``channels_last`` is a bool)."""
     options = simple_key((output_size, channels_last))
-    key = None if options is None else (arr.shape, arr.dtype, nd, options)
-    shapes = None if key is None else _AVG_SHAPES.get(key)
+    key = None if options is None else (arr.shape, arr.dtype, nd, allowed, options)
+    shapes = None if key is None else _SHAPES.get(key)
     if shapes is None:
         channels_last = _args.check_bool(channels_last, "channels_last")
-        _args.check_dtype(arr, "x", _args.FLOAT_DTYPES)
+        _args.check_dtype(arr, "x", allowed)
         batched = _args.check_input(arr.shape, nd, "x", channels_last)
         in_spatial = _args.spatial_shape(arr.shape, nd, channels_last)
         out_size = _args.check_adaptive_output_size(output_size, in_spatial)
@@ -104,14 +83,14 @@ def _adaptive_avg_shapes(arr: np.ndarray, nd: int, output_size: Any, channels_la
                   output_shape(arr.shape, nd, out_size, channels_last),
                   all(o == 1 for o in out_size))
         if key is not None:
-            _AVG_SHAPES.put(key, shapes)
+            _SHAPES.put(key, shapes)
     return shapes
 
 
 def _adaptive_avg_impl(x: Any, nd: int, output_size: Any, channels_last: Any) -> np.ndarray:
     arr = _args.as_array(x)
-    batched, in_spatial, out_size, out_shape, all_ones = _adaptive_avg_shapes(
-        arr, nd, output_size, channels_last
+    batched, in_spatial, out_size, out_shape, all_ones = _adaptive_shapes(
+        arr, nd, output_size, channels_last, _args.FLOAT_DTYPES
     )
     channels_last = bool(channels_last)  # validated above
     out = np.empty(out_shape, arr.dtype)
@@ -240,11 +219,11 @@ def _adaptive_avg_backward_impl(grad_output, input_shape, nd, channels_last) -> 
 
 
 def _adaptive_max_impl(x: Any, nd: int, output_size: Any, channels_last: Any):
-    channels_last = _args.check_bool(channels_last, "channels_last")
-    arr, batched = _prepare(x, nd, channels_last, _args.MAX_POOL_DTYPES)
-    in_spatial = _args.spatial_shape(arr.shape, nd, channels_last)
-    out_size = _output_size(output_size, in_spatial)
-    shape = output_shape(arr.shape, nd, out_size, channels_last)
+    arr = _args.as_array(x)
+    batched, _, _, shape, _ = _adaptive_shapes(
+        arr, nd, output_size, channels_last, _args.MAX_POOL_DTYPES
+    )
+    channels_last = bool(channels_last)  # validated above
     out = np.empty(shape, arr.dtype)
     idx = np.empty(shape, np.int64)
     _kernels.adaptive_max_forward(

@@ -92,7 +92,7 @@ def _round_div(v, k, like):
 @njit(inline="always")
 def _divide3(total, kd, kh, kw):
     """``total / kd / kh / kw`` one division at a time (PyTorch's order); a division by
-    1 is exact, so it is skipped (all-1 outputs: one division per plane, not three)."""
+    1 is exact, so it is skipped."""
     v = total
     if kd != 1:
         v = divide(v, kd)
