@@ -59,10 +59,10 @@ def test_quick_peer_table_has_every_row_and_peer(capsys):
 
 def test_missing_onnxruntime_is_skipped_with_a_note(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes the import fail
-    assert main([*QUICK, "--rows", "max values", "--no-torch"]) == 0
+    assert main([*QUICK, "--rows", "max values", "--rows", "global", "--no-torch"]) == 0
     out = capsys.readouterr().out
     _, rows = _table(out)
-    assert len(rows) == 4 and all(r["onnxruntime"] == "-" for r in rows.values())
+    assert len(rows) == 5 and all(r["onnxruntime"] == "-" for r in rows.values())
     assert all(r["torch"] == "-" for r in rows.values())
     assert "onnxruntime not importable" in out
 
@@ -77,7 +77,8 @@ def test_a_peer_that_disagrees_fails_the_run(monkeypatch, capsys):
         return res
 
     monkeypatch.setattr(pk, "max_pool2d", wrong_channels_last)
-    assert main([*QUICK, "--rows", "max values (8,8", "--no-torch", "--no-onnxruntime"]) == 1
+    argv = [*QUICK, "--rows", "max values (8,8", "--no-torch", "--no-onnxruntime"]
+    assert main(argv) == 1
     out = capsys.readouterr().out
     assert "PEERS DISAGREE" in out and "poolkit CL: " in out and "MISMATCH" in out
 

@@ -492,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
     argv : list of str, optional
         Command-line arguments (default ``sys.argv[1:]``): ``--threads 1,2``,
         ``--repeat N`` (samples per peer, default 9), ``--quick`` (small shapes),
-        ``--rows TEXT[,TEXT...]`` (only rows whose label contains one of them),
+        ``--rows TEXT`` (repeatable: only rows whose label contains one of them),
         ``--dram-all-threads`` (DRAM rows at every thread count, not only the largest),
         ``--no-torch``, ``--no-onnxruntime``.
 
@@ -526,8 +526,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small shapes (seconds)")
     parser.add_argument(
         "--rows",
+        action="append",
         default=None,
-        help="only rows whose label contains one of these comma-separated texts",
+        metavar="TEXT",
+        help="only rows whose label contains TEXT (repeatable), e.g. 'max values' or '(DRAM)'",
     )
     parser.add_argument(
         "--dram-all-threads",
@@ -546,7 +548,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"no thread count within NUMBA_NUM_THREADS={limit}")
     rows = peer_rows(args.quick)
     if args.rows:
-        wanted = [w.strip().lower() for w in args.rows.split(",") if w.strip()]
+        wanted = [w.strip().lower() for w in args.rows if w.strip()]
         rows = [r for r in rows if any(w in r.label.lower() for w in wanted)]
         if not rows:
             parser.error(f"no row matches --rows {args.rows!r}")
@@ -576,8 +578,10 @@ def main(argv: list[str] | None = None) -> int:
         versions.append(f"torch {torch.__version__}")
     if ort is not None:
         versions.append(f"onnxruntime {ort.__version__}")
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (math.nan,) * 3
     print(
-        f"{', '.join(versions)}; {platform.machine()}, {os.cpu_count()} CPUs; float32; "
+        f"{', '.join(versions)}; {platform.machine()}, {os.cpu_count()} CPUs "
+        f"(load average {load[0]:.2f} at the start); float32; "
         f"best of >= {args.repeat} interleaved samples per peer"
     )
 
@@ -611,6 +615,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  done: {row.label} @ {t} thread(s)", flush=True)
 
     bw_end = {t: memcpy_bandwidth(bw_bytes, t) for t in threads}
+    if hasattr(os, "getloadavg"):
+        print(f"load average at the end: {os.getloadavg()[0]:.2f} (1 min)")
     bw_line = ", ".join(
         f"{t} thread(s) {max(bandwidth[t], bw_end[t]) / 1e9:.1f} GB/s "
         f"(start {bandwidth[t] / 1e9:.1f}, end {bw_end[t] / 1e9:.1f})"
