@@ -59,12 +59,13 @@ def test_quick_peer_table_has_every_row_and_peer(capsys):
 
 def test_missing_onnxruntime_is_skipped_with_a_note(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes the import fail
-    assert main([*QUICK, "--rows", "max values", "--rows", "global", "--no-torch"]) == 0
+    argv = [*QUICK, "--rows", "max values", "--rows", "global", "--no-torch", "--clock", "cpu"]
+    assert main(argv) == 0
     out = capsys.readouterr().out
     _, rows = _table(out)
     assert len(rows) == 5 and all(r["onnxruntime"] == "-" for r in rows.values())
     assert all(r["torch"] == "-" for r in rows.values())
-    assert "onnxruntime not importable" in out
+    assert "onnxruntime not importable" in out and "clock: process CPU time" in out
 
 
 def test_a_peer_that_disagrees_fails_the_run(monkeypatch, capsys):
@@ -104,7 +105,7 @@ def test_cold_table_and_errors(monkeypatch, capsys):
 
     def fake(op, cache_dir, shape):
         seen.append(cache_dir)
-        return {"import": 0.1, "first": 2.0, "second": 0.001}
+        return {"import": 0.1, "first": 2.0, "first_cpu": 1.9, "second": 0.001}
 
     monkeypatch.setattr(bench_cold, "cold_call", fake)
     assert main(["bench", "--cold", "--runs", "2", "--ops", "avg_pool2d"]) == 0

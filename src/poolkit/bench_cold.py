@@ -6,6 +6,8 @@ For each of max_pool2d forward, max_pool2d_backward and avg_pool2d forward (floa
 
 * ``import``: ``import numpy, poolkit``;
 * ``first call``: the first call of the operation (numba compiles what it needs, then runs);
+* ``first call CPU``: the process's CPU time during the first call (all threads; on a
+  busy host it is the steadier number, as compilation runs on one thread);
 * ``second call``: the same call again (compiled), so ``first - second`` is the compile cost.
 
 The backward's input indices are computed with NumPy only (an im2col argmax), so no
@@ -59,12 +61,12 @@ else:
     y, idx = im2col_max_pool(x, 3, 2, 1)
     g = np.ones_like(y)
     call = lambda: pk.max_pool2d_backward(g, idx, x.shape)
-t2 = time.perf_counter()
+t2, c2 = time.perf_counter(), time.process_time()
 call()
-t3 = time.perf_counter()
+t3, c3 = time.perf_counter(), time.process_time()
 call()
 t4 = time.perf_counter()
-print(json.dumps({"import": t1 - t0, "first": t3 - t2, "second": t4 - t3}))
+print(json.dumps({"import": t1 - t0, "first": t3 - t2, "first_cpu": c3 - c2, "second": t4 - t3}))
 """
 
 
@@ -83,14 +85,14 @@ def cold_call(op: str, cache_dir: str, shape: tuple[int, ...] = (8, 64, 56, 56))
     Returns
     -------
     dict
-        ``{"import": s, "first": s, "second": s}``.
+        Seconds: ``{"import": ..., "first": ..., "first_cpu": ..., "second": ...}``.
 
     Examples
     --------
     >>> import tempfile
     >>> with tempfile.TemporaryDirectory() as d:  # doctest: +SKIP
     ...     cold_call("avg_pool2d", d)
-    {'import': 0.2, 'first': 9.5, 'second': 0.001}
+    {'import': 0.2, 'first': 9.5, 'first_cpu': 9.4, 'second': 0.001}
     """
     if op not in OPERATIONS:
         raise ValueError(f"op must be one of {OPERATIONS}, got {op!r}")
@@ -155,7 +157,17 @@ def main(argv: list[str] | None = None) -> int:
     if len(shape) != 4 or min(shape) < 1:
         parser.error(f"--shape expects N,C,H,W, got {args.shape!r}")
 
-    table = [["operation", "run", "cache", "import s", "first call s", "second call s"]]
+    table = [
+        [
+            "operation",
+            "run",
+            "cache",
+            "import s",
+            "first call s",
+            "first call CPU s",
+            "second call s",
+        ]
+    ]
     for op in ops:
         for run in range(1, args.runs + 1):
             with tempfile.TemporaryDirectory(prefix="poolkit-cold-") as cache:
@@ -167,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
                         "cold",
                         f"{t['import']:.2f}",
                         f"{t['first']:.2f}",
+                        f"{t['first_cpu']:.2f}",
                         f"{t['second']:.4f}",
                     ]
                 )
@@ -179,15 +192,18 @@ def main(argv: list[str] | None = None) -> int:
                             "warm",
                             f"{w['import']:.2f}",
                             f"{w['first']:.3f}",
+                            f"{w['first_cpu']:.3f}",
                             f"{w['second']:.4f}",
                         ]
                     )
             print(f"  done: {op} run {run}", flush=True)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print()
     print(
         f"Fresh process per cell, NUMBA_CACHE_DIR = a new empty directory per run ('warm': "
         f"a second process reusing it); float32 NCHW {shape}, k3 s2 p1, "
-        f"{os.cpu_count()} CPUs. 'first call' includes numba's compilation."
+        f"{os.cpu_count()} CPUs (load average {load:.2f} at the end). 'first call' includes "
+        "numba's compilation (and numba's import: 'import poolkit' does not load numba)."
     )
     print()
     print(_table(table))
