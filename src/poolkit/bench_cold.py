@@ -1,6 +1,7 @@
 """Cold start: the first call of an operation in a fresh numba cache.
 
-For each of max_pool2d forward, max_pool2d_backward and avg_pool2d forward (float32 NCHW,
+For each of max_pool2d forward (values; ``--ops max_pool2d_indices``: with indices),
+max_pool2d_backward and avg_pool2d forward (float32 NCHW,
 ``(8, 64, 56, 56)``, k3 s2 p1) this starts a fresh Python process with
 ``NUMBA_CACHE_DIR`` set to a new empty directory and measures, in that process,
 
@@ -41,8 +42,14 @@ from poolkit.bench import _OneLineErrorParser, _positive_int, _table
 
 __all__ = ["OPERATIONS", "cold_call", "main"]
 
-#: The operations timed, by name.
-OPERATIONS: tuple[str, ...] = ("max_pool2d", "max_pool2d_backward", "avg_pool2d")
+#: The operations that can be timed, by name (``max_pool2d``: values only).
+OPERATIONS: tuple[str, ...] = (
+    "max_pool2d",
+    "max_pool2d_indices",
+    "max_pool2d_backward",
+    "avg_pool2d",
+)
+_DEFAULT_OPS = ("max_pool2d", "max_pool2d_backward", "avg_pool2d")
 
 _CHILD = r"""
 import json, sys, time
@@ -53,6 +60,8 @@ t1 = time.perf_counter()
 op, shape = sys.argv[1], tuple(json.loads(sys.argv[2]))
 x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
 if op == "max_pool2d":
+    call = lambda: pk.max_pool2d(x, 3, 2, 1)
+elif op == "max_pool2d_indices":
     call = lambda: pk.max_pool2d(x, 3, 2, 1, return_indices=True)
 elif op == "avg_pool2d":
     call = lambda: pk.avg_pool2d(x, 3, 2, 1)
@@ -75,8 +84,9 @@ def cold_call(op: str, cache_dir: str, shape: tuple[int, ...] = (8, 64, 56, 56))
 
     Parameters
     ----------
-    op : {"max_pool2d", "max_pool2d_backward", "avg_pool2d"}
-        The operation (float32 NCHW, k3 s2 p1).
+    op : {"max_pool2d", "max_pool2d_indices", "max_pool2d_backward", "avg_pool2d"}
+        The operation (float32 NCHW, k3 s2 p1; ``max_pool2d``: values only,
+        ``max_pool2d_indices``: ``return_indices=True``).
     cache_dir : str
         ``NUMBA_CACHE_DIR`` of the process: an empty directory for a cold start.
     shape : tuple of int, default (8, 64, 56, 56)
@@ -116,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     ----------
     argv : list of str, optional
         ``--runs N`` (cold runs per operation, each in a new cache directory, default 2),
-        ``--ops NAME[,NAME...]`` (default all of :data:`OPERATIONS`), ``--warm`` (also a
+        ``--ops NAME[,NAME...]`` (of :data:`OPERATIONS`; default max_pool2d (values),
+        max_pool2d_backward and avg_pool2d), ``--warm`` (also a
         process that reuses the filled cache), ``--shape N,C,H,W``.
 
     Returns
@@ -140,7 +151,12 @@ def main(argv: list[str] | None = None) -> int:
         default=2,
         help="cold runs per operation, each with a new cache dir (default 2)",
     )
-    parser.add_argument("--ops", default=",".join(OPERATIONS), help="operations to time")
+    parser.add_argument(
+        "--ops",
+        default=",".join(_DEFAULT_OPS),
+        help=f"comma-separated operations to time, of {', '.join(OPERATIONS)} "
+        f"(default {','.join(_DEFAULT_OPS)})",
+    )
     parser.add_argument(
         "--warm", action="store_true", help="also time a process that reuses the filled cache"
     )
