@@ -78,7 +78,15 @@ def test_a_peer_that_disagrees_fails_the_run(monkeypatch, capsys):
         return res
 
     monkeypatch.setattr(pk, "max_pool2d", wrong_channels_last)
-    argv = [*QUICK, "--rows", "max values (8,8", "--no-torch", "--no-onnxruntime"]
+    argv = [
+        *QUICK,
+        "--rows",
+        "max values (8,8",
+        "--no-torch",
+        "--no-onnxruntime",
+        "--sample-ms",
+        "0",
+    ]
     assert main(argv) == 1
     out = capsys.readouterr().out
     assert "PEERS DISAGREE" in out and "poolkit CL: " in out and "MISMATCH" in out

@@ -542,6 +542,19 @@ def main(argv: list[str] | None = None) -> int:
         help="time DRAM rows at every thread count (default: the largest)",
     )
     parser.add_argument(
+        "--sample-ms",
+        type=float,
+        default=2.0,
+        help="calls are batched to about this many ms per sample (default 2; 0: one call)",
+    )
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        help="seconds of samples per row and thread count before stopping (default 0.5; "
+        "more rounds, up to 10x --repeat, when calls are fast)",
+    )
+    parser.add_argument(
         "--clock",
         choices=("wall", "cpu"),
         default="wall",
@@ -582,7 +595,8 @@ def main(argv: list[str] | None = None) -> int:
         notes.append("poolkit.max_pool2d_backward takes no out= (yet): 'poolkit out=' is '-'.")
 
     bw_bytes = (16 if args.quick else 256) << 20
-    budget = 0.02 if args.quick else 0.5
+    budget = args.budget if args.budget is not None else 0.02 if args.quick else 0.5
+    sample = max(0.0, args.sample_ms) * 1e-3
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     bandwidth = {t: memcpy_bandwidth(bw_bytes, t) for t in threads}
 
@@ -624,7 +638,9 @@ def main(argv: list[str] | None = None) -> int:
                     calls = dict(prep.calls)
                     if prep.ort_call is not None:
                         calls["onnxruntime"] = prep.ort_call(t)
-                    times = interleaved_best(calls, args.repeat, budget=budget, clock=clock)
+                    times = interleaved_best(
+                        calls, args.repeat, sample=sample, budget=budget, clock=clock
+                    )
                 results.append((row, t, times, prep.moved, bool(bad)))
                 print(f"  done: {row.label} @ {t} thread(s)", flush=True)
 
