@@ -234,7 +234,12 @@ def test_malformed_image_is_named(tmp_path, capsys):
 
 
 def test_bench_missing_module_is_a_one_line_error(monkeypatch, capsys):
+    import poolkit
+
     monkeypatch.setitem(sys.modules, "poolkit.bench", None)  # makes the import fail
+    # ... also when another test imported it already (``from . import bench`` would
+    # otherwise find the package attribute)
+    monkeypatch.delattr(poolkit, "bench", raising=False)
     assert main(["bench", "--quick"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "poolkit.bench is not available" in err[0]

@@ -373,6 +373,8 @@ def main(argv: list[str] | None = None) -> int:
         Command-line arguments (default ``sys.argv[1:]``): ``--quick`` (small shapes,
         a few seconds), ``--threads N``, ``--repeat R``, ``--no-baseline``,
         ``--no-torch``, ``--latency`` (also time import + first call in fresh processes).
+        ``--peers`` runs :func:`poolkit.bench_peers.main` on the other arguments and
+        ``--cold`` :func:`poolkit.bench_cold.main`.
 
     Returns
     -------
@@ -385,8 +387,18 @@ def main(argv: list[str] | None = None) -> int:
     >>> main(["--quick", "--no-baseline", "--no-torch"])  # doctest: +SKIP
     0
     """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    for flag, module in (("--peers", "bench_peers"), ("--cold", "bench_cold")):
+        if flag in argv:  # the other benchmarks, with their own options
+            import importlib
+
+            rest = [a for a in argv if a != flag]
+            return int(importlib.import_module(f"poolkit.{module}").main(rest) or 0)
     parser = _OneLineErrorParser(
-        prog="poolkit bench", description="Benchmark poolkit's max pooling."
+        prog="poolkit bench",
+        description="Benchmark poolkit's max pooling. With --peers: against onnxruntime and "
+        "PyTorch (see 'poolkit bench --peers --help'); with --cold: first calls in a fresh "
+        "numba cache (see 'poolkit bench --cold --help').",
     )
     parser.add_argument("--quick", action="store_true", help="small shapes (seconds)")
     parser.add_argument(
@@ -399,6 +411,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-torch", action="store_true", help="skip PyTorch")
     parser.add_argument(
         "--latency", action="store_true", help="also time import + first call (fresh processes)"
+    )
+    parser.add_argument(
+        "--peers", action="store_true", help="the peer benchmark (onnxruntime, PyTorch)"
+    )
+    parser.add_argument(
+        "--cold", action="store_true", help="first-call times in a fresh numba cache"
     )
     args = parser.parse_args(argv)
 
