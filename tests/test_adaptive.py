@@ -19,7 +19,7 @@ from _family import (
     t,
 )
 from poolkit import _reference as ref
-from poolkit._adaptive import _uniform
+from poolkit._ops.adaptive import uniform as _uniform
 
 F = torch.nn.functional
 N_CONFIGS = 60

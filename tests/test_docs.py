@@ -12,10 +12,13 @@ import poolkit
 
 
 def _public_modules():
+    """Every public module, plus the family modules of poolkit._ops, where the public
+    functions are defined (doctest only runs examples of a module's own objects)."""
     names = ["poolkit"]
     for info in pkgutil.walk_packages(poolkit.__path__, "poolkit."):
         leaf = info.name.rsplit(".", 1)[-1]
-        if not leaf.startswith("_") and leaf not in {"__main__"}:
+        family = info.name.startswith("poolkit._ops.")
+        if (family or not leaf.startswith("_")) and leaf not in {"__main__"}:
             names.append(info.name)
     return names
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 import poolkit as pk
 from _family import assert_same, check_gradient, raises_both, random_input, t
 from poolkit import _reference as ref
-from poolkit._fractional import interval_starts
+from poolkit._geometry import interval_starts
 
 F = torch.nn.functional
 N_CONFIGS = 60

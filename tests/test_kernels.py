@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import poolkit as pk
+from poolkit import _engine
 from poolkit import _reference as ref
-from poolkit._kernels import dispatch
 
 DTYPES = ["float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8"]
 FLOATS = ["float16", "float32", "float64"]
@@ -196,13 +196,13 @@ def test_parallel_driver_matches_serial(monkeypatch, channels_last):
     if channels_last:
         x = np.ascontiguousarray(np.moveaxis(x, 1, -1))
     results = []
-    for serial_work in [dispatch.SERIAL_WORK, 1 << 62]:
-        monkeypatch.setattr(dispatch, "SERIAL_WORK", serial_work)
-        dispatch.forward_plans.clear()
+    for serial_work in [_engine.SERIAL_WORK, 1 << 62]:
+        monkeypatch.setattr(_engine, "SERIAL_WORK", serial_work)
+        _engine.plans.clear()
         y, i = _check_forward(x, (3, 3), (2, 2), (1, 1), (1, 1), channels_last=channels_last)
         dx = pk.max_pool2d_backward(np.ones_like(y), i, x.shape, channels_last=channels_last)
         results.append((y, i, dx))
-    dispatch.forward_plans.clear()
+    _engine.plans.clear()
     (y0, i0, d0), (y1, i1, d1) = results
     np.testing.assert_array_equal(_bits(y0), _bits(y1))
     np.testing.assert_array_equal(i0, i1)
@@ -392,7 +392,7 @@ def test_cached_plans_follow_shape_and_dtype():
 
 
 def test_kernel_table_is_read_only():
-    table = dispatch.kernel_table((3, 3), (2, 2), (1, 1), (1, 1))
+    table = _engine.kernel_table((3, 3), (2, 2), (1, 1), (1, 1))
     assert table.shape == (4, 3) and not table.flags.writeable
     assert table[:, 0].tolist() == [1, 1, 0, 1]
 

@@ -1,166 +1,22 @@
 """poolkit: exact, fast pooling layers for NumPy.
 
-Max pooling forward and backward for 1-D, 2-D, 3-D (and any rank), bit-compatible with
-PyTorch, as functions (:mod:`poolkit.functional`) and layers (:mod:`poolkit.layers`).
+The whole pooling family (max, average, Lp, adaptive, global and fractional max pooling,
+max unpooling) for 1-D, 2-D, 3-D (max pooling: any rank), forward and backward,
+bit-compatible with PyTorch's CPU kernels and the ONNX operators, on compiled numba
+kernels: as functions (:mod:`poolkit.functional`) and layers (:mod:`poolkit.layers`).
+Semantics: docs/semantics.md; the code's map: docs/architecture.md.
 """
 
-from ._threads import get_num_threads, set_num_threads
-from .functional import (
-    max_pool,
-    max_pool1d,
-    max_pool1d_backward,
-    max_pool2d,
-    max_pool2d_backward,
-    max_pool3d,
-    max_pool3d_backward,
-    max_pool_backward,
-)
-from .layers import MaxPool1d, MaxPool2d, MaxPool3d
+from . import functional, layers
+from ._threads import get_num_threads as get_num_threads
+from ._threads import set_num_threads as set_num_threads
+from .functional import *  # noqa: F403
+from .layers import *  # noqa: F403
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "MaxPool1d",
-    "MaxPool2d",
-    "MaxPool3d",
-    "__version__",
-    "get_num_threads",
-    "max_pool",
-    "max_pool1d",
-    "max_pool1d_backward",
-    "max_pool2d",
-    "max_pool2d_backward",
-    "max_pool3d",
-    "max_pool3d_backward",
-    "max_pool_backward",
-    "set_num_threads",
-]
-
-# --- the pooling family (average, Lp, adaptive, global, fractional max, unpooling) ---
-from .functional import (
-    adaptive_avg_pool1d,
-    adaptive_avg_pool1d_backward,
-    adaptive_avg_pool2d,
-    adaptive_avg_pool2d_backward,
-    adaptive_avg_pool3d,
-    adaptive_avg_pool3d_backward,
-    adaptive_max_pool1d,
-    adaptive_max_pool1d_backward,
-    adaptive_max_pool2d,
-    adaptive_max_pool2d_backward,
-    adaptive_max_pool3d,
-    adaptive_max_pool3d_backward,
-    avg_pool1d,
-    avg_pool1d_backward,
-    avg_pool2d,
-    avg_pool2d_backward,
-    avg_pool3d,
-    avg_pool3d_backward,
-    fractional_max_pool2d,
-    fractional_max_pool2d_backward,
-    fractional_max_pool3d,
-    fractional_max_pool3d_backward,
-    global_avg_pool,
-    global_avg_pool_backward,
-    global_lp_pool,
-    global_lp_pool_backward,
-    global_max_pool,
-    global_max_pool_backward,
-    lp_pool1d,
-    lp_pool1d_backward,
-    lp_pool2d,
-    lp_pool2d_backward,
-    lp_pool3d,
-    lp_pool3d_backward,
-    max_unpool1d,
-    max_unpool1d_backward,
-    max_unpool2d,
-    max_unpool2d_backward,
-    max_unpool3d,
-    max_unpool3d_backward,
+__all__ = sorted(
+    [n for n in functional.__all__ if n not in ("IntOrTuple", "Padding")]
+    + layers.__all__
+    + ["__version__", "get_num_threads", "set_num_threads"]
 )
-from .layers import (
-    AdaptiveAvgPool1d,
-    AdaptiveAvgPool2d,
-    AdaptiveAvgPool3d,
-    AdaptiveMaxPool1d,
-    AdaptiveMaxPool2d,
-    AdaptiveMaxPool3d,
-    AvgPool1d,
-    AvgPool2d,
-    AvgPool3d,
-    FractionalMaxPool2d,
-    FractionalMaxPool3d,
-    GlobalAvgPool,
-    GlobalLpPool,
-    GlobalMaxPool,
-    LPPool1d,
-    LPPool2d,
-    LPPool3d,
-    MaxUnpool1d,
-    MaxUnpool2d,
-    MaxUnpool3d,
-)
-
-__all__ += [
-    "AdaptiveAvgPool1d",
-    "AdaptiveAvgPool2d",
-    "AdaptiveAvgPool3d",
-    "AdaptiveMaxPool1d",
-    "AdaptiveMaxPool2d",
-    "AdaptiveMaxPool3d",
-    "AvgPool1d",
-    "AvgPool2d",
-    "AvgPool3d",
-    "FractionalMaxPool2d",
-    "FractionalMaxPool3d",
-    "GlobalAvgPool",
-    "GlobalLpPool",
-    "GlobalMaxPool",
-    "LPPool1d",
-    "LPPool2d",
-    "LPPool3d",
-    "MaxUnpool1d",
-    "MaxUnpool2d",
-    "MaxUnpool3d",
-    "adaptive_avg_pool1d",
-    "adaptive_avg_pool1d_backward",
-    "adaptive_avg_pool2d",
-    "adaptive_avg_pool2d_backward",
-    "adaptive_avg_pool3d",
-    "adaptive_avg_pool3d_backward",
-    "adaptive_max_pool1d",
-    "adaptive_max_pool1d_backward",
-    "adaptive_max_pool2d",
-    "adaptive_max_pool2d_backward",
-    "adaptive_max_pool3d",
-    "adaptive_max_pool3d_backward",
-    "avg_pool1d",
-    "avg_pool1d_backward",
-    "avg_pool2d",
-    "avg_pool2d_backward",
-    "avg_pool3d",
-    "avg_pool3d_backward",
-    "fractional_max_pool2d",
-    "fractional_max_pool2d_backward",
-    "fractional_max_pool3d",
-    "fractional_max_pool3d_backward",
-    "global_avg_pool",
-    "global_avg_pool_backward",
-    "global_lp_pool",
-    "global_lp_pool_backward",
-    "global_max_pool",
-    "global_max_pool_backward",
-    "lp_pool1d",
-    "lp_pool1d_backward",
-    "lp_pool2d",
-    "lp_pool2d_backward",
-    "lp_pool3d",
-    "lp_pool3d_backward",
-    "max_unpool1d",
-    "max_unpool1d_backward",
-    "max_unpool2d",
-    "max_unpool2d_backward",
-    "max_unpool3d",
-    "max_unpool3d_backward",
-]

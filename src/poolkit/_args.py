@@ -103,6 +103,15 @@ def int_tuple(value: Any, ndim: int, name: str, minimum: int | None = None) -> t
     return result
 
 
+def kernel_and_stride(
+    kernel_size: Any, stride: Any, nd: int
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """``kernel_size`` and ``stride`` as per-dim tuples; ``stride=None`` means the kernel."""
+    kernel = int_tuple(kernel_size, nd, "kernel_size", minimum=1)
+    strides = kernel if stride is None else int_tuple(stride, nd, "stride", minimum=1)
+    return kernel, strides
+
+
 def spatial_ndim_of(kernel_size: Any) -> int:
     """Number of spatial dims implied by a general ``max_pool`` kernel_size argument."""
     if isinstance(kernel_size, (Sequence, np.ndarray)) and not isinstance(
@@ -229,21 +238,18 @@ def parse_padding(padding: Any, kernel: tuple[int, ...], name: str = "padding") 
     return PaddingSpec.symmetric(check_padding(padding, kernel, name))
 
 
-def parse_unpool_padding(
-    padding: Any, nd: int, name: str = "padding"
-) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
-    """Max unpooling's padding: ints (>= 0, no kernel limit, as PyTorch) or (begin, end)
-    pairs; returns ``(begin, end)``, ``end`` None when symmetric. The string forms depend
-    on the pooled input's size, which unpooling does not know, so they are rejected."""
+def parse_unpool_padding(padding: Any, nd: int, name: str = "padding") -> PaddingSpec:
+    """Max unpooling's padding: ints (>= 0, no kernel limit, as PyTorch: ``pytorch`` set)
+    or (begin, end) pairs. The string forms depend on the pooled input's size, which
+    unpooling does not know, so they are rejected."""
     if isinstance(padding, str):
         raise ValueError(
             f"{name} of max unpooling must be ints or (begin, end) pairs (the pads the "
             f"pooling resolved); got {padding!r}"
         )
     if _is_sequence(padding) and any(_is_sequence(v) for v in padding):
-        spec = parse_padding(padding, (1,) * nd, name)
-        return spec.begin, spec.end
-    return int_tuple(padding, nd, name, minimum=0), None
+        return parse_padding(padding, (1,) * nd, name)
+    return PaddingSpec.symmetric(int_tuple(padding, nd, name, minimum=0))
 
 
 def check_windows_cover(
@@ -335,6 +341,62 @@ def check_shape_arg(value: Any, name: str) -> tuple[int, ...]:
     if not isinstance(value, (tuple, list)):
         raise TypeError(f"{name} must be a tuple of ints, got {_describe(value)}")
     return int_tuple(value, len(value), name, minimum=0) if value else ()
+
+
+def backward_args(
+    grad_output: Any,
+    input_shape: Any,
+    nd: int,
+    channels_last: bool,
+    out: Any = None,
+) -> tuple[np.ndarray, tuple[int, ...], bool, np.ndarray | None]:
+    """The one validator of every ``*_backward`` call: ``(grad, shape, batched, out)``.
+
+    ``grad_output`` must be a float array with as many dims as ``input_shape``, agreeing
+    with it on the batch and channel dims (each operation then checks its spatial sizes);
+    ``out``, when given, is checked by :func:`check_out`.
+    """
+    grad = as_array(grad_output, "grad_output")
+    check_dtype(grad, "grad_output", FLOAT_DTYPES)
+    shape = check_shape_arg(input_shape, "input_shape")
+    if len(shape) != grad.ndim:
+        raise ValueError(
+            f"input_shape must have as many dimensions as grad_output ({grad.ndim}), "
+            f"got input_shape={shape}"
+        )
+    batched = check_input(shape, nd, "input_shape", channels_last)
+    spatial = range(grad.ndim - nd - 1, grad.ndim - 1) if channels_last else range(
+        grad.ndim - nd, grad.ndim
+    )
+    if any(shape[a] != grad.shape[a] for a in range(grad.ndim) if a not in spatial):
+        raise ValueError(
+            f"grad_output {grad.shape} and input_shape {shape} must agree on the batch and "
+            "channel dimensions"
+        )
+    return grad, shape, batched, check_out(out, shape, grad.dtype, grad)
+
+
+def check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype, *inputs: Any) -> Any:
+    """A backward pass's ``out=``: None, or a writeable C-contiguous ndarray of the input's
+    shape and the gradient's dtype that shares no memory with the other arguments."""
+    if out is None:
+        return None
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be None or a numpy.ndarray, got {_describe(out)}")
+    if out.shape != tuple(shape):
+        raise ValueError(f"out must have the input's shape {tuple(shape)}, got shape {out.shape}")
+    if out.dtype != dtype:
+        raise TypeError(f"out must have the dtype of grad_output ({dtype}), got dtype {out.dtype}")
+    if not out.flags.c_contiguous:
+        raise ValueError("out must be C-contiguous, got an array with strides "
+                         f"{out.strides}")
+    if not out.flags.writeable:
+        raise ValueError("out must be writeable, got a read-only array")
+    for arr in inputs:
+        if isinstance(arr, np.ndarray) and np.may_share_memory(out, arr):
+            raise ValueError("out must not overlap an input of the call (grad_output, "
+                             "indices or x), but it shares memory with one")
+    return out
 
 
 def check_grad_shape(grad: np.ndarray, expected: tuple[int, ...], name: str = "grad_output"):

@@ -1,8 +1,9 @@
-"""The window engine: output sizes, the ceil_mode drop rule, padding specs and layout views.
+"""THE window rule: output sizes, the ceil_mode drop rule (with ONNX's opset-22 flag),
+padding specs (PyTorch ints, (begin, end) pairs, SAME and VALID) and fractional interval
+starts (docs/semantics.md §2, §3, §10).
 
-Every pooling operation describes its windows with a :class:`Geometry`; kernels see
-inputs as 5-D ``(N, C, D, H, W)`` views, so 1-D and 2-D pooling run through the 3-D
-kernels with unit leading spatial dimensions.
+Every pooling operation describes its windows with a :class:`Geometry`: explicit begin
+and end pads and window counts, whatever rule (PyTorch's, ONNX's, a chunk's) made them.
 """
 
 from __future__ import annotations
@@ -10,9 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-#: Spatial rank the compiled kernels work in.
-KERNEL_NDIM = 3
 
 
 def pooled_size(
@@ -23,21 +21,26 @@ def pooled_size(
     pad_end: int,
     dilation: int,
     ceil_mode: bool,
+    late: str = "all",
 ) -> int:
-    """Output length of one pooled dimension (PyTorch's rule, with asymmetric pads).
+    """Output length of one pooled dimension (docs/semantics.md §2), any pads.
 
     ``out = floor((L + pb + pe - d*(k-1) - 1 [+ s-1 if ceil]) / s) + 1``; with ceil_mode
     every window that would start past the input and left padding is dropped (with
     PyTorch's padding, at most kernel // 2, that is at most the last one; explicit end pads
-    beyond it can push several windows into the right padding).
+    beyond it can push several windows into the right padding). ``late`` names the rule
+    for those late windows: ``"all"`` dropped (poolkit, PyTorch), ``"one"``: only the
+    last one is (ONNX from opset 22), ``"keep"`` (ONNX before opset 22).
     """
     numerator = length + pad_begin + pad_end - dilation * (kernel - 1) - 1
     if ceil_mode:
         numerator += stride - 1
     out = numerator // stride + 1
-    if ceil_mode:
+    if ceil_mode and late == "all":
         # windows starting inside the input or the left padding: i * s < L + pb
         out = min(out, -(-(length + pad_begin) // stride))
+    elif ceil_mode and late == "one" and (out - 1) * stride >= length + pad_begin:
+        out -= 1
     return out
 
 
@@ -135,37 +138,14 @@ class Geometry:
         pad_end: tuple[int, ...],
         dilation: tuple[int, ...],
         ceil_mode: bool,
+        late: str = "all",
     ) -> Geometry:
+        """Count the windows of every dim (``late``: see :func:`pooled_size`)."""
         out = tuple(
-            pooled_size(*dims, ceil_mode)
+            pooled_size(*dims, ceil_mode, late)
             for dims in zip(in_size, kernel, stride, pad_begin, pad_end, dilation)
         )
         return cls(in_size, kernel, stride, pad_begin, pad_end, dilation, out)
-
-    def kernel_params(self) -> np.ndarray:
-        """``(4, 3)`` int64 table (kernel, stride, pad_begin, dilation) for the 3-D kernels."""
-        lead = KERNEL_NDIM - len(self.kernel)
-        table = np.empty((4, KERNEL_NDIM), dtype=np.int64)
-        table[0] = (1,) * lead + self.kernel
-        table[1] = (1,) * lead + self.stride
-        table[2] = (0,) * lead + self.pad_begin
-        table[3] = (1,) * lead + self.dilation
-        return table
-
-
-def as_kernel_view(arr: np.ndarray, nd: int, batched: bool, channels_last: bool) -> np.ndarray:
-    """View ``arr`` as ``(N, C, D, H, W)`` without copying.
-
-    Channels-last arrays get their channel axis moved (a strided view); missing batch
-    and leading spatial axes become unit axes.
-    """
-    view = arr if batched else arr[np.newaxis]
-    if channels_last:
-        view = np.moveaxis(view, -1, 1)
-    lead = KERNEL_NDIM - nd
-    if lead:
-        view = np.expand_dims(view, tuple(range(2, 2 + lead)))
-    return view
 
 
 def output_shape(
@@ -175,3 +155,21 @@ def output_shape(
     if channels_last:
         return tuple(in_shape[: -nd - 1]) + tuple(out_spatial) + (in_shape[-1],)
     return tuple(in_shape[:-nd]) + tuple(out_spatial)
+
+
+def interval_starts(u: np.ndarray, length: int, n_out: int, pool: int) -> np.ndarray:
+    """Fractional max pooling's window starts (docs/semantics.md §10) for every sample in
+    ``u`` (any shape), computed in ``u``'s dtype.
+
+    Returns int64 of shape ``u.shape + (n_out,)``.
+    """
+    dt = u.dtype.type
+    starts = np.empty(u.shape + (n_out,), dtype=np.int64)
+    if n_out > 1:
+        alpha = dt(length - pool) / dt(n_out - 1)
+        i = np.arange(n_out - 1).astype(u.dtype)
+        uu = u[..., None]
+        first = ((i + uu) * alpha).astype(np.int64)  # trunc toward 0, as static_cast<int>
+        starts[..., :-1] = first - (uu * alpha).astype(np.int64)
+    starts[..., -1] = length - pool
+    return starts

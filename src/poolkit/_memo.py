@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-_EXACT = (int, bool, type(None))
+_EXACT = (int, bool, float, str, type(None))
 
 
 def simple_key(args: tuple[Any, ...]) -> tuple[Any, ...] | None:
-    """A cache key for ``args`` if all are exact ints/bools/None or tuples of exact ints.
+    """A cache key for ``args`` if all are exact ints/bools/floats/strs/None or tuples of
+    exact ints.
 
     The key carries each argument's type, so ``True`` and ``1`` differ; tuples may hold
     exact ints only. Returns None when ``args`` cannot be cached safely.

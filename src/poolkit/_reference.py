@@ -1,7 +1,7 @@
 """Slow, obviously-correct reference implementations: the oracle for the tests.
 
 Plain Python loops over planes, output positions and window elements, written
-straight from the definitions in DESIGN.md §3 and sharing no code with the fast path
+straight from the definitions in docs/semantics.md and sharing no code with the fast path
 (not even the output-size formula). Arguments are assumed valid.
 """
 

@@ -146,7 +146,7 @@ def memcpy_bandwidth(n_bytes: int, threads: int, repeat: int = 5) -> float:
 def im2col_max_pool(x: np.ndarray, k: int, s: int, p: int) -> tuple[np.ndarray, np.ndarray]:
     """Plain NumPy max pooling: pad, copy every window into columns, argmax.
 
-    The classic baseline (DESIGN.md section 1): correct for finite inputs, but it copies
+    The classic tutorial baseline: correct for finite inputs, but it copies
     the input ``k**nd`` times. Returns ``(values, flat plane indices)``.
     """
     nd = x.ndim - 2

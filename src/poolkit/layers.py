@@ -1,162 +1,28 @@
-"""Stateful pooling layers: thin wrappers that remember what backward needs."""
+"""Stateful pooling layers: every class on one base, :class:`Layer`.
+
+A layer validates its options once, in its constructor; ``forward`` (also ``layer(x)``)
+runs the family's function and remembers what ``backward`` needs (the input shape, the
+argmax indices, or the input itself for Lp pooling); ``backward(grad_output, out=None)``
+returns the gradient with respect to that input.
+"""
 
 from __future__ import annotations
+
+import re
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import _indices
-from ._layer_base import Layer, compact
-from .functional import IntOrTuple, MaxPoolParams, Padding, _backward_impl, _max_pool_impl
+from . import _args, _indices
+from ._ops import adaptive, argmax, avg_pool, fractional, global_pool, lp_pool, max_pool, unpool
+from ._ops.avg_pool import AvgPoolParams
+from ._ops.lp_pool import LpPoolParams
+from ._ops.max_pool import MaxPoolParams
+from ._ops.unpool import UnpoolParams
+from ._types import IntOrTuple, Padding
 
-__all__ = ["MaxPool1d", "MaxPool2d", "MaxPool3d"]
-
-
-def _padding_repr(p: MaxPoolParams) -> object:
-    pads = p.padding.describe()
-    return compact(pads) if p.padding.pytorch else pads
-
-
-class _MaxPoolNd(Layer):
-    """Max pooling layer; ``forward`` keeps the indices so ``backward`` can route."""
-
-    _nd = 0
-
-    def __init__(
-        self,
-        kernel_size: IntOrTuple,
-        stride: IntOrTuple | None = None,
-        padding: Padding = 0,
-        dilation: IntOrTuple = 1,
-        ceil_mode: bool = False,
-        return_indices: bool = False,
-        channels_last: bool = False,
-        index_format: str = "plane",
-        storage_order: int = 0,
-    ) -> None:
-        self.params = MaxPoolParams.parse(self._nd, kernel_size, stride, padding, dilation,
-                                          ceil_mode, return_indices, channels_last,
-                                          index_format, storage_order)
-        self._indices: np.ndarray | None = None
-        self._input_shape: tuple[int, ...] | None = None
-
-    def forward(self, x: ArrayLike) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-        """Pool ``x`` and remember where each maximum came from.
-
-        Returns the pooled array, or ``(pooled, indices)`` with ``return_indices=True``.
-        """
-        p = self.params
-        out, idx = _max_pool_impl(x, p, want_indices=True, convert=False)
-        self._indices = idx
-        self._input_shape = tuple(np.shape(x))
-        if not p.return_indices:
-            return out
-        batched = len(self._input_shape) == p.nd + 2
-        return out, _indices.from_plane(
-            idx, self._input_shape, p.nd, batched, p.channels_last, p.index_format,
-            p.storage_order,
-        )
-
-    def backward(self, grad_output: ArrayLike) -> np.ndarray:
-        """Gradient with respect to the input of the most recent ``forward``."""
-        self._require_forward(self._indices)
-        grad_shape = np.shape(grad_output)
-        if grad_shape != self._indices.shape:
-            raise ValueError(
-                f"grad_output must have the shape of the last forward output "
-                f"{self._indices.shape}, got {grad_shape}"
-            )
-        return _backward_impl(
-            grad_output, self._indices, self._input_shape, self._nd, self.params.channels_last
-        )
-
-    def __repr__(self) -> str:
-        p = self.params
-        text = (
-            f"{type(self).__name__}(kernel_size={compact(p.kernel)}, "
-            f"stride={compact(p.stride)}, padding={_padding_repr(p)!r}, "
-            f"dilation={compact(p.dilation)}, ceil_mode={p.ceil_mode}"
-        )
-        if p.return_indices:
-            text += ", return_indices=True"
-        if p.channels_last:
-            text += ", channels_last=True"
-        text += _indices.layout_repr(p.index_format, p.storage_order)
-        return text + ")"
-
-
-class MaxPool1d(_MaxPoolNd):
-    """1-D max pooling layer. Options as :func:`poolkit.max_pool1d`.
-
-    Examples
-    --------
-    >>> import numpy as np, poolkit as pk
-    >>> layer = pk.MaxPool1d(2)
-    >>> y = layer(np.array([[[1.0, 3.0, 2.0, 0.0]]]))
-    >>> layer.backward(np.ones_like(y))
-    array([[[0., 1., 1., 0.]]])
-    """
-
-    _nd = 1
-
-
-class MaxPool2d(_MaxPoolNd):
-    """2-D max pooling layer. Options as :func:`poolkit.max_pool2d`.
-
-    Input ``(N, C, H, W)`` / ``(C, H, W)`` (or channels-last), output likewise.
-
-    Examples
-    --------
-    >>> import numpy as np, poolkit as pk
-    >>> layer = pk.MaxPool2d(3, stride=2, padding=1)
-    >>> x = np.random.default_rng(0).standard_normal((8, 4, 16, 16)).astype(np.float32)
-    >>> y = layer(x)
-    >>> y.shape
-    (8, 4, 8, 8)
-    >>> layer.backward(np.ones_like(y)).shape
-    (8, 4, 16, 16)
-    """
-
-    _nd = 2
-
-
-class MaxPool3d(_MaxPoolNd):
-    """3-D max pooling layer. Options as :func:`poolkit.max_pool3d`.
-
-    Examples
-    --------
-    >>> import numpy as np, poolkit as pk
-    >>> layer = pk.MaxPool3d(2)
-    >>> layer(np.zeros((1, 2, 4, 4, 4))).shape
-    (1, 2, 2, 2, 2)
-    """
-
-    _nd = 3
-
-# The pooling family's layers live beside their functions; re-exported here.
-from ._adaptive import (  # noqa: E402
-    AdaptiveAvgPool1d,
-    AdaptiveAvgPool2d,
-    AdaptiveAvgPool3d,
-    AdaptiveMaxPool1d,
-    AdaptiveMaxPool2d,
-    AdaptiveMaxPool3d,
-    GlobalAvgPool,
-    GlobalLpPool,
-    GlobalMaxPool,
-)
-from ._avg import AvgPool1d, AvgPool2d, AvgPool3d, LPPool1d, LPPool2d, LPPool3d  # noqa: E402
-from ._fractional import (  # noqa: E402
-    FractionalMaxPool2d,
-    FractionalMaxPool3d,
-)
-from ._unpool import (  # noqa: E402
-    MaxUnpool1d,
-    MaxUnpool2d,
-    MaxUnpool3d,
-)
-
-__all__ += [
+__all__ = [
     "AdaptiveAvgPool1d",
     "AdaptiveAvgPool2d",
     "AdaptiveAvgPool3d",
@@ -174,7 +40,599 @@ __all__ += [
     "LPPool1d",
     "LPPool2d",
     "LPPool3d",
+    "MaxPool1d",
+    "MaxPool2d",
+    "MaxPool3d",
     "MaxUnpool1d",
     "MaxUnpool2d",
     "MaxUnpool3d",
 ]
+
+
+def compact(values: tuple[int, ...]) -> int | tuple[int, ...]:
+    """``(3, 3)`` -> ``3`` for reprs, as PyTorch prints uniform sizes."""
+    return values[0] if len(set(values)) == 1 else values
+
+
+def _padding_repr(spec: Any) -> object:
+    """A parsed padding as the user would write it (PyTorch ints compacted)."""
+    return compact(spec.begin) if spec.pytorch else spec.describe()
+
+
+class Layer:
+    """Base of every pooling layer.
+
+    Subclasses set ``_state`` (what ``backward`` needs) in ``forward`` and list their
+    non-default options in :meth:`_options` for the repr. ``layer(x)`` is
+    ``layer.forward(x)``; ``backward`` before any ``forward`` is a RuntimeError.
+
+    Examples
+    --------
+    >>> import numpy as np, poolkit as pk
+    >>> layer = pk.MaxPool2d(2)
+    >>> layer
+    MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=False)
+    >>> layer.backward(np.ones((1, 1, 1, 1)))
+    Traceback (most recent call last):
+    ...
+    RuntimeError: MaxPool2d.backward() called before forward(): nothing to differentiate yet
+    """
+
+    _nd = 0
+    _state: Any = None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.forward(*args, **kwargs)
+
+    def forward(self, x: ArrayLike) -> Any:  # pragma: no cover - every layer overrides
+        raise NotImplementedError
+
+    def _saved(self) -> Any:
+        """The state of the last ``forward``."""
+        if self._state is None:
+            raise RuntimeError(
+                f"{type(self).__name__}.backward() called before forward(): nothing to "
+                "differentiate yet"
+            )
+        return self._state
+
+    def _options(self) -> list[str]:  # pragma: no cover - every layer overrides
+        return []
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(self._options())})"
+
+
+def _rank_layer(base: type, name: str, what: str, example: str) -> type:
+    """The layer class ``name`` (e.g. ``"AvgPool2d"``) of one rank: ``base`` with its rank,
+    a docstring naming its function and the doctest ``example``."""
+    nd = int(name[-2])
+    function = re.sub(r"(?<!^)([A-Z])", r"_\1", name[:-2]).lower().replace("l_p", "lp")
+    doc = (f"{nd}-D {what} layer. Options as :func:`poolkit.{function}{nd}d`.\n\n"
+           f"    Examples\n    --------\n    >>> import numpy as np, poolkit as pk\n"
+           + "".join(f"    {line}\n" for line in example.strip().splitlines()) + "    ")
+    return type(name, (base,), {"__doc__": doc, "_nd": nd, "__module__": __name__,
+                                "__qualname__": name})
+
+
+def _flag(name: str, value: bool) -> list[str]:
+    """``["name=True"]`` for an option that is off by default and set."""
+    return [f"{name}=True"] if value else []
+
+
+# ---------------------------------------------------------------------------- max pooling
+
+
+class _MaxPoolNd(Layer):
+    """Max pooling layer; ``forward`` keeps the indices so ``backward`` can route."""
+
+    def __init__(
+        self,
+        kernel_size: IntOrTuple,
+        stride: IntOrTuple | None = None,
+        padding: Padding = 0,
+        dilation: IntOrTuple = 1,
+        ceil_mode: bool = False,
+        return_indices: bool = False,
+        channels_last: bool = False,
+        index_format: str = "plane",
+        storage_order: int = 0,
+    ) -> None:
+        self.params = MaxPoolParams.parse(self._nd, kernel_size, stride, padding, dilation,
+                                          ceil_mode, return_indices, channels_last,
+                                          index_format, storage_order)
+
+    def forward(self, x: ArrayLike) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Pool ``x`` and remember where each maximum came from.
+
+        Returns the pooled array, or ``(pooled, indices)`` with ``return_indices=True``.
+        """
+        p = self.params
+        out, idx = max_pool.pool(x, p, want_indices=True, convert=False)
+        shape = tuple(np.shape(x))
+        self._state = (idx, shape)
+        if not p.return_indices:
+            return out
+        batched = len(shape) == p.nd + 2
+        return out, _indices.from_plane(
+            idx, shape, p.nd, batched, p.channels_last, p.index_format, p.storage_order
+        )
+
+    def backward(self, grad_output: ArrayLike, out: np.ndarray | None = None) -> np.ndarray:
+        """Gradient with respect to the input of the most recent ``forward``."""
+        idx, shape = self._saved()
+        if np.shape(grad_output) != idx.shape:
+            raise ValueError(
+                f"grad_output must have the shape of the last forward output "
+                f"{idx.shape}, got {np.shape(grad_output)}"
+            )
+        return max_pool.backward(grad_output, idx, shape, self._nd, self.params.channels_last,
+                                 out=out)
+
+    def _options(self) -> list[str]:
+        p = self.params
+        return [
+            f"kernel_size={compact(p.kernel)}", f"stride={compact(p.stride)}",
+            f"padding={_padding_repr(p.padding)!r}", f"dilation={compact(p.dilation)}",
+            f"ceil_mode={p.ceil_mode}", *_flag("return_indices", p.return_indices),
+            *_flag("channels_last", p.channels_last),
+        ] + ([_indices.layout_repr(p.index_format, p.storage_order)[2:]]
+             if _indices.layout_repr(p.index_format, p.storage_order) else [])
+
+
+MaxPool1d = _rank_layer(_MaxPoolNd, "MaxPool1d", "max pooling", """
+>>> layer = pk.MaxPool1d(2)
+>>> y = layer(np.array([[[1.0, 3.0, 2.0, 0.0]]]))
+>>> layer.backward(np.ones_like(y))
+array([[[0., 1., 1., 0.]]])
+""")
+
+
+MaxPool2d = _rank_layer(_MaxPoolNd, "MaxPool2d", "max pooling", """
+>>> layer = pk.MaxPool2d(3, stride=2, padding=1)
+>>> x = np.random.default_rng(0).standard_normal((8, 4, 16, 16)).astype(np.float32)
+>>> y = layer(x)
+>>> y.shape
+(8, 4, 8, 8)
+>>> layer.backward(np.ones_like(y)).shape
+(8, 4, 16, 16)
+""")
+
+
+MaxPool3d = _rank_layer(_MaxPoolNd, "MaxPool3d", "max pooling", """
+>>> pk.MaxPool3d(2)(np.zeros((1, 2, 4, 4, 4))).shape
+(1, 2, 2, 2, 2)
+""")
+
+
+# ------------------------------------------------------------------------ average pooling
+
+
+class _AvgPoolNd(Layer):
+    """Average pooling layer; remembers the input shape for ``backward``."""
+
+    def __init__(
+        self,
+        kernel_size: IntOrTuple,
+        stride: IntOrTuple | None = None,
+        padding: Padding = 0,
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
+        divisor_override: int | None = None,
+        channels_last: bool = False,
+        dilation: IntOrTuple = 1,
+    ) -> None:
+        self.params = AvgPoolParams.parse(
+            self._nd, kernel_size, stride, padding, ceil_mode, count_include_pad,
+            divisor_override, channels_last, dilation,
+        )
+
+    def forward(self, x: ArrayLike) -> np.ndarray:
+        """Pool ``x`` (see :func:`poolkit.avg_pool2d`) and remember its shape."""
+        out = avg_pool.pool(x, self.params)
+        self._state = tuple(np.shape(x))
+        return out
+
+    def backward(self, grad_output: ArrayLike, out: np.ndarray | None = None) -> np.ndarray:
+        """Gradient with respect to the input of the most recent ``forward``."""
+        return avg_pool.backward(grad_output, self._saved(), self.params, out)
+
+    def _options(self) -> list[str]:
+        p = self.params
+        return [
+            f"kernel_size={compact(p.kernel)}", f"stride={compact(p.stride)}",
+            f"padding={_padding_repr(p.padding)!r}", f"ceil_mode={p.ceil_mode}",
+            f"count_include_pad={p.count_include_pad}",
+        ] + ([f"dilation={compact(p.dilation)}"] if p.dilated else []) + (
+            [f"divisor_override={p.divisor_override}"] if p.divisor_override else []
+        ) + _flag("channels_last", p.channels_last)
+
+
+AvgPool1d = _rank_layer(_AvgPoolNd, "AvgPool1d", "average pooling", """
+>>> layer = pk.AvgPool1d(2)
+>>> layer(np.array([[[1.0, 3.0, 2.0, 0.0]]]))
+array([[[2., 1.]]])
+>>> layer.backward(np.ones((1, 1, 2)))
+array([[[0.5, 0.5, 0.5, 0.5]]])
+""")
+
+
+AvgPool2d = _rank_layer(_AvgPoolNd, "AvgPool2d", "average pooling", """
+>>> layer = pk.AvgPool2d(3, stride=2, padding=1)
+>>> layer(np.zeros((8, 4, 16, 16), np.float32)).shape
+(8, 4, 8, 8)
+""")
+
+
+AvgPool3d = _rank_layer(_AvgPoolNd, "AvgPool3d", "average pooling", """
+>>> pk.AvgPool3d(2)(np.ones((1, 2, 4, 4, 4))).shape
+(1, 2, 2, 2, 2)
+""")
+
+
+# ----------------------------------------------------------------------------- Lp pooling
+
+
+class _LPPoolNd(Layer):
+    """Lp pooling layer; keeps the input for ``backward``."""
+
+    def __init__(
+        self,
+        norm_type: float,
+        kernel_size: IntOrTuple,
+        stride: IntOrTuple | None = None,
+        ceil_mode: bool = False,
+        channels_last: bool = False,
+        padding: Padding = 0,
+        dilation: IntOrTuple = 1,
+    ) -> None:
+        self.params = LpPoolParams.parse(
+            self._nd, norm_type, kernel_size, stride, ceil_mode, channels_last, padding,
+            dilation,
+        )
+
+    def forward(self, x: ArrayLike) -> np.ndarray:
+        """Pool ``x`` (see :func:`poolkit.lp_pool2d`) and keep it for ``backward``."""
+        out = lp_pool.pool(x, self.params)
+        self._state = np.asarray(x)
+        return out
+
+    def backward(self, grad_output: ArrayLike, out: np.ndarray | None = None) -> np.ndarray:
+        """Gradient with respect to the input of the most recent ``forward``."""
+        return lp_pool.backward(grad_output, self._saved(), self.params, out)
+
+    def _options(self) -> list[str]:
+        a = self.params.avg
+        text = [f"norm_type={self.params.norm_type:g}", f"kernel_size={compact(a.kernel)}",
+                f"stride={compact(a.stride)}", f"ceil_mode={a.ceil_mode}"]
+        if self.params.extended:
+            text.append(f"padding={_padding_repr(a.padding)!r}")
+            if a.dilated:
+                text.append(f"dilation={compact(a.dilation)}")
+        return text + _flag("channels_last", a.channels_last)
+
+
+LPPool1d = _rank_layer(_LPPoolNd, "LPPool1d", "Lp pooling", """
+>>> pk.LPPool1d(2, 2)(np.array([[[3.0, 4.0]]]))
+array([[[5.]]])
+""")
+
+
+LPPool2d = _rank_layer(_LPPoolNd, "LPPool2d", "Lp pooling", """
+>>> pk.LPPool2d(2, 2)(np.ones((1, 1, 4, 4)))[0, 0]
+array([[2., 2.],
+       [2., 2.]])
+""")
+
+
+LPPool3d = _rank_layer(_LPPoolNd, "LPPool3d", "Lp pooling", """
+>>> pk.LPPool3d(1, 2)(np.ones((1, 1, 2, 2, 2))).ravel()
+array([8.])
+""")
+
+
+# ----------------------------------------------------------------------- adaptive pooling
+
+
+def _size_repr(sizes: Any) -> str:
+    return repr(tuple(sizes)) if isinstance(sizes, (tuple, list)) else repr(sizes)
+
+
+class _AdaptiveAvgPoolNd(Layer):
+    """Adaptive average pooling layer; remembers the input shape for ``backward``."""
+
+    def __init__(self, output_size: Any, channels_last: bool = False) -> None:
+        adaptive.check_output_size(output_size, self._nd)
+        self.output_size = output_size
+        self.channels_last = _args.check_bool(channels_last, "channels_last")
+
+    def forward(self, x: ArrayLike) -> np.ndarray:
+        """Pool ``x`` (see :func:`poolkit.adaptive_avg_pool2d`)."""
+        out = adaptive.avg_pool(x, self._nd, self.output_size, self.channels_last)
+        self._state = tuple(np.shape(x))
+        return out
+
+    def backward(self, grad_output: ArrayLike, out: np.ndarray | None = None) -> np.ndarray:
+        """Gradient with respect to the input of the most recent ``forward``."""
+        return adaptive.avg_backward(grad_output, self._saved(), self._nd, self.channels_last,
+                                     out)
+
+    def _options(self) -> list[str]:
+        return [f"output_size={_size_repr(self.output_size)}",
+                *_flag("channels_last", self.channels_last)]
+
+
+class _AdaptiveMaxPoolNd(Layer):
+    """Adaptive max pooling layer; keeps the indices for ``backward``."""
+
+    def __init__(
+        self, output_size: Any, return_indices: bool = False, channels_last: bool = False
+    ) -> None:
+        adaptive.check_output_size(output_size, self._nd)
+        self.output_size = output_size
+        self.return_indices = _args.check_bool(return_indices, "return_indices")
+        self.channels_last = _args.check_bool(channels_last, "channels_last")
+
+    def forward(self, x: ArrayLike) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Pool ``x`` (see :func:`poolkit.adaptive_max_pool2d`) and remember the argmax."""
+        out, idx = adaptive.max_pool(x, self._nd, self.output_size, self.channels_last)
+        self._state = (idx, tuple(np.shape(x)))
+        return (out, idx) if self.return_indices else out
+
+    def backward(self, grad_output: ArrayLike, out: np.ndarray | None = None) -> np.ndarray:
+        """Gradient with respect to the input of the most recent ``forward``."""
+        idx, shape = self._saved()
+        return argmax.backward(grad_output, idx, shape, self._nd, self.channels_last,
+                                        out)
+
+    def _options(self) -> list[str]:
+        return [f"output_size={_size_repr(self.output_size)}",
+                *_flag("return_indices", self.return_indices),
+                *_flag("channels_last", self.channels_last)]
+
+
+_ADAPTIVE_EXAMPLE = """
+>>> layer = pk.{name}({size})
+>>> layer(np.zeros((2, 3{fours}))).shape[-1]
+2
+"""
+
+
+def _adaptive_layer(kind: str, base: type, nd: int) -> type:
+    name = f"Adaptive{kind}Pool{nd}d"
+    size = "(1,) * " + str(nd - 1) + " + (2,)" if nd > 1 else "2"
+    example = _ADAPTIVE_EXAMPLE.format(name=name, size=size, fours=", 4" * nd)
+    return _rank_layer(base, name, f"adaptive {kind.lower()} pooling", example)
+
+
+AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveAvgPool3d = (
+    _adaptive_layer("Avg", _AdaptiveAvgPoolNd, nd) for nd in (1, 2, 3)
+)
+AdaptiveMaxPool1d, AdaptiveMaxPool2d, AdaptiveMaxPool3d = (
+    _adaptive_layer("Max", _AdaptiveMaxPoolNd, nd) for nd in (1, 2, 3)
+)
+
+
+# ------------------------------------------------------------------------- global pooling
+
+
+class GlobalAvgPool(Layer):
+    """Global average pooling layer (see :func:`poolkit.global_avg_pool`).
+
+    Examples
+    --------
+    >>> import numpy as np, poolkit as pk
+    >>> pk.GlobalAvgPool(keepdims=False)(np.ones((2, 3, 4, 4))).shape
+    (2, 3)
+    """
+
+    def __init__(self, keepdims: bool = True, channels_last: bool = False) -> None:
+        self.keepdims = _args.check_bool(keepdims, "keepdims")
+        self.channels_last = _args.check_bool(channels_last, "channels_last")
+
+    def forward(self, x: ArrayLike) -> np.ndarray:
+        """Average every plane of ``x``."""
+        out = global_pool.global_avg_pool(x, self.keepdims, self.channels_last)
+        self._state = tuple(np.shape(x))
+        return out
+
+    def backward(self, grad_output: ArrayLike, out: np.ndarray | None = None) -> np.ndarray:
+        """Gradient with respect to the input of the most recent ``forward``."""
+        return global_pool.global_avg_pool_backward(grad_output, self._saved(),
+                                                    self.channels_last, out)
+
+    def _options(self) -> list[str]:
+        return [f"keepdims={self.keepdims}", *_flag("channels_last", self.channels_last)]
+
+
+class GlobalMaxPool(GlobalAvgPool):
+    """Global max pooling layer (see :func:`poolkit.global_max_pool`).
+
+    Examples
+    --------
+    >>> import numpy as np, poolkit as pk
+    >>> layer = pk.GlobalMaxPool()
+    >>> layer(np.arange(4.0).reshape(1, 1, 2, 2)).ravel()
+    array([3.])
+    >>> layer.backward(np.ones((1, 1, 1, 1))).ravel()
+    array([0., 0., 0., 1.])
+    """
+
+    def forward(self, x: ArrayLike) -> np.ndarray:
+        """Max of every plane of ``x``; remembers the argmax."""
+        out, idx = global_pool.global_max_pool(x, self.keepdims, True, self.channels_last)
+        self._state = (idx, tuple(np.shape(x)))
+        return out
+
+    def backward(self, grad_output: ArrayLike, out: np.ndarray | None = None) -> np.ndarray:
+        """Gradient with respect to the input of the most recent ``forward``."""
+        idx, shape = self._saved()
+        return global_pool.global_max_pool_backward(grad_output, idx, shape,
+                                                    self.channels_last, out)
+
+
+class GlobalLpPool(Layer):
+    """Global Lp pooling layer (see :func:`poolkit.global_lp_pool`).
+
+    Examples
+    --------
+    >>> import numpy as np, poolkit as pk
+    >>> pk.GlobalLpPool(2.0, keepdims=False)(np.array([[[3.0, 4.0]]]))
+    array([[5.]])
+    """
+
+    def __init__(self, p: float = 2.0, keepdims: bool = True, channels_last: bool = False):
+        self.p = _args.check_norm_type(p)
+        self.keepdims = _args.check_bool(keepdims, "keepdims")
+        self.channels_last = _args.check_bool(channels_last, "channels_last")
+
+    def forward(self, x: ArrayLike) -> np.ndarray:
+        """Lp norm of every plane of ``x``."""
+        out = global_pool.global_lp_pool(x, self.p, self.keepdims, self.channels_last)
+        self._state = np.asarray(x)
+        return out
+
+    def backward(self, grad_output: ArrayLike, out: np.ndarray | None = None) -> np.ndarray:
+        """Gradient with respect to the input of the most recent ``forward``."""
+        return global_pool.global_lp_pool_backward(grad_output, self._saved(), self.p,
+                                                   self.channels_last, out)
+
+    def _options(self) -> list[str]:
+        return [f"p={self.p:g}", f"keepdims={self.keepdims}",
+                *_flag("channels_last", self.channels_last)]
+
+
+# --------------------------------------------------------------------- fractional pooling
+
+
+class _FractionalMaxPoolNd(Layer):
+    """Fractional max pooling layer: new samples from ``rng`` at every ``forward``
+    (unless fixed ``random_samples`` were given)."""
+
+    def __init__(
+        self,
+        kernel_size: IntOrTuple,
+        output_size: IntOrTuple | None = None,
+        output_ratio: float | tuple[float, ...] | None = None,
+        return_indices: bool = False,
+        random_samples: ArrayLike | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> None:
+        nd = self._nd
+        self.kernel = _args.int_tuple(kernel_size, nd, "kernel_size", minimum=1)
+        if (output_size is None) == (output_ratio is None):
+            raise ValueError(
+                f"{type(self).__name__} needs exactly one of output_size and output_ratio"
+            )
+        self.output_size = (
+            None if output_size is None
+            else _args.int_tuple(output_size, nd, "output_size", minimum=1)
+        )
+        self.output_ratio = (
+            None if output_ratio is None else fractional.ratio_tuple(output_ratio, nd)
+        )
+        self.return_indices = _args.check_bool(return_indices, "return_indices")
+        if rng is not None and not isinstance(rng, np.random.Generator):
+            raise TypeError(f"rng must be a numpy.random.Generator or None, got {rng!r}")
+        self.rng = np.random.default_rng() if rng is None else rng
+        self.random_samples = random_samples
+
+    def forward(self, x: ArrayLike) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Pool ``x`` (see :func:`poolkit.fractional_max_pool2d`) and remember the argmax."""
+        out, idx = fractional.pool(
+            x, self._nd, self.kernel, self.output_size, self.output_ratio,
+            self.random_samples, self.rng,
+        )
+        self._state = (idx, tuple(np.shape(x)))
+        return (out, idx) if self.return_indices else out
+
+    def backward(self, grad_output: ArrayLike, out: np.ndarray | None = None) -> np.ndarray:
+        """Gradient with respect to the input of the most recent ``forward``."""
+        idx, shape = self._saved()
+        return argmax.backward(grad_output, idx, shape, self._nd, False, out)
+
+    def _options(self) -> list[str]:
+        size = (
+            f"output_size={self.output_size}" if self.output_size is not None
+            else f"output_ratio={self.output_ratio}"
+        )
+        return [f"kernel_size={self.kernel}", size, *_flag("return_indices",
+                                                           self.return_indices)]
+
+
+_FRACTIONAL = "fractional max pooling"
+FractionalMaxPool2d = _rank_layer(
+    _FractionalMaxPoolNd, "FractionalMaxPool2d", _FRACTIONAL, """
+>>> layer = pk.FractionalMaxPool2d(2, output_ratio=0.5, rng=np.random.default_rng(0))
+>>> layer(np.zeros((1, 3, 10, 10))).shape
+(1, 3, 5, 5)
+""")
+
+
+FractionalMaxPool3d = _rank_layer(
+    _FractionalMaxPoolNd, "FractionalMaxPool3d", _FRACTIONAL, """
+>>> layer = pk.FractionalMaxPool3d(2, output_size=3, rng=np.random.default_rng(0))
+>>> layer(np.zeros((1, 2, 6, 6, 6))).shape
+(1, 2, 3, 3, 3)
+""")
+
+
+# -------------------------------------------------------------------------- max unpooling
+
+
+class _MaxUnpoolNd(Layer):
+    """Max unpooling layer; ``forward(x, indices, output_size=None)``."""
+
+    def __init__(
+        self,
+        kernel_size: IntOrTuple,
+        stride: IntOrTuple | None = None,
+        padding: IntOrTuple | tuple[tuple[int, int], ...] = 0,
+        channels_last: bool = False,
+        index_format: str = "plane",
+        storage_order: int = 0,
+    ) -> None:
+        self.params = UnpoolParams.parse(
+            self._nd, kernel_size, stride, padding, channels_last, index_format, storage_order
+        )
+
+    def forward(
+        self, x: ArrayLike, indices: ArrayLike, output_size: tuple[int, ...] | None = None
+    ) -> np.ndarray:
+        """Unpool ``x`` at ``indices`` (see :func:`poolkit.max_unpool2d`)."""
+        out = unpool.unpool(x, indices, self.params, output_size)
+        self._state = (np.asarray(indices), tuple(np.shape(x)))
+        return out
+
+    def backward(self, grad_output: ArrayLike, out: np.ndarray | None = None) -> np.ndarray:
+        """Gradient with respect to ``x`` of the most recent ``forward``."""
+        idx, shape = self._saved()
+        return unpool.backward(grad_output, idx, shape, self.params, out)
+
+    def _options(self) -> list[str]:
+        p = self.params
+        layout = _indices.layout_repr(p.index_format, p.storage_order)
+        return [
+            f"kernel_size={compact(p.kernel)}", f"stride={compact(p.stride)}",
+            f"padding={_padding_repr(p.padding)!r}", *_flag("channels_last", p.channels_last),
+        ] + ([layout[2:]] if layout else [])
+
+
+MaxUnpool1d = _rank_layer(_MaxUnpoolNd, "MaxUnpool1d", "max unpooling", """
+>>> pk.MaxUnpool1d(2)(np.array([[[5.0, 7.0]]]), np.array([[[1, 2]]]))
+array([[[0., 5., 7., 0.]]])
+""")
+
+
+MaxUnpool2d = _rank_layer(_MaxUnpoolNd, "MaxUnpool2d", "max unpooling", """
+>>> x = np.random.default_rng(0).standard_normal((1, 1, 4, 4))
+>>> y, i = pk.max_pool2d(x, 2, return_indices=True)
+>>> pk.MaxUnpool2d(2)(y, i).shape
+(1, 1, 4, 4)
+""")
+
+
+MaxUnpool3d = _rank_layer(_MaxUnpoolNd, "MaxUnpool3d", "max unpooling", """
+>>> pk.MaxUnpool3d(2)(np.ones((1, 1, 1, 1, 1)), np.zeros((1, 1, 1, 1, 1), int)).shape
+(1, 1, 2, 2, 2)
+""")

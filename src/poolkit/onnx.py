@@ -42,8 +42,7 @@ from onnx.reference.op_run import OpRun
 
 from . import _args, _indices
 from ._geometry import Geometry, PaddingSpec
-from ._window_sum import accumulator, window_counts, window_sums
-from .functional import MaxPoolParams, _max_pool_forward
+from ._ops import avg_pool, global_pool, lp_pool, max_pool, unpool
 
 __all__ = [
     "OPS",
@@ -92,43 +91,31 @@ def onnx_geometry(
     ((1,), (1,), (4,))
     """
     nd = len(kernel)
-    begin = list(pads[:nd])
-    end = list(pads[nd:])
-    out = []
-    for j in range(nd):
-        length, k, s, d = in_size[j], kernel[j], strides[j], dilations[j]
-        extent = d * (k - 1) + 1
-        if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-            n_out = -(-length // s)
-            total = max(0, (n_out - 1) * s + extent - length)
-            small, large = total // 2, total - total // 2
-            begin[j], end[j] = (small, large) if auto_pad == "SAME_UPPER" else (large, small)
-        elif auto_pad == "VALID":
-            begin[j] = end[j] = 0
-            n_out = (length - extent) // s + 1
-        else:
-            span = length + begin[j] + end[j] - extent
-            n_out = (span + (s - 1 if ceil_mode else 0)) // s + 1
-            if ceil_mode and version >= 22 and (n_out - 1) * s >= length + begin[j]:
-                n_out -= 1
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        mode = "same" if auto_pad == "SAME_UPPER" else "same_lower"
+        begin, end = PaddingSpec(mode, (), (), False).resolve(in_size, kernel, strides,
+                                                               dilations)
+    elif auto_pad == "VALID":
+        begin = end = (0,) * nd
+    else:
+        begin, end = tuple(pads[:nd]), tuple(pads[nd:])
+    # SAME and VALID fix the output size themselves; ceil_mode applies to explicit pads,
+    # and from opset 22 the last ceil window is dropped if it starts in the right padding
+    explicit = auto_pad not in ("SAME_UPPER", "SAME_LOWER", "VALID")
+    geom = Geometry.build(tuple(in_size), tuple(kernel), tuple(strides), begin, end,
+                          tuple(dilations), ceil_mode and explicit,
+                          "one" if version >= 22 else "keep")
+    for j, n_out in enumerate(geom.out_size):
         if n_out < 1:
             raise _args.bad_attribute(
                 op,
                 "kernel_shape, strides, dilations and pads",
                 f"such that the output is not empty along spatial axis {j} (input size "
-                f"{length}, kernel {k}, stride {s}, dilation {d}, pads ({begin[j]}, {end[j]}))",
+                f"{in_size[j]}, kernel {kernel[j]}, stride {strides[j]}, dilation "
+                f"{dilations[j]}, pads ({begin[j]}, {end[j]}))",
                 n_out,
             )
-        out.append(n_out)
-    return Geometry(
-        tuple(in_size),
-        tuple(kernel),
-        tuple(strides),
-        tuple(begin),
-        tuple(end),
-        tuple(dilations),
-        tuple(out),
-    )
+    return geom
 
 
 class _PoolingOp(OpRun):
@@ -198,18 +185,14 @@ class _PoolingOp(OpRun):
             per_dim(pads, "pads", 2 * nd, 0, 0),
         )
 
-    def _window_geometry(
-        self,
-        x: np.ndarray,
-        kernel_shape: Any,
-        strides: Any,
-        dilations: Any,
-        pads: Any,
-        auto_pad: Any,
-        ceil_mode: Any,
-    ) -> Geometry:
+    def _window_geometry(self, x: np.ndarray, attrs: dict[str, Any]) -> Geometry:
+        """The node's windows on ``x``, from its attributes (absent ones are None)."""
         op = self.op_name
-        kernel, stride, dil, flat_pads = self._sizes(x, kernel_shape, strides, dilations, pads)
+        kernel, stride, dil, flat_pads = self._sizes(
+            x, attrs.get("kernel_shape"), attrs.get("strides"), attrs.get("dilations"),
+            attrs.get("pads"),
+        )
+        auto_pad = attrs.get("auto_pad")
         mode = _text(auto_pad) if auto_pad else "NOTSET"  # "" means NOTSET too
         if mode not in _AUTO_PADS:
             raise _args.bad_attribute(op, "auto_pad", f"one of {_AUTO_PADS}", mode)
@@ -225,19 +208,9 @@ class _PoolingOp(OpRun):
             dil,
             flat_pads,
             mode,
-            bool(ceil_mode),
+            bool(attrs.get("ceil_mode")),
             self.version,
         )
-
-
-def _max_on_geometry(arr: np.ndarray, geom: Geometry, want: bool):
-    """poolkit's max pooling kernels on an ONNX geometry (NCHW...): values, plane indices."""
-    nd = len(geom.kernel)
-    pads = PaddingSpec("explicit", geom.pad_begin, geom.pad_end, False)
-    params = MaxPoolParams(
-        nd, geom.kernel, geom.stride, pads, geom.dilation, False, want, False
-    )
-    return _max_pool_forward(arr, params, geom, True, want)
 
 
 class MaxPool(_PoolingOp):
@@ -250,27 +223,15 @@ class MaxPool(_PoolingOp):
     dtype's minimum) and index -1.
     """
 
-    def _run(
-        self,
-        x,
-        auto_pad=None,
-        ceil_mode=None,
-        dilations=None,
-        kernel_shape=None,
-        pads=None,
-        storage_order=None,
-        strides=None,
-    ):
+    def _run(self, x, **attrs):
         arr = self._input(x, float_only=False)
-        geom = self._window_geometry(
-            arr, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode
-        )
-        order = int(storage_order or 0)
+        geom = self._window_geometry(arr, attrs)
+        order = int(attrs.get("storage_order") or 0)
         if order not in (0, 1):
             raise _args.bad_attribute(self.op_name, "storage_order", "0 or 1", order)
         want = len(self.output) > 1 and self.output[1] != ""
         nd = len(geom.kernel)
-        out, idx = _max_on_geometry(arr, geom, want)
+        out, idx = max_pool.forward_on(arr, geom, True, False, want)
         if not want:
             return (out,)
         return out, _indices.from_plane(idx, arr.shape, nd, True, False, "global", order)
@@ -284,28 +245,13 @@ class AveragePool(_PoolingOp):
     padding never count). Dilations from opset 19. A window whose divisor is 0 gives NaN.
     """
 
-    def _run(
-        self,
-        x,
-        auto_pad=None,
-        ceil_mode=None,
-        count_include_pad=None,
-        dilations=None,
-        kernel_shape=None,
-        pads=None,
-        strides=None,
-    ):
+    def _run(self, x, **attrs):
         arr = self._input(x)
-        geom = self._window_geometry(
-            arr, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode
-        )
-        include = int(count_include_pad or 0)
+        geom = self._window_geometry(arr, attrs)
+        include = int(attrs.get("count_include_pad") or 0)
         if include not in (0, 1):
             raise _args.bad_attribute(self.op_name, "count_include_pad", "0 or 1", include)
-        sums = window_sums(arr.astype(accumulator(arr.dtype), copy=False), geom)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out = sums / window_counts(geom, bool(include)).astype(sums.dtype)
-        return (out.astype(arr.dtype, copy=False),)
+        return (avg_pool.forward_on(arr, geom, True, False, bool(include)),)
 
 
 def _p_value(op: str, p: Any, version: int) -> float:
@@ -317,23 +263,6 @@ def _p_value(op: str, p: Any, version: int) -> float:
     return value
 
 
-def _abs_power(arr: np.ndarray, p: float) -> np.ndarray:
-    mag = np.abs(arr.astype(accumulator(arr.dtype), copy=False))
-    if p == 1:
-        return mag
-    if p == 2:
-        return mag * mag
-    return mag**p
-
-
-def _root(total: np.ndarray, p: float) -> np.ndarray:
-    if p == 1:
-        return total
-    if p == 2:
-        return np.sqrt(total)
-    return total ** (1.0 / p)
-
-
 class LpPool(_PoolingOp):
     """ONNX LpPool (opsets 1 to 22): ``(sum over the window of |x|**p) ** (1/p)``.
 
@@ -341,24 +270,11 @@ class LpPool(_PoolingOp):
     dilations and ceil_mode from LpPool-18.
     """
 
-    def _run(
-        self,
-        x,
-        auto_pad=None,
-        ceil_mode=None,
-        dilations=None,
-        kernel_shape=None,
-        p=None,
-        pads=None,
-        strides=None,
-    ):
+    def _run(self, x, **attrs):
         arr = self._input(x)
-        geom = self._window_geometry(
-            arr, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode
-        )
-        power = _p_value(self.op_name, p, self.version)
-        out = _root(window_sums(_abs_power(arr, power), geom), power)
-        return (out.astype(arr.dtype, copy=False),)
+        geom = self._window_geometry(arr, attrs)
+        power = _p_value(self.op_name, attrs.get("p"), self.version)
+        return (lp_pool.forward_on(arr, geom, True, False, power),)
 
 
 class GlobalMaxPool(_PoolingOp):
@@ -369,7 +285,7 @@ class GlobalMaxPool(_PoolingOp):
         spatial = arr.shape[2:]
         nd = len(spatial)
         geom = Geometry(spatial, spatial, spatial, (0,) * nd, (0,) * nd, (1,) * nd, (1,) * nd)
-        out, _ = _max_on_geometry(arr, geom, False)
+        out, _ = max_pool.forward_on(arr, geom, True, False, False)
         return (out,)
 
 
@@ -378,9 +294,7 @@ class GlobalAveragePool(_PoolingOp):
 
     def _run(self, x):
         arr = self._input(x)
-        axes = tuple(range(2, arr.ndim))
-        out = np.mean(arr, axis=axes, keepdims=True, dtype=accumulator(arr.dtype))
-        return (out.astype(arr.dtype, copy=False),)
+        return (global_pool.global_avg_pool(arr),)
 
 
 class GlobalLpPool(_PoolingOp):
@@ -392,9 +306,7 @@ class GlobalLpPool(_PoolingOp):
     def _run(self, x, p=None):
         arr = self._input(x)
         power = _p_value(self.op_name, p, self.version)
-        axes = tuple(range(2, arr.ndim))
-        total = np.sum(_abs_power(arr, power), axis=axes, keepdims=True)
-        return (_root(total, power).astype(arr.dtype, copy=False),)
+        return (global_pool.global_lp_pool(arr, power),)
 
 
 class MaxUnpool(_PoolingOp):
@@ -428,15 +340,16 @@ class MaxUnpool(_PoolingOp):
             )
             if any(v < 1 for v in shape):
                 raise _args.bad_attribute(op, "the inferred output shape", "positive", shape)
-        out = np.zeros(shape, dtype=arr.dtype)
-        flat_idx = idx.reshape(-1).astype(np.int64, copy=False)
-        if flat_idx.size and (flat_idx.min() < 0 or flat_idx.max() >= out.size):
+        size = int(np.prod(shape))
+        flat_idx = idx.reshape(1, -1).astype(np.int64, copy=False)
+        if flat_idx.size and (flat_idx.min() < 0 or flat_idx.max() >= size):
             raise _args.bad_indices(
-                f"of {op} must lie in [0, {out.size}) (the flattened output of shape "
+                f"of {op} must lie in [0, {size}) (the flattened output of shape "
                 f"{shape}); got values in [{int(flat_idx.min())}, {int(flat_idx.max())}]"
             )
-        out.reshape(-1)[flat_idx] = arr.reshape(-1)
-        return (out,)
+        # global indices may cross (n, c) planes: the whole tensor is one plane here
+        flat = unpool.scatter_on(arr.reshape(1, -1), flat_idx, (1, size), 1, False)
+        return (flat.reshape(shape),)
 
 
 #: The operators to pass as ``ReferenceEvaluator(model, new_ops=OPS)``.

@@ -10,7 +10,7 @@ parallel wrapper that splits the tasks over numba's threads (``*_par``); callers
 the serial one for tiny problems, where starting the thread team costs more than the
 work. Tasks never share output elements, so results do not depend on the thread count.
 
-Semantics (shared by every path, see DESIGN.md section 3): the window is scanned in
+Semantics (shared by every path, docs/semantics.md §4): the window is scanned in
 row-major order; a later element wins only if it is strictly greater or NaN (the first
 maximum wins ties, the last NaN wins); padding never wins; a window with no element
 inside the input yields ``fill`` and index -1. float16 travels as its uint16 bits and

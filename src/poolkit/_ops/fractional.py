@@ -1,4 +1,4 @@
-"""Fractional max pooling (Graham, 2014): ``fractional_max_pool2d/3d`` and layers.
+"""Fractional max pooling (Graham, 2014): ``fractional_max_pool2d/3d`` (docs/semantics.md §10).
 
 Window starts follow PyTorch's pseudo-random sequence: for a sample ``u`` in [0, 1),
 ``alpha = (L - k) / (O - 1)``, ``start[i] = int((i + u) * alpha) - int(u * alpha)`` for
@@ -14,20 +14,16 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import _args
-from ._adaptive import argmax_backward
-from ._geometry import output_shape
-from ._kernels import LazyModule
-from ._layer_base import Layer
-from ._planes import kernel_view
-from .functional import IntOrTuple
+from .. import _args, _docs, _engine
+from .._geometry import interval_starts, output_shape
+from .._kernels import LazyModule
+from .._types import IntOrTuple
+from . import argmax
 
 #: compiled kernels, imported (with numba) by the first call that needs them
 _indexed: Any = LazyModule("indexed")
 
 __all__ = [
-    "FractionalMaxPool2d",
-    "FractionalMaxPool3d",
     "fractional_max_pool2d",
     "fractional_max_pool2d_backward",
     "fractional_max_pool3d",
@@ -35,7 +31,7 @@ __all__ = [
 ]
 
 
-def _ratio_tuple(value: Any, nd: int) -> tuple[float, ...]:
+def ratio_tuple(value: Any, nd: int) -> tuple[float, ...]:
     items = list(value) if isinstance(value, (tuple, list, np.ndarray)) else [value] * nd
     if len(items) != nd:
         raise ValueError(
@@ -57,7 +53,7 @@ def _sizes(
     if output_size is not None:
         out = _args.int_tuple(output_size, nd, "output_size", minimum=1)
     elif output_ratio is not None:
-        out = tuple(int(n * r) for n, r in zip(in_spatial, _ratio_tuple(output_ratio, nd)))
+        out = tuple(int(n * r) for n, r in zip(in_spatial, ratio_tuple(output_ratio, nd)))
         if any(o < 1 for o in out):
             raise ValueError(
                 f"output_ratio={output_ratio!r} gives an empty output {out} for x with spatial "
@@ -114,24 +110,7 @@ def _samples(
     return arr
 
 
-def interval_starts(u: np.ndarray, length: int, n_out: int, pool: int) -> np.ndarray:
-    """Window starts for every sample in ``u`` (any shape), computed in ``u``'s dtype.
-
-    Returns int64 of shape ``u.shape + (n_out,)``.
-    """
-    dt = u.dtype.type
-    starts = np.empty(u.shape + (n_out,), dtype=np.int64)
-    if n_out > 1:
-        alpha = dt(length - pool) / dt(n_out - 1)
-        i = np.arange(n_out - 1).astype(u.dtype)
-        uu = u[..., None]
-        first = ((i + uu) * alpha).astype(np.int64)  # trunc toward 0, as static_cast<int>
-        starts[..., :-1] = first - (uu * alpha).astype(np.int64)
-    starts[..., -1] = length - pool
-    return starts
-
-
-def _fractional_impl(
+def pool(
     x: Any,
     nd: int,
     kernel_size: Any,
@@ -161,9 +140,9 @@ def _fractional_impl(
     idx = np.empty(shape, dtype=np.int64)
     pool = np.array((1,) * lead + kernel, dtype=np.int64)
     _indexed.fractional_max_forward(
-        kernel_view(arr, nd, batched, False),
-        kernel_view(out, nd, batched, False),
-        kernel_view(idx, nd, batched, False),
+        _engine.kernel_view(arr, nd, batched, False),
+        _engine.kernel_view(out, nd, batched, False),
+        _engine.kernel_view(idx, nd, batched, False),
         starts[0],
         starts[1],
         starts[2],
@@ -172,16 +151,12 @@ def _fractional_impl(
     return out, idx
 
 
-def _fractional_doc(nd: int) -> str:
-    first, unbatched = ("(N, C, H, W)", "(C, H, W)") if nd == 2 else (
-        "(N, C, D, H, W)", "(C, D, H, W)")
-    order = "(w, h)" if nd == 2 else "(t, h, w)"
-    return f"""{nd}-D fractional max pooling, PyTorch's ``fractional_max_pool{nd}d``.
+_FORWARD_DOC = """{nd}-D fractional max pooling, PyTorch's ``fractional_max_pool{nd}d``.
 
     Parameters
     ----------
     x : array_like
-        ``{first}`` or ``{unbatched}``; float16/32/64 (PyTorch's dtypes) or
+        ``{layout}`` or ``{unbatched}``; float16/32/64 (PyTorch's dtypes) or
         int8/16/32/64, uint8 (samples then in float64).
     kernel_size : int or tuple of {nd} ints
         Pooling window size.
@@ -215,15 +190,13 @@ def _fractional_doc(nd: int) -> str:
     Examples
     --------
     >>> import numpy as np, poolkit as pk
-    >>> x = np.arange(25.0 * {2 ** (nd - 2)}).reshape((1, 1) + (2,) * {nd - 2} + (5, 5))
-    >>> k = {(1,) * (nd - 2) + (2, 2)}
+    >>> x = np.arange(25.0 * {planes}).reshape((1, 1) + (2,) * {depth} + (5, 5))
+    >>> k = {k22}
     >>> pk.fractional_max_pool{nd}d(x, k, output_size=k, rng=np.random.default_rng(0)).ravel()
-    {"array([ 6.,  9., 21., 24.])" if nd == 2 else "array([31., 34., 46., 49.])"}
+    {result}
     """
 
-
-def _fractional_backward_doc(nd: int) -> str:
-    return f"""Gradient of :func:`fractional_max_pool{nd}d` with respect to its input.
+_BACKWARD_DOC = """Gradient of :func:`fractional_max_pool{nd}d` with respect to its input.
 
     Each output gradient goes to the input that won its window; overlapping windows
     add up in output row-major order.
@@ -236,26 +209,31 @@ def _fractional_backward_doc(nd: int) -> str:
         The indices returned by the forward pass.
     input_shape : tuple of int
         Shape of the forward input.
-
-    Returns
-    -------
-    grad_input : ndarray
-        Shape ``input_shape``, dtype of ``grad_output``.
-
-    Examples
-    --------
-    >>> import numpy as np, poolkit as pk
-    >>> x = np.arange(9.0 * {2 ** (nd - 2)}).reshape((1, 1) + (2,) * {nd - 2} + (3, 3))
-    >>> k, o = {(1,) * (nd - 2) + (2, 2)}, {(1,) * (nd - 2) + (1, 1)}
+    {backward}
+    >>> x = np.arange(9.0 * {planes}).reshape((1, 1) + (2,) * {depth} + (3, 3))
+    >>> k, o = {k22}, {o11}
     >>> y, i = pk.fractional_max_pool{nd}d(x, k, output_size=o, return_indices=True)
     >>> dx = pk.fractional_max_pool{nd}d_backward(np.ones_like(y), i, x.shape)
     >>> np.flatnonzero(dx), x.ravel()[np.flatnonzero(dx)]
-    (array([{9 * 2 ** (nd - 2) - 1}]), array([{9 * 2 ** (nd - 2) - 1}.]))
+    (array([{last}]), array([{last}.]))
     """
 
 
+def _doc_fields(nd: int) -> dict[str, object]:
+    """The examples' shapes: a stack of 5x5 (3x3) planes, 2x2 windows."""
+    return {
+        "order": "(w, h)" if nd == 2 else "(t, h, w)",
+        "planes": 2 ** (nd - 2),
+        "depth": nd - 2,
+        "k22": (1,) * (nd - 2) + (2, 2),
+        "o11": (1,) * (nd - 2) + (1, 1),
+        "last": 9 * 2 ** (nd - 2) - 1,
+        "result": "array([ 6.,  9., 21., 24.])" if nd == 2 else "array([31., 34., 46., 49.])",
+    }
+
+
 def _make_fractional(nd: int):
-    def pool(
+    def pool_nd(
         x: ArrayLike,
         kernel_size: IntOrTuple,
         output_size: IntOrTuple | None = None,
@@ -265,108 +243,22 @@ def _make_fractional(nd: int):
         rng: np.random.Generator | None = None,
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         want = _args.check_bool(return_indices, "return_indices")
-        out, idx = _fractional_impl(
+        out, idx = pool(
             x, nd, kernel_size, output_size, output_ratio, random_samples, rng
         )
         return (out, idx) if want else out
 
     def backward(
-        grad_output: ArrayLike, indices: ArrayLike, input_shape: tuple[int, ...]
+        grad_output: ArrayLike, indices: ArrayLike, input_shape: tuple[int, ...],
+        out: np.ndarray | None = None,
     ) -> np.ndarray:
-        return argmax_backward(grad_output, indices, input_shape, nd, False)
+        return argmax.backward(grad_output, indices, input_shape, nd, False, out)
 
-    pool.__name__ = pool.__qualname__ = f"fractional_max_pool{nd}d"
-    backward.__name__ = backward.__qualname__ = f"fractional_max_pool{nd}d_backward"
-    pool.__doc__ = _fractional_doc(nd)
-    backward.__doc__ = _fractional_backward_doc(nd)
-    return pool, backward
+    extra = _doc_fields(nd)
+    return (_docs.for_rank(pool_nd, f"fractional_max_pool{nd}d", _FORWARD_DOC, nd, **extra),
+            _docs.for_rank(backward, f"fractional_max_pool{nd}d_backward", _BACKWARD_DOC, nd,
+                           **extra))
 
 
 fractional_max_pool2d, fractional_max_pool2d_backward = _make_fractional(2)
 fractional_max_pool3d, fractional_max_pool3d_backward = _make_fractional(3)
-
-
-class _FractionalMaxPoolNd(Layer):
-    """Fractional max pooling layer: new samples from ``rng`` at every ``forward``
-    (unless fixed ``random_samples`` were given)."""
-
-    _nd = 0
-
-    def __init__(
-        self,
-        kernel_size: IntOrTuple,
-        output_size: IntOrTuple | None = None,
-        output_ratio: float | tuple[float, ...] | None = None,
-        return_indices: bool = False,
-        random_samples: ArrayLike | None = None,
-        rng: np.random.Generator | None = None,
-    ) -> None:
-        nd = self._nd
-        self.kernel = _args.int_tuple(kernel_size, nd, "kernel_size", minimum=1)
-        if (output_size is None) == (output_ratio is None):
-            raise ValueError(
-                f"{type(self).__name__} needs exactly one of output_size and output_ratio"
-            )
-        self.output_size = (
-            None if output_size is None
-            else _args.int_tuple(output_size, nd, "output_size", minimum=1)
-        )
-        self.output_ratio = None if output_ratio is None else _ratio_tuple(output_ratio, nd)
-        self.return_indices = _args.check_bool(return_indices, "return_indices")
-        if rng is not None and not isinstance(rng, np.random.Generator):
-            raise TypeError(f"rng must be a numpy.random.Generator or None, got {rng!r}")
-        self.rng = np.random.default_rng() if rng is None else rng
-        self.random_samples = random_samples
-        self._indices: np.ndarray | None = None
-        self._input_shape: tuple[int, ...] = ()
-
-    def forward(self, x: ArrayLike) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-        """Pool ``x`` (see :func:`fractional_max_pool2d`) and remember the argmax."""
-        out, idx = _fractional_impl(
-            x, self._nd, self.kernel, self.output_size, self.output_ratio,
-            self.random_samples, self.rng,
-        )
-        self._indices = idx
-        self._input_shape = tuple(np.shape(x))
-        return (out, idx) if self.return_indices else out
-
-    def backward(self, grad_output: ArrayLike) -> np.ndarray:
-        """Gradient with respect to the input of the most recent ``forward``."""
-        self._require_forward(self._indices)
-        return argmax_backward(grad_output, self._indices, self._input_shape, self._nd, False)
-
-    def __repr__(self) -> str:
-        size = (
-            f"output_size={self.output_size}" if self.output_size is not None
-            else f"output_ratio={self.output_ratio}"
-        )
-        text = f"{type(self).__name__}(kernel_size={self.kernel}, {size}"
-        return text + (", return_indices=True)" if self.return_indices else ")")
-
-
-class FractionalMaxPool2d(_FractionalMaxPoolNd):
-    """2-D fractional max pooling layer. Options as :func:`poolkit.fractional_max_pool2d`.
-
-    Examples
-    --------
-    >>> import numpy as np, poolkit as pk
-    >>> layer = pk.FractionalMaxPool2d(2, output_ratio=0.5, rng=np.random.default_rng(0))
-    >>> layer(np.zeros((1, 3, 10, 10))).shape
-    (1, 3, 5, 5)
-    """
-
-    _nd = 2
-
-
-class FractionalMaxPool3d(_FractionalMaxPoolNd):
-    """3-D fractional max pooling layer. Options as :func:`poolkit.fractional_max_pool3d`.
-
-    Examples
-    --------
-    >>> import numpy as np, poolkit as pk
-    >>> layer = pk.FractionalMaxPool3d(2, output_size=3, rng=np.random.default_rng(0))
-    >>> layer(np.zeros((1, 2, 6, 6, 6))).shape
-    (1, 2, 3, 3, 3)
-    """
-
-    _nd = 3

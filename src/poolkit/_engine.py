@@ -1,0 +1,211 @@
+"""The execution engine every pooling operation runs through.
+
+It owns what sits between a resolved :class:`~poolkit._geometry.Geometry` and the
+compiled kernels (docs/architecture.md, "The engine"):
+
+* **views**: the kernels see ``(N, C, D, H, W)`` (or ``(N, D, H, W, C)``) 5-D views, or
+  ``(planes, elements)`` runs for index kernels; float16 travels as its uint16 bits;
+* **fill values**: what an empty max window yields (``-inf``, the dtype minimum);
+* **serial or parallel**: below :data:`SERIAL_WORK` a call stays on the calling thread;
+  the threshold is read at call time, so changing it reaches every operation;
+* **the plan cache**: per (operation, options, shape, dtype) plans, so a repeated call
+  in a training loop skips validation and planning.
+
+Arguments are assumed valid here (validation happens once, in :mod:`poolkit._args`).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from ._memo import BoundedCache
+from ._threads import get_num_threads
+
+#: Below this many element visits a call runs on the calling thread (read at call time).
+SERIAL_WORK = 1 << 15
+
+#: Spatial rank the compiled kernels work in (1-D and 2-D get unit leading axes).
+KERNEL_NDIM = 3
+
+#: Plans by (operation, options, input shape, dtype, ...): see :class:`BoundedCache`.
+plans = BoundedCache(512)
+
+_F16 = np.dtype(np.float16)
+_U16 = np.dtype(np.uint16)
+
+
+def is_serial(work: int) -> bool:
+    """Should a call of ``work`` element visits stay on the calling thread?"""
+    return work < SERIAL_WORK
+
+
+def parallel_chunks(n_tasks: int) -> int:
+    """Task chunks for a parallel call: several per thread, for dynamic balancing."""
+    return max(1, min(n_tasks, 16 * get_num_threads()))
+
+
+def run_parallel(kernel: Any, *args: Any) -> None:
+    """Call a ``*_par`` kernel with dynamic scheduling (chunks handed out one by one)."""
+    import numba
+
+    old = numba.set_parallel_chunksize(1)
+    try:
+        kernel(*args)
+    finally:
+        numba.set_parallel_chunksize(old)
+
+
+def run_tasks(serial: Any, parallel: Any, n_tasks: int, work: int, *args: Any) -> None:
+    """Run ``n_tasks`` independent tasks: ``serial(*args, 0, n_tasks)`` on this thread for
+    small ``work``, else ``parallel(*args, n_chunks)`` over numba's threads."""
+    if is_serial(work) or n_tasks <= 1:
+        serial(*args, 0, n_tasks)
+    else:
+        run_parallel(parallel, *args, parallel_chunks(n_tasks))
+
+
+# ----------------------------------------------------------------------------- views
+
+
+def kernel_bits(arr: np.ndarray) -> np.ndarray:
+    """float16 goes through the kernels as its bits (numba has no CPU float16)."""
+    return arr.view(_U16) if arr.dtype == _F16 else arr
+
+
+def as_kernel_view(arr: np.ndarray, nd: int, batched: bool, channels_last: bool) -> np.ndarray:
+    """View ``arr`` as ``(N, C, D, H, W)`` without copying.
+
+    Channels-last arrays get their channel axis moved (a strided view); missing batch
+    and leading spatial axes become unit axes.
+    """
+    view = arr if batched else arr[np.newaxis]
+    if channels_last:
+        view = np.moveaxis(view, -1, 1)
+    lead = KERNEL_NDIM - nd
+    if lead:
+        view = np.expand_dims(view, tuple(range(2, 2 + lead)))
+    return view
+
+
+def kernel_view(arr: np.ndarray, nd: int, batched: bool, channels_last: bool) -> np.ndarray:
+    """:func:`as_kernel_view` of the kernel form (float16 as bits) of ``arr``."""
+    return as_kernel_view(kernel_bits(arr), nd, batched, channels_last)
+
+
+def to_planes(arr: np.ndarray, nd: int, channels_last: bool) -> np.ndarray:
+    """``(planes, prod(spatial))`` array of a batched or unbatched input (view if possible)."""
+    if channels_last:
+        arr = np.moveaxis(arr, -1, -nd - 1)
+    plane = int(np.prod(arr.shape[-nd:]))
+    return arr.reshape(-1, plane)
+
+
+def from_planes(planes: np.ndarray, shape: tuple[int, ...], nd: int, channels_last: bool):
+    """Inverse of :func:`to_planes`: an array of ``shape`` (contiguous in its layout)."""
+    if not channels_last:
+        return planes.reshape(shape)
+    moved = shape[:-nd - 1] + (shape[-1],) + shape[-nd - 1 : -1]
+    return np.ascontiguousarray(np.moveaxis(planes.reshape(moved), -nd - 1, -1))
+
+
+def flat_planes(arr: np.ndarray, nd: int, batched: bool, channels_last: bool) -> np.ndarray:
+    """``(N, C, 1, 1, prod(spatial))`` view (or copy, if strides forbid a view) of ``arr``."""
+    view = arr if batched else arr[np.newaxis]
+    if channels_last:
+        plane = int(np.prod(view.shape[1:-1]))
+        view = np.moveaxis(view.reshape(view.shape[0], plane, view.shape[-1]), -1, 1)
+    else:
+        view = view.reshape(view.shape[0], view.shape[1], -1)
+    return view[:, :, np.newaxis, np.newaxis, :]
+
+
+def channels_first(arr: np.ndarray, batched: bool, channels_last: bool) -> np.ndarray:
+    """``(N, C, *spatial)`` view of a batched/unbatched, channels-first/last array."""
+    view = arr if batched else arr[np.newaxis]
+    return np.moveaxis(view, -1, 1) if channels_last else view
+
+
+def from_channels_first(
+    arr: np.ndarray, batched: bool, channels_last: bool, dtype: np.dtype
+) -> np.ndarray:
+    """Inverse of :func:`channels_first`: a contiguous array of ``dtype`` in the user layout."""
+    view = np.moveaxis(arr, 1, -1) if channels_last else arr
+    return np.ascontiguousarray((view if batched else view[0]).astype(dtype, copy=False))
+
+
+# ------------------------------------------------------------------------ fill values
+
+_LOWEST = {
+    np.dtype(np.float16): np.uint16(0xFC00),  # -inf as float16 bits
+    np.dtype(np.float32): np.float32(-np.inf),
+    np.dtype(np.float64): np.float64(-np.inf),
+}
+
+
+def lowest(dtype: np.dtype) -> np.generic:
+    """What an empty max window yields, in kernel form: ``-inf`` or the dtype minimum."""
+    fill = _LOWEST.get(dtype)
+    if fill is None:
+        fill = np.iinfo(dtype).min
+        fill = dtype.type(fill)
+        _LOWEST[dtype] = fill
+    return fill
+
+
+@lru_cache(maxsize=256)
+def kernel_table(
+    kernel: tuple[int, ...], stride: tuple[int, ...], pad: tuple[int, ...], dil: tuple[int, ...]
+) -> np.ndarray:
+    """Read-only ``(4, 3)`` int64 geometry table for the 3-D kernels (cached): rows kernel,
+    stride, pad_begin, dilation; columns D, H, W."""
+    lead = KERNEL_NDIM - len(kernel)
+    table = np.array(
+        [
+            (1,) * lead + kernel,
+            (1,) * lead + stride,
+            (0,) * lead + pad,
+            (1,) * lead + dil,
+        ],
+        dtype=np.int64,
+    )
+    table.flags.writeable = False
+    return table
+
+
+def pad_end_table(pad_end: tuple[int, ...]) -> np.ndarray:
+    """The end pads padded to (D, H, W) with leading zeros, for the 3-D kernels."""
+    return np.array((0,) * (KERNEL_NDIM - len(pad_end)) + tuple(pad_end), dtype=np.int64)
+
+
+def lead3(spatial: tuple[int, ...]) -> tuple[int, int, int]:
+    """Spatial sizes padded to (D, H, W) with leading ones."""
+    full = (1,) * (KERNEL_NDIM - len(spatial)) + tuple(spatial)
+    return full[0], full[1], full[2]
+
+
+# ---------------------------------------------------------------------------- outputs
+
+
+def gradient_buffer(shape: tuple[int, ...], dtype: np.dtype, out: np.ndarray | None,
+                    zeroed: bool) -> np.ndarray:
+    """The array a backward pass writes: the caller's validated ``out`` or a new one.
+
+    ``zeroed``: the kernel adds into it, so it must start at zero (``np.zeros`` gets
+    fresh zero pages from the OS; a reused ``out`` is cleared here).
+    """
+    if out is None:
+        return np.zeros(shape, dtype) if zeroed else np.empty(shape, dtype)
+    if zeroed:
+        out.fill(0)
+    return out
+
+
+def deliver(result: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    """Return ``result``, copied into the caller's ``out`` when one was given."""
+    if out is None or result is out:
+        return result
+    np.copyto(out, result, casting="unsafe")
+    return out

@@ -1,0 +1,110 @@
+"""The one gradient router of every max-like operation (docs/semantics.md §6).
+
+Max pooling, adaptive, fractional and global max pooling all end their backward pass
+here: each output gradient is added to the input element its (plane) index names, in
+output row-major order per ``(n, c)`` plane, so overlapping windows add up
+deterministically, bit-identical to PyTorch's CPU backward.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import _args, _engine
+from .._kernels import LazyModule
+
+#: compiled kernels, imported (with numba) by the first call that needs them
+_k: Any = LazyModule("max_pool")
+
+#: Channels per task in the channels-last backward (a 64-byte line of float32).
+_CL_BLOCK = 16
+
+
+def route(
+    grad: np.ndarray,
+    idx: np.ndarray,
+    shape: tuple[int, ...],
+    nd: int,
+    channels_last: bool,
+    allow_missing: bool = True,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Add ``grad`` at the plane indices ``idx`` into a zeroed array of ``shape``.
+
+    Parameters
+    ----------
+    grad : ndarray
+        Validated float gradient; ``grad.size // (N * C)`` outputs per plane.
+    idx : ndarray of int64
+        Plane row-major indices, same shape as ``grad``.
+    shape : tuple of int
+        The input shape (batched or unbatched, either layout).
+    nd : int
+        Number of spatial dims.
+    channels_last : bool
+        Layout of ``grad``, ``idx`` and ``shape``.
+    allow_missing : bool, default True
+        Index -1 (a window with no input element) is skipped; with False it is an error.
+    out : ndarray, optional
+        A validated C-contiguous buffer of ``shape`` and ``grad``'s dtype to fill.
+
+    Returns
+    -------
+    ndarray
+        The gradient with respect to the input (``out`` when given).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> route(np.ones((1, 1, 2)), np.array([[[1, 1]]]), (1, 1, 3), 1, False).ravel()
+    array([0., 2., 0.])
+    """
+    batched = len(shape) == nd + 2
+    n_batch = shape[0] if batched else 1
+    dx = _engine.gradient_buffer(shape, grad.dtype, out, zeroed=True)
+    if channels_last:
+        n_chan = shape[-1]
+        plane = int(np.prod(shape[-nd - 1 : -1]))
+        n_out = grad.size // (n_batch * n_chan) if grad.size else 0
+        g = grad.reshape(n_batch, n_out, n_chan)
+        i = idx.reshape(n_batch, n_out, n_chan)
+        d = dx.reshape(n_batch, plane, n_chan)
+        n_tasks = n_batch * ((n_chan + _CL_BLOCK - 1) // _CL_BLOCK)
+    else:
+        n_chan = shape[1] if batched else shape[0]
+        plane = int(np.prod(shape[-nd:]))
+        n_out = grad.size // (n_batch * n_chan) if grad.size else 0
+        g = grad.reshape(n_batch * n_chan, n_out)
+        i = idx.reshape(n_batch * n_chan, n_out)
+        d = dx.reshape(n_batch * n_chan, plane)
+        n_tasks = n_batch * n_chan
+    g, d = _engine.kernel_bits(g), _engine.kernel_bits(d)
+    bad = np.zeros(max(n_tasks, 1), dtype=np.uint8)
+    work = dx.size + grad.size
+    if channels_last:
+        _engine.run_tasks(_k.backward_nhwc_range, _k.backward_nhwc_par, n_tasks, work,
+                          g, i, d, bad, _CL_BLOCK)
+    else:
+        _engine.run_tasks(_k.backward_nchw_range, _k.backward_nchw_par, n_tasks, work,
+                          g, i, d, bad)
+    if bad.any() or (not allow_missing and idx.size and idx.min() < 0):
+        missing = " or be -1" if allow_missing else ""
+        raise ValueError(
+            f"indices must lie in [0, {plane}) (the flattened spatial plane of input_shape "
+            f"{tuple(shape)}){missing}; got values outside that range"
+        )
+    return dx
+
+
+def backward(grad_output: Any, indices: Any, input_shape: Any, nd: int, channels_last: Any,
+             out: Any = None) -> np.ndarray:
+    """Validated backward of an op whose indices are plane indices that always name an
+    input element (adaptive, fractional max pooling): the router with -1 rejected."""
+    channels_last = _args.check_bool(channels_last, "channels_last")
+    grad, shape, _, out = _args.backward_args(grad_output, input_shape, nd, channels_last, out)
+    _args.check_input(grad.shape, nd, "grad_output", channels_last)
+    idx = _args.check_index_array(indices, grad.shape)
+    _args.check_out(out, shape, grad.dtype, indices)
+    return route(grad, idx, shape, nd, channels_last, allow_missing=False, out=out)

@@ -1,0 +1,336 @@
+"""Average pooling: ``avg_pool*`` and ``avg_pool*_backward`` (docs/semantics.md §7).
+
+Dilation 1 runs the PyTorch-exact kernels of :mod:`poolkit._kernels.avg_pool` (each
+window summed in row-major order in opmath, divided once); dilated windows and windows
+without any input element (possible only through ONNX pads) take the separable
+window-sum path of :mod:`poolkit._window_sum`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from .. import _args, _docs, _engine
+from .._geometry import Geometry, PaddingSpec, empty_windows, output_shape
+from .._kernels import LazyModule
+from .._types import IntOrTuple, Padding
+from .._window_sum import window_counts, window_sums, window_sums_transpose
+from .params import PoolParams
+
+#: compiled kernels, imported (with numba) by the first call that needs them
+_k: Any = LazyModule("avg_pool")
+
+__all__ = [
+    "avg_pool1d",
+    "avg_pool1d_backward",
+    "avg_pool2d",
+    "avg_pool2d_backward",
+    "avg_pool3d",
+    "avg_pool3d_backward",
+]
+
+#: dtypes average pooling accepts; integers are pooled in float64 (docs/semantics.md §11).
+AVG_DTYPES = _args.MAX_POOL_DTYPES
+
+
+@dataclass(frozen=True)
+class AvgPoolParams(PoolParams):
+    """Validated, per-dimension average pooling options (input-independent)."""
+
+    nd: int
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: PaddingSpec
+    ceil_mode: bool
+    count_include_pad: bool
+    divisor_override: int  # 0: none
+    channels_last: bool
+    dilation: tuple[int, ...]
+
+    @property
+    def dilated(self) -> bool:
+        return any(d != 1 for d in self.dilation)
+
+    @classmethod
+    def _parse(
+        cls,
+        nd: int,
+        kernel_size: Any,
+        stride: Any,
+        padding: Any,
+        ceil_mode: Any,
+        count_include_pad: Any,
+        divisor_override: Any,
+        channels_last: Any,
+        dilation: Any = 1,
+    ) -> AvgPoolParams:
+        kernel, strides = _args.kernel_and_stride(kernel_size, stride, nd)
+        return cls(
+            nd,
+            kernel,
+            strides,
+            _args.parse_padding(padding, kernel),
+            _args.check_bool(ceil_mode, "ceil_mode"),
+            _args.check_bool(count_include_pad, "count_include_pad"),
+            _args.check_divisor_override(divisor_override),
+            _args.check_bool(channels_last, "channels_last"),
+            _args.int_tuple(dilation, nd, "dilation", minimum=1),
+        )
+
+    @classmethod
+    def plane_sum(cls, spatial: tuple[int, ...], channels_last: bool) -> AvgPoolParams:
+        """One window over the whole plane, divided by 1: the plane sum."""
+        nd = len(spatial)
+        return cls(nd, spatial, spatial, PaddingSpec.symmetric((0,) * nd), False, True, 1,
+                   channels_last, (1,) * nd)
+
+    def geometry(self, in_spatial: tuple[int, ...]) -> Geometry:
+        """The windows of this call on an input of spatial size ``in_spatial``."""
+        return _args.build_geometry(
+            in_spatial, self.kernel, self.stride, self.padding, self.dilation, self.ceil_mode
+        )
+
+
+def _opmath(dtype: np.dtype) -> np.dtype:
+    return np.dtype(np.float64) if dtype == np.float64 else np.dtype(np.float32)
+
+
+def _separable(geom: Geometry) -> bool:
+    """Dilated windows, or windows holding no input element: the window-sum path."""
+    if any(d != 1 for d in geom.dilation):
+        return True
+    if all(b < k and (o - 1) * s - b < n for n, k, s, b, o in zip(
+            geom.in_size, geom.kernel, geom.stride, geom.pad_begin, geom.out_size)):
+        return False  # k taps from a start in (-k, L): every window holds an input element
+    return any(
+        empty_windows(*dims)
+        for dims in zip(geom.in_size, geom.kernel, geom.stride, geom.pad_begin, geom.dilation,
+                        geom.out_size)
+    )
+
+
+def _divisors(geom: Geometry, include_pad: bool, divisor: int, dtype: np.dtype) -> np.ndarray:
+    """Per-window divisor of the separable path: the override, or the counted taps."""
+    if divisor:
+        return np.asarray(divisor, dtype=dtype)
+    return window_counts(geom, include_pad).astype(dtype)
+
+
+def forward_on(
+    arr: np.ndarray,
+    geom: Geometry,
+    batched: bool,
+    channels_last: bool,
+    count_include_pad: bool,
+    divisor_override: int = 0,
+) -> np.ndarray:
+    """Average pooling of a validated float ``arr`` on a resolved geometry.
+
+    The entry point of :func:`avg_pool2d` and friends, ONNX AveragePool and chunked
+    execution. ``divisor_override`` 0 means none. A window with no input element and no
+    override divides 0 by 0 (NaN), as ONNX.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> g = Geometry.build((4,), (2,), (2,), (0,), (0,), (1,), False)
+    >>> forward_on(np.array([[[1.0, 3.0, 2.0, 0.0]]]), g, True, False, True)
+    array([[[2., 1.]]])
+    """
+    nd = len(geom.kernel)
+    if _separable(geom):
+        work = _opmath(arr.dtype)
+        planes = _engine.channels_first(arr, batched, channels_last).astype(work, copy=False)
+        with np.errstate(invalid="ignore", divide="ignore"):  # a window of no taps: NaN
+            out = window_sums(planes, geom) / _divisors(geom, count_include_pad,
+                                                        divisor_override, work)
+        return _engine.from_channels_first(out, batched, channels_last, arr.dtype)
+    out = np.empty(output_shape(arr.shape, nd, geom.out_size, channels_last), arr.dtype)
+    _run(_k.avg_pool_forward, arr, out, geom, batched, channels_last, count_include_pad,
+         divisor_override)
+    return out
+
+
+def _run(kernel: Any, src: np.ndarray, dst: np.ndarray, geom: Geometry, batched: bool,
+         channels_last: bool, count_include_pad: bool, divisor_override: int) -> None:
+    """Call an average-pooling kernel on the 5-D views of ``src`` and ``dst``."""
+    nd = len(geom.kernel)
+    kernel(
+        _engine.kernel_view(src, nd, batched, channels_last),
+        _engine.kernel_view(dst, nd, batched, channels_last),
+        _engine.kernel_table(geom.kernel, geom.stride, geom.pad_begin, geom.dilation),
+        _engine.pad_end_table(geom.pad_end),
+        count_include_pad,
+        divisor_override,
+    )
+
+
+def backward_on(
+    grad: np.ndarray,
+    geom: Geometry,
+    shape: tuple[int, ...],
+    batched: bool,
+    channels_last: bool,
+    count_include_pad: bool,
+    divisor_override: int = 0,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Adjoint of :func:`forward_on`: each input gets the gradient / divisor of every
+    window holding it, added in output row-major order (``out``: a validated buffer)."""
+    if _separable(geom):
+        work = _opmath(grad.dtype)
+        g = _engine.channels_first(grad, batched, channels_last).astype(work, copy=False)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            dx = window_sums_transpose(
+                g / _divisors(geom, count_include_pad, divisor_override, work), geom
+            )
+        return _engine.deliver(
+            _engine.from_channels_first(dx, batched, channels_last, grad.dtype), out
+        )
+    dx = _engine.gradient_buffer(shape, grad.dtype, out, zeroed=False)  # fully written
+    _run(_k.avg_pool_backward, grad, dx, geom, batched, channels_last, count_include_pad,
+         divisor_override)
+    return dx
+
+
+def pool(x: Any, p: AvgPoolParams) -> np.ndarray:
+    """Average pooling on validated options; validates ``x``."""
+    arr = _args.as_array(x)
+    _args.check_dtype(arr, "x", AVG_DTYPES)
+    if arr.dtype.kind != "f":
+        arr = arr.astype(np.float64)
+    batched = _args.check_input(arr.shape, p.nd, "x", p.channels_last)
+    geom = p.geometry(_args.spatial_shape(arr.shape, p.nd, p.channels_last))
+    return forward_on(arr, geom, batched, p.channels_last, p.count_include_pad,
+                      p.divisor_override)
+
+
+def backward(grad_output: Any, input_shape: Any, p: AvgPoolParams, out: Any = None):
+    """Validated average pooling backward."""
+    grad, shape, batched, out = _args.backward_args(
+        grad_output, input_shape, p.nd, p.channels_last, out
+    )
+    geom = p.geometry(_args.spatial_shape(shape, p.nd, p.channels_last))
+    _args.check_grad_shape(grad, output_shape(shape, p.nd, geom.out_size, p.channels_last))
+    return backward_on(grad, geom, shape, batched, p.channels_last, p.count_include_pad,
+                       p.divisor_override, out)
+
+
+_FORWARD_DOC = """{nd}-D average pooling, bit-identical to PyTorch's CPU ``avg_pool{nd}d``.
+
+    Parameters
+    ----------
+    x : array_like
+        ``{layout}`` or ``{unbatched}``; with ``channels_last=True`` ``{cl}`` or
+        ``{cl_unbatched}``. float16/32/64; integer inputs are pooled in float64 and give
+        a float64 result (PyTorch truncates int64 averages).
+    kernel_size : int or tuple of {nd} ints
+        Window size.
+    stride : int or tuple of {nd} ints, optional
+        Step between windows; ``None`` (default) means ``kernel_size``.
+    padding : int, tuple of {nd} ints, {nd} (begin, end) pairs, or str, default 0
+        Zero padding. An int or one int per dim pads both sides by at most
+        ``kernel_size // 2`` (PyTorch). ``(begin, end)`` pairs may exceed it as long as
+        every window keeps an input element; ``"valid"`` (none), ``"same"`` (output
+        ``ceil(L / stride)``, odd pad at the end) and ``"same_lower"`` (odd pad first).
+    ceil_mode : bool, default False
+        Round output sizes up; a window must still start inside the input or the left
+        padding.
+    count_include_pad : bool, default True
+        Divide by the window size including padding (the ceil_mode overhang past the
+        padding never counts); ``False`` divides by the number of input elements.
+    divisor_override : int, optional
+        Non-zero divisor used for every window instead.
+    channels_last : bool, default False
+        Channels are the last axis.
+    dilation : int or tuple of {nd} ints, default 1
+        Spacing between window taps (ONNX AveragePool-19). Divisors count taps: those
+        inside the input, or with ``count_include_pad`` inside the padded input.
+
+    Returns
+    -------
+    out : ndarray
+        Same layout as ``x``, dtype of ``x`` (float64 for integer ``x``); spatial sizes
+        as max pooling's (docs/semantics.md §2).
+
+    Notes
+    -----
+    Each window is summed in row-major order in float32 (float16 and float32 inputs)
+    or float64, divided once by the integer divisor and rounded to the output dtype:
+    PyTorch's CPU arithmetic, so values are bit-identical (docs/semantics.md §7).
+
+    Examples
+    --------
+    >>> import numpy as np, poolkit as pk
+    >>> x = np.array([1.0, 3.0, 2.0, 0.0]).reshape({row4})
+    >>> pk.avg_pool{nd}d(x, {k2}).ravel()
+    array([2., 1.])
+    """
+
+_BACKWARD_DOC = """Gradient of :func:`avg_pool{nd}d` with respect to its input.
+
+    Each output gradient, divided by its window's divisor, is added to every input
+    element of the window (planes in parallel, outputs in row-major order: the
+    same sums, bit for bit, as PyTorch's CPU backward).
+
+    Parameters
+    ----------
+    grad_output : array_like
+        float16/32/64, shaped like the forward output (``{layout}`` / ``{unbatched}``,
+        or ``{cl}`` / ``{cl_unbatched}`` with ``channels_last=True``).
+    input_shape : tuple of int
+        Shape of the forward input.
+    kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, \
+channels_last, dilation
+        The forward options.
+    {backward}
+    >>> g = np.array([1.0, 2.0]).reshape({row2})
+    >>> pk.avg_pool{nd}d_backward(g, {row4}, {k2}).ravel()
+    array([0.5, 0.5, 1. , 1. ])
+    """
+
+
+def _for_rank(nd: int):
+    def pool_nd(
+        x: ArrayLike,
+        kernel_size: IntOrTuple,
+        stride: IntOrTuple | None = None,
+        padding: Padding = 0,
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
+        divisor_override: int | None = None,
+        channels_last: bool = False,
+        dilation: IntOrTuple = 1,
+    ) -> np.ndarray:
+        return pool(x, AvgPoolParams.parse(nd, kernel_size, stride, padding, ceil_mode,
+                                           count_include_pad, divisor_override,
+                                           channels_last, dilation))
+
+    def backward_nd(
+        grad_output: ArrayLike,
+        input_shape: tuple[int, ...],
+        kernel_size: IntOrTuple,
+        stride: IntOrTuple | None = None,
+        padding: Padding = 0,
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
+        divisor_override: int | None = None,
+        channels_last: bool = False,
+        dilation: IntOrTuple = 1,
+        out: np.ndarray | None = None,
+    ) -> np.ndarray:
+        p = AvgPoolParams.parse(nd, kernel_size, stride, padding, ceil_mode,
+                                count_include_pad, divisor_override, channels_last, dilation)
+        return backward(grad_output, input_shape, p, out)
+
+    return (_docs.for_rank(pool_nd, f"avg_pool{nd}d", _FORWARD_DOC, nd),
+            _docs.for_rank(backward_nd, f"avg_pool{nd}d_backward", _BACKWARD_DOC, nd))
+
+
+avg_pool1d, avg_pool1d_backward = _for_rank(1)
+avg_pool2d, avg_pool2d_backward = _for_rank(2)
+avg_pool3d, avg_pool3d_backward = _for_rank(3)

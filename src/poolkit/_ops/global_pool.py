@@ -1,0 +1,355 @@
+"""Global pooling over every spatial dim: ``global_{avg,max,lp}_pool`` and their backward
+passes, plus the plane mean that adaptive average pooling to size 1 shares.
+
+The planes are flattened, so any number of spatial dims works. The plane mean sums in
+a fixed 16-lane order (docs/semantics.md §9), the same on every machine and in every
+layout (strided and channels-last planes are made contiguous first).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from .. import _args, _docs, _engine
+from .._geometry import output_shape
+from .._kernels import LazyModule
+from . import argmax, avg_pool
+from .avg_pool import AvgPoolParams
+from .lp_pool import outer_gradient, power
+
+#: compiled kernels, imported (with numba) by the first call that needs them
+_k: Any = LazyModule("adaptive")
+
+__all__ = [
+    "global_avg_pool",
+    "global_avg_pool_backward",
+    "global_lp_pool",
+    "global_lp_pool_backward",
+    "global_max_pool",
+    "global_max_pool_backward",
+]
+
+#: Runs of planes a parallel plane mean is split into.
+_PLANE_RUNS = 64
+
+
+def plane_mean(arr: np.ndarray, nd: int, channels_last: bool, out: np.ndarray) -> None:
+    """Mean of every plane of ``arr`` (any layout) into the fresh ``out``, whose spatial
+    sizes are all 1, so its memory order is the planes' order in either layout."""
+    n_planes = out.size
+    if not n_planes:
+        return
+    if not channels_last and arr.flags.c_contiguous:
+        planes = arr.reshape(n_planes, -1)
+    else:
+        planes = np.ascontiguousarray(_engine.to_planes(arr, nd, channels_last))
+    planes, means = _engine.kernel_bits(planes), _engine.kernel_bits(out).reshape(n_planes)
+    if _engine.is_serial(planes.size):
+        _k.plane_mean_range(planes, means, 0, n_planes)
+    else:
+        # fixed runs of planes: no thread-count query per call (any split gives the same
+        # bits; numba deals the runs out to however many threads are active)
+        _k.plane_mean_par(planes, means, min(n_planes, _PLANE_RUNS))
+
+
+def spread_mean(grad: np.ndarray, dx: np.ndarray, kd: int, kh: int, kw: int) -> None:
+    """``dx`` (zeroed, channels first) gets each plane's gradient / plane size."""
+    _k.plane_mean_backward(
+        np.ascontiguousarray(_engine.kernel_bits(grad)).reshape(-1),
+        _engine.kernel_bits(dx).reshape(-1, kd * kh * kw), kd, kh, kw, True,
+    )
+
+
+def scatter_mean(g5: np.ndarray, dx5: np.ndarray, single: bool) -> None:
+    """Adaptive average backward on 5-D kernel views; the gradient goes in as contiguous
+    ``(planes, outputs)`` rows."""
+    n_out = int(np.prod(g5.shape[2:]))
+    planes = np.ascontiguousarray(g5).reshape(g5.shape[0] * g5.shape[1], n_out)
+    _k.adaptive_avg_backward(planes, dx5, np.array(g5.shape[2:], dtype=np.int64), single)
+
+
+def _global_input(x: Any, channels_last: Any, allowed) -> tuple[np.ndarray, int, bool]:
+    channels_last = _args.check_bool(channels_last, "channels_last")
+    arr = _args.as_array(x)
+    _args.check_dtype(arr, "x", allowed)
+    if arr.ndim < 3:
+        layout = "(N, *spatial, C)" if channels_last else "(N, C, *spatial)"
+        raise ValueError(
+            f"x must be batched, laid out {layout} with at least one spatial dimension; "
+            f"got shape {arr.shape}"
+        )
+    nd = arr.ndim - 2
+    _args.check_input(arr.shape, nd, "x", channels_last)
+    return arr, nd, channels_last
+
+
+def _global_shape(shape: tuple[int, ...], nd: int, keepdims: bool, channels_last: bool):
+    if keepdims:
+        return output_shape(shape, nd, (1,) * nd, channels_last)
+    return (shape[0], shape[-1] if channels_last else shape[1])
+
+
+def _global_out(arr, nd, keepdims, channels_last, kernel_out) -> np.ndarray:
+    """Reshape an ``(N, C, 1, 1, 1)`` kernel result to the global output layout."""
+    flat = kernel_out.reshape(kernel_out.shape[0], kernel_out.shape[1])
+    if not keepdims:
+        return flat
+    return flat.reshape(_global_shape(arr.shape, nd, True, channels_last))
+
+
+def global_avg_pool(x: ArrayLike, keepdims: bool = True, channels_last: bool = False):
+    """Average over all spatial dimensions (ONNX ``GlobalAveragePool``).
+
+    Parameters
+    ----------
+    x : array_like
+        ``(N, C, *spatial)`` (``(N, *spatial, C)`` with ``channels_last=True``), at least
+        one spatial dim; float16/32/64.
+    keepdims : bool, default True
+        Keep the spatial dims as size 1 (ONNX layout); ``False`` gives ``(N, C)``.
+    channels_last : bool, default False
+        Channels are the last axis.
+
+    Returns
+    -------
+    out : ndarray
+        ``(N, C, 1, ..., 1)`` (or ``(N, C)``), dtype of ``x``. Each plane is summed
+        in float32 for float16/32 (float64 for float64) in a fixed order, the same on
+        every machine and in either layout: 16 lane sums (element ``i`` goes to lane
+        ``i % 16``), folded pairwise; then divided once by the plane size ``n``.
+
+    Examples
+    --------
+    >>> import numpy as np, poolkit as pk
+    >>> pk.global_avg_pool(np.arange(8.0).reshape(1, 2, 2, 2), keepdims=False)
+    array([[1.5, 5.5]])
+    """
+    arr, nd, channels_last = _global_input(x, channels_last, _args.FLOAT_DTYPES)
+    keepdims = _args.check_bool(keepdims, "keepdims")
+    out = np.empty((arr.shape[0], arr.shape[-1] if channels_last else arr.shape[1], 1, 1, 1),
+                   arr.dtype)
+    plane_mean(arr, nd, channels_last, out)
+    return _global_out(arr, nd, keepdims, channels_last, out)
+
+
+def _global_grad(grad_output: Any, input_shape: Any, channels_last: Any, out: Any,
+                 *inputs: Any):
+    """Validated global backward arguments: ``(grad as (N, C, 1, 1, 1), shape, nd,
+    channels_last, out)``."""
+    channels_last = _args.check_bool(channels_last, "channels_last")
+    grad = _args.as_array(grad_output, "grad_output")
+    _args.check_dtype(grad, "grad_output", _args.FLOAT_DTYPES)
+    shape = _args.check_shape_arg(input_shape, "input_shape")
+    if len(shape) < 3:
+        raise ValueError(f"input_shape must be (N, C, *spatial), got {shape}")
+    nd = len(shape) - 2
+    _args.check_input(shape, nd, "input_shape", channels_last)
+    kept, flat = (_global_shape(shape, nd, k, channels_last) for k in (True, False))
+    if grad.shape not in (kept, flat):
+        raise ValueError(
+            f"grad_output must have shape {kept} or {flat} for input_shape {shape}, got "
+            f"shape {grad.shape}"
+        )
+    out = _args.check_out(out, shape, grad.dtype, grad, *inputs)
+    return grad.reshape(shape[0], -1)[:, :, None, None, None], shape, nd, channels_last, out
+
+
+@_docs.shared
+def global_avg_pool_backward(
+    grad_output: ArrayLike, input_shape: tuple[int, ...], channels_last: bool = False,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Gradient of :func:`global_avg_pool`: ``grad / plane size`` at every position.
+
+    Parameters
+    ----------
+    grad_output : array_like
+        ``(N, C, 1, ..., 1)`` or ``(N, C)``, float16/32/64.
+    input_shape : tuple of int
+        Shape of the forward input.
+    channels_last : bool, default False
+        Layout of the forward input.
+    {backward}
+    >>> pk.global_avg_pool_backward(np.ones((1, 1)), (1, 1, 2, 2))[0, 0]
+    array([[0.25, 0.25],
+           [0.25, 0.25]])
+    """
+    g5, shape, nd, channels_last, out = _global_grad(grad_output, input_shape, channels_last,
+                                                     out)
+    dx = _engine.gradient_buffer(shape, g5.dtype, out, zeroed=True)
+    if not channels_last:
+        spread_mean(g5, dx, 1, 1, int(np.prod(shape[2:])))
+        return dx
+    scatter_mean(_engine.kernel_bits(g5),
+                 _engine.kernel_bits(_engine.flat_planes(dx, nd, True, channels_last)), True)
+    return dx
+
+
+def global_max_pool(
+    x: ArrayLike, keepdims: bool = True, return_indices: bool = False, channels_last: bool = False
+):
+    """Max over all spatial dimensions (ONNX ``GlobalMaxPool``).
+
+    Parameters
+    ----------
+    x : array_like
+        ``(N, C, *spatial)`` (``(N, *spatial, C)`` with ``channels_last=True``);
+        a float, signed or unsigned integer dtype.
+    keepdims : bool, default True
+        Keep the spatial dims as size 1; ``False`` gives ``(N, C)``.
+    return_indices : bool, default False
+        Also return the int64 flat index of each maximum within its plane.
+    channels_last : bool, default False
+        Channels are the last axis.
+
+    Returns
+    -------
+    out : ndarray
+        ``(N, C, 1, ..., 1)`` (or ``(N, C)``), dtype of ``x``; first maximum wins ties,
+        the last NaN wins.
+    indices : ndarray of int64, optional
+        Same shape as ``out``.
+
+    Examples
+    --------
+    >>> import numpy as np, poolkit as pk
+    >>> pk.global_max_pool(np.array([[[1.0, 4.0], [3.0, 2.0]]])[None], keepdims=False)
+    array([[4.]])
+    """
+    arr, nd, channels_last = _global_input(x, channels_last, _args.MAX_POOL_DTYPES)
+    keepdims = _args.check_bool(keepdims, "keepdims")
+    want = _args.check_bool(return_indices, "return_indices")
+    n_chan = arr.shape[-1] if channels_last else arr.shape[1]
+    out = np.empty((arr.shape[0], n_chan, 1, 1, 1), arr.dtype)
+    idx = np.empty((arr.shape[0], n_chan, 1, 1, 1), np.int64)
+    _k.adaptive_max_forward(
+        _engine.kernel_bits(_engine.flat_planes(arr, nd, True, channels_last)),
+        _engine.kernel_bits(out), idx, True,
+    )
+    out = _global_out(arr, nd, keepdims, channels_last, out)
+    if want:
+        return out, _global_out(arr, nd, keepdims, channels_last, idx)
+    return out
+
+
+@_docs.shared
+def global_max_pool_backward(
+    grad_output: ArrayLike,
+    indices: ArrayLike,
+    input_shape: tuple[int, ...],
+    channels_last: bool = False,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Gradient of :func:`global_max_pool`: each gradient goes to its plane's argmax.
+
+    Parameters
+    ----------
+    grad_output : array_like
+        ``(N, C, 1, ..., 1)`` or ``(N, C)``, float16/32/64.
+    indices : array_like of int
+        The indices of the forward pass (same shape as ``grad_output``).
+    input_shape : tuple of int
+        Shape of the forward input.
+    channels_last : bool, default False
+        Layout of the forward input.
+    {backward}
+    >>> pk.global_max_pool_backward(np.ones((1, 1)), np.array([[2]]), (1, 1, 4)).ravel()
+    array([0., 0., 1., 0.])
+    """
+    g5, shape, nd, channels_last, out = _global_grad(grad_output, input_shape, channels_last,
+                                                     out, indices)
+    idx = _args.check_index_array(indices, np.shape(grad_output))
+    n_out = (1,) * nd
+    g = g5.reshape(output_shape(shape, nd, n_out, channels_last))
+    i = idx.reshape(g.shape)
+    return argmax.route(g, i, shape, nd, channels_last, allow_missing=False, out=out)
+
+
+def global_lp_pool(
+    x: ArrayLike, p: float = 2.0, keepdims: bool = True, channels_last: bool = False
+) -> np.ndarray:
+    """Lp norm over all spatial dimensions (ONNX ``GlobalLpPool``): ``(sum |x|^p)^(1/p)``.
+
+    Parameters
+    ----------
+    x : array_like
+        ``(N, C, *spatial)`` (``(N, *spatial, C)`` with ``channels_last=True``), at least
+        one spatial dim; float16/32/64.
+    p : float, default 2.0
+        Exponent, finite and > 0.
+    keepdims : bool, default True
+        Keep the spatial dims as size 1; ``False`` gives ``(N, C)``.
+    channels_last : bool, default False
+        Channels are the last axis.
+
+    Returns
+    -------
+    out : ndarray
+        ``(N, C, 1, ..., 1)`` (or ``(N, C)``), dtype of ``x``.
+
+    Examples
+    --------
+    >>> import numpy as np, poolkit as pk
+    >>> pk.global_lp_pool(np.array([[[3.0, -4.0]]]), keepdims=False)
+    array([[5.]])
+    """
+    arr, nd, channels_last = _global_input(x, channels_last, _args.FLOAT_DTYPES)
+    norm = _args.check_norm_type(p)
+    keepdims = _args.check_bool(keepdims, "keepdims")
+    total = _plane_sums(power(np.abs(arr), norm), nd, channels_last)
+    out = power(total, 1.0 / norm)
+    if keepdims:
+        return out.reshape(_global_shape(arr.shape, nd, True, channels_last))
+    return out.reshape(out.shape[0], -1)
+
+
+def _plane_sums(arr: np.ndarray, nd: int, channels_last: bool) -> np.ndarray:
+    """``(N, C, 1)`` (channels last ``(N, 1, C)``) row-major sum of every plane, any rank,
+    on the average-pooling kernel (one window over the flattened plane, divisor 1)."""
+    planes = _engine.flat_planes(arr, nd, True, channels_last)[:, :, 0, 0, :]
+    if channels_last:
+        planes = np.moveaxis(planes, 1, -1)
+    params = AvgPoolParams.plane_sum((planes.shape[-2 if channels_last else -1],),
+                                     channels_last)
+    return avg_pool.pool(planes, params)
+
+
+@_docs.shared
+def global_lp_pool_backward(
+    grad_output: ArrayLike, x: ArrayLike, p: float = 2.0, channels_last: bool = False,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Gradient of :func:`global_lp_pool`: ``g * sign(x) |x|^(p-1) / y^(p-1)``.
+
+    Computed in float64 and returned in the dtype of ``grad_output``; a plane whose
+    norm is 0 gets gradient 0.
+
+    Parameters
+    ----------
+    grad_output : array_like
+        ``(N, C, 1, ..., 1)`` or ``(N, C)``, float16/32/64.
+    x : array_like
+        The forward input.
+    p : float, default 2.0
+        The forward exponent.
+    channels_last : bool, default False
+        Layout of ``x``.
+    {backward}
+    >>> pk.global_lp_pool_backward(np.ones((1, 1)), np.array([[[3.0, -4.0]]]))
+    array([[[ 0.6, -0.8]]])
+    """
+    arr, nd, channels_last = _global_input(x, channels_last, _args.FLOAT_DTYPES)
+    norm = _args.check_norm_type(p)
+    g5, _, nd, channels_last, out = _global_grad(grad_output, arr.shape, channels_last, out,
+                                                 arr)
+    x64 = arr.astype(np.float64)
+    ax = np.abs(x64)
+    total = _plane_sums(ax**norm, nd, channels_last)
+    y = (total ** (1.0 / norm)).reshape(_global_shape(arr.shape, nd, True, channels_last))
+    t = outer_gradient(g5.reshape(y.shape).astype(np.float64), y, norm)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        local = np.where(ax > 0, np.sign(x64) * ax ** (norm - 1.0), 0.0)
+    return _engine.deliver((t * local).astype(g5.dtype), out)
