@@ -14,7 +14,8 @@ import numpy as np
 
 from ._geometry import Geometry, PaddingSpec, empty_windows
 
-#: dtypes max pooling accepts (the set PyTorch's CPU max pooling supports, less bfloat16).
+#: dtypes max pooling accepts: PyTorch's CPU set (less bfloat16) plus uint16/32/64
+#: (docs/semantics.md §11).
 MAX_POOL_DTYPES = (
     np.dtype(np.float16),
     np.dtype(np.float32),
@@ -24,6 +25,9 @@ MAX_POOL_DTYPES = (
     np.dtype(np.int32),
     np.dtype(np.int64),
     np.dtype(np.uint8),
+    np.dtype(np.uint16),
+    np.dtype(np.uint32),
+    np.dtype(np.uint64),
 )
 FLOAT_DTYPES = MAX_POOL_DTYPES[:3]
 

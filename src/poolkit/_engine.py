@@ -136,6 +136,32 @@ def from_channels_first(
     return np.ascontiguousarray((view if batched else view[0]).astype(dtype, copy=False))
 
 
+_I16 = np.dtype(np.int16)
+_SIGN16 = np.int16(-32768)
+
+
+def comparable(arr: np.ndarray) -> np.ndarray:
+    """The array the max kernels compare, in kernel form. uint16 would read as float16
+    bits there, so it becomes int16 with the sign bit flipped (``u - 32768``: an
+    order-preserving copy, undone by :func:`restore`); float16 goes as its bits."""
+    if arr.dtype == _U16:
+        return np.bitwise_xor(arr.view(_I16), _SIGN16)
+    return kernel_bits(arr)
+
+
+def comparable_dtype(dtype: np.dtype) -> np.dtype:
+    """The dtype of :func:`comparable`'s result (what a max kernel's output holds)."""
+    return _I16 if dtype == _U16 else dtype
+
+
+def restore(out: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Undo :func:`comparable` on a kernel output in place: the values as ``dtype``."""
+    if dtype == _U16 and out.dtype == _I16:
+        np.bitwise_xor(out, _SIGN16, out=out)
+        return out.view(_U16)
+    return out
+
+
 # ------------------------------------------------------------------------ fill values
 
 _LOWEST = {

@@ -161,15 +161,15 @@ def max_pool(x: Any, nd: int, output_size: Any, channels_last: Any):
     batched, _, _, shape, _ = _shapes(arr, nd, output_size, channels_last,
                                       _args.MAX_POOL_DTYPES)
     channels_last = bool(channels_last)  # validated above
-    out = np.empty(shape, arr.dtype)
+    out = np.empty(shape, _engine.comparable_dtype(arr.dtype))
     idx = np.empty(shape, np.int64)
     _k.adaptive_max_forward(
-        _engine.kernel_view(arr, nd, batched, channels_last),
+        _engine.as_kernel_view(_engine.comparable(arr), nd, batched, channels_last),
         _engine.kernel_view(out, nd, batched, channels_last),
         _engine.kernel_view(idx, nd, batched, channels_last),
         True,
     )
-    return out, idx
+    return _engine.restore(out, arr.dtype), idx
 
 
 _AVG_DOC = """{nd}-D adaptive average pooling (PyTorch's ``adaptive_avg_pool{nd}d``).

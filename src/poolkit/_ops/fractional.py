@@ -136,11 +136,11 @@ def pool(
     for j in range(nd):
         starts.append(interval_starts(u[:, order[j]], in_spatial[j], out_size[j], kernel[j]))
     shape = output_shape(arr.shape, nd, out_size, False)
-    out = np.empty(shape, dtype=arr.dtype)
+    out = np.empty(shape, dtype=_engine.comparable_dtype(arr.dtype))
     idx = np.empty(shape, dtype=np.int64)
     pool = np.array((1,) * lead + kernel, dtype=np.int64)
     _indexed.fractional_max_forward(
-        _engine.kernel_view(arr, nd, batched, False),
+        _engine.as_kernel_view(_engine.comparable(arr), nd, batched, False),
         _engine.kernel_view(out, nd, batched, False),
         _engine.kernel_view(idx, nd, batched, False),
         starts[0],
@@ -148,7 +148,7 @@ def pool(
         starts[2],
         pool,
     )
-    return out, idx
+    return _engine.restore(out, arr.dtype), idx
 
 
 _FORWARD_DOC = """{nd}-D fractional max pooling, PyTorch's ``fractional_max_pool{nd}d``.
@@ -157,7 +157,7 @@ _FORWARD_DOC = """{nd}-D fractional max pooling, PyTorch's ``fractional_max_pool
     ----------
     x : array_like
         ``{layout}`` or ``{unbatched}``; float16/32/64 (PyTorch's dtypes) or
-        int8/16/32/64, uint8 (samples then in float64).
+        int8/16/32/64, uint8/16/32/64 (samples then in float64).
     kernel_size : int or tuple of {nd} ints
         Pooling window size.
     output_size : int or tuple of {nd} ints, optional

@@ -223,13 +223,13 @@ def global_max_pool(
     keepdims = _args.check_bool(keepdims, "keepdims")
     want = _args.check_bool(return_indices, "return_indices")
     n_chan = arr.shape[-1] if channels_last else arr.shape[1]
-    out = np.empty((arr.shape[0], n_chan, 1, 1, 1), arr.dtype)
+    out = np.empty((arr.shape[0], n_chan, 1, 1, 1), _engine.comparable_dtype(arr.dtype))
     idx = np.empty((arr.shape[0], n_chan, 1, 1, 1), np.int64)
     _k.adaptive_max_forward(
-        _engine.kernel_bits(_engine.flat_planes(arr, nd, True, channels_last)),
+        _engine.flat_planes(_engine.comparable(arr), nd, True, channels_last),
         _engine.kernel_bits(out), idx, True,
     )
-    out = _global_out(arr, nd, keepdims, channels_last, out)
+    out = _global_out(arr, nd, keepdims, channels_last, _engine.restore(out, arr.dtype))
     if want:
         return out, _global_out(arr, nd, keepdims, channels_last, idx)
     return out

@@ -38,7 +38,6 @@ __all__ = [
 
 _DUMMY_IDX5 = np.zeros((1, 1, 1, 1, 1), dtype=np.int64)
 _F16 = np.dtype(np.float16)
-_U16 = np.dtype(np.uint16)
 
 
 @dataclass(frozen=True)
@@ -92,8 +91,8 @@ class ForwardPlan:
     """
 
     __slots__ = (
-        "fill", "half", "in5", "kp", "n_tasks", "nhwc", "out5", "out_dtype", "user_out",
-        "want", "work",
+        "fill", "in5", "kp", "n_tasks", "nhwc", "out5", "out_dtype", "store_dtype",
+        "user_out", "want", "work",
     )
 
     def __init__(
@@ -124,21 +123,18 @@ class ForwardPlan:
         self.work = math.prod(o) * math.prod(geom.kernel)
         self.nhwc = channels_last
         self.out_dtype = dtype
-        self.half = dtype == _F16
-        self.fill = _engine.lowest(dtype)
+        self.store_dtype = _engine.comparable_dtype(dtype)  # uint16 is pooled as int16
+        self.fill = _engine.lowest(self.store_dtype)
         self.kp = _engine.kernel_table(geom.kernel, geom.stride, geom.pad_begin, geom.dilation)
         self.want = want
 
     def __call__(self, arr: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Run the forward on ``arr`` (shape and dtype as planned)."""
-        out = np.empty(self.out5, self.out_dtype)
+        out = np.empty(self.out5, self.store_dtype)
         want = self.want
         idx = np.empty(self.out5, np.int64) if want else _DUMMY_IDX5
-        x5 = arr.reshape(self.in5)
-        o5 = out
-        if self.half:
-            x5 = x5.view(_U16)
-            o5 = out.view(_U16)
+        x5 = _engine.comparable(arr.reshape(self.in5))
+        o5 = _engine.kernel_bits(out)
         n_tasks = self.n_tasks
         if _engine.is_serial(self.work):
             kernel = _k.forward_nhwc_range if self.nhwc else _k.forward_nchw_range
@@ -148,7 +144,8 @@ class ForwardPlan:
             _engine.run_parallel(kernel, x5, o5, idx, self.kp, self.fill, want, n_tasks,
                                  _engine.parallel_chunks(n_tasks))
         user_out = self.user_out
-        return out.reshape(user_out), (idx.reshape(user_out) if want else None)
+        out = _engine.restore(out, self.out_dtype).reshape(user_out)
+        return out, (idx.reshape(user_out) if want else None)
 
 
 def forward_on(
@@ -190,7 +187,7 @@ def forward_on(
 def _forward_any_rank(arr, geom: Geometry, batched: bool, channels_last: bool, want: bool):
     """Forward for more than 3 spatial dims: the any-rank kernel on flattened planes."""
     nd = len(geom.kernel)
-    planes = _engine.flat_planes(_engine.kernel_bits(arr), nd, batched, channels_last)
+    planes = _engine.flat_planes(_engine.comparable(arr), nd, batched, channels_last)
     n_batch, n_chan = planes.shape[:2]
     x2 = np.ascontiguousarray(planes).reshape(n_batch * n_chan, -1)
     n_out = math.prod(geom.out_size)
@@ -201,8 +198,9 @@ def _forward_any_rank(arr, geom: Geometry, batched: bool, channels_last: bool, w
     )
     _k.max_pool_forward_nd(
         x2, out2, idx2, np.array(geom.in_size, dtype=np.int64), params,
-        _engine.lowest(arr.dtype), want,
+        _engine.lowest(_engine.comparable_dtype(arr.dtype)), want,
     )
+    out2 = _engine.restore(out2, arr.dtype)
 
     def to_layout(a2: np.ndarray) -> np.ndarray:
         a = a2.reshape((n_batch, n_chan) + geom.out_size)
