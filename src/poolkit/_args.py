@@ -42,13 +42,26 @@ def _describe(value: Any) -> str:
     return f"{text} ({type(value).__name__})"
 
 
+def is_dask(x: Any) -> bool:
+    """Is ``x`` a dask collection? (Checked without importing dask.)"""
+    return type(x).__module__.partition(".")[0] == "dask" and hasattr(x, "__dask_graph__")
+
+
 def as_array(x: Any, name: str = "x") -> np.ndarray:
     """Convert an array-like to an ndarray without copying when possible.
 
-    Rejects ragged nested sequences and inputs that cannot become a numeric array.
+    Rejects ragged nested sequences and inputs that cannot become a numeric array, and
+    dask arrays (``np.asarray`` would compute them whole): the functions of
+    :mod:`poolkit` hand those to :mod:`poolkit.dask` before they get here.
     """
     if isinstance(x, np.ndarray):
         return x
+    if is_dask(x):
+        raise TypeError(
+            f"{name} is a dask array; layers and in-memory calls would compute it whole. "
+            "Use the poolkit.dask functions (or the poolkit functions, which return lazy "
+            "dask arrays for dask input)"
+        )
     if isinstance(x, (str, bytes)):
         raise TypeError(f"{name} must be an array-like of numbers, got {_describe(x)}")
     try:
@@ -344,6 +357,8 @@ def check_shape_arg(value: Any, name: str) -> tuple[int, ...]:
     """A shape argument: a tuple or list of non-negative ints."""
     if not isinstance(value, (tuple, list)):
         raise TypeError(f"{name} must be a tuple of ints, got {_describe(value)}")
+    if all(type(v) is int and v >= 0 for v in value):  # the common case, cheaply
+        return tuple(value)
     return int_tuple(value, len(value), name, minimum=0) if value else ()
 
 

@@ -8,6 +8,7 @@ deterministically, bit-identical to PyTorch's CPU backward.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -66,7 +67,7 @@ def route(
     dx = _engine.gradient_buffer(shape, grad.dtype, out, zeroed=True)
     if channels_last:
         n_chan = shape[-1]
-        plane = int(np.prod(shape[-nd - 1 : -1]))
+        plane = math.prod(shape[-nd - 1 : -1])
         n_out = grad.size // (n_batch * n_chan) if grad.size else 0
         g = grad.reshape(n_batch, n_out, n_chan)
         i = idx.reshape(n_batch, n_out, n_chan)
@@ -74,7 +75,7 @@ def route(
         n_tasks = n_batch * ((n_chan + _CL_BLOCK - 1) // _CL_BLOCK)
     else:
         n_chan = shape[1] if batched else shape[0]
-        plane = int(np.prod(shape[-nd:]))
+        plane = math.prod(shape[-nd:])
         n_out = grad.size // (n_batch * n_chan) if grad.size else 0
         g = grad.reshape(n_batch * n_chan, n_out)
         i = idx.reshape(n_batch * n_chan, n_out)

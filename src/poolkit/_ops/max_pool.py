@@ -38,6 +38,7 @@ __all__ = [
 
 _DUMMY_IDX5 = np.zeros((1, 1, 1, 1, 1), dtype=np.int64)
 _F16 = np.dtype(np.float16)
+_U16 = np.dtype(np.uint16)
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ class ForwardPlan:
     """
 
     __slots__ = (
-        "fill", "in5", "kp", "n_tasks", "nhwc", "out5", "out_dtype", "store_dtype",
+        "fill", "in5", "kp", "n_tasks", "nhwc", "out5", "out_dtype", "plain", "store_dtype",
         "user_out", "want", "work",
     )
 
@@ -124,6 +125,7 @@ class ForwardPlan:
         self.nhwc = channels_last
         self.out_dtype = dtype
         self.store_dtype = _engine.comparable_dtype(dtype)  # uint16 is pooled as int16
+        self.plain = dtype not in (_F16, _U16)  # the kernels take the array as it is
         self.fill = _engine.lowest(self.store_dtype)
         self.kp = _engine.kernel_table(geom.kernel, geom.stride, geom.pad_begin, geom.dilation)
         self.want = want
@@ -133,10 +135,12 @@ class ForwardPlan:
         out = np.empty(self.out5, self.store_dtype)
         want = self.want
         idx = np.empty(self.out5, np.int64) if want else _DUMMY_IDX5
-        x5 = _engine.comparable(arr.reshape(self.in5))
-        o5 = _engine.kernel_bits(out)
+        x5 = arr.reshape(self.in5)
+        o5 = out
+        if not self.plain:
+            x5, o5 = _engine.comparable(x5), _engine.kernel_bits(out)
         n_tasks = self.n_tasks
-        if _engine.is_serial(self.work):
+        if self.work < _engine.SERIAL_WORK:
             kernel = _k.forward_nhwc_range if self.nhwc else _k.forward_nchw_range
             kernel(x5, o5, idx, self.kp, self.fill, want, 0, n_tasks)
         else:
@@ -144,7 +148,9 @@ class ForwardPlan:
             _engine.run_parallel(kernel, x5, o5, idx, self.kp, self.fill, want, n_tasks,
                                  _engine.parallel_chunks(n_tasks))
         user_out = self.user_out
-        out = _engine.restore(out, self.out_dtype).reshape(user_out)
+        if not self.plain:
+            out = _engine.restore(out, self.out_dtype)
+        out = out.reshape(user_out)
         return out, (idx.reshape(user_out) if want else None)
 
 
