@@ -19,7 +19,7 @@ from .._geometry import Geometry, PaddingSpec, empty_windows, output_shape
 from .._kernels import LazyModule
 from .._types import IntOrTuple, Padding
 from .._window_sum import window_counts, window_sums, window_sums_transpose
-from .params import PoolParams
+from .params import WindowParams
 
 #: compiled kernels, imported (with numba) by the first call that needs them
 _k: Any = LazyModule("avg_pool")
@@ -38,13 +38,9 @@ AVG_DTYPES = _args.MAX_POOL_DTYPES
 
 
 @dataclass(frozen=True)
-class AvgPoolParams(PoolParams):
+class AvgPoolParams(WindowParams):
     """Validated, per-dimension average pooling options (input-independent)."""
 
-    nd: int
-    kernel: tuple[int, ...]
-    stride: tuple[int, ...]
-    padding: PaddingSpec
     ceil_mode: bool
     count_include_pad: bool
     divisor_override: int  # 0: none

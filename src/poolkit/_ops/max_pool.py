@@ -16,11 +16,11 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .. import _args, _docs, _engine, _indices
-from .._geometry import Geometry, PaddingSpec
+from .._geometry import Geometry
 from .._kernels import LazyModule
 from .._types import IntOrTuple, Padding
 from . import argmax
-from .params import PoolParams
+from .params import WindowParams
 
 #: compiled kernels, imported (with numba) by the first call that needs them
 _k: Any = LazyModule("max_pool")
@@ -42,13 +42,9 @@ _U16 = np.dtype(np.uint16)
 
 
 @dataclass(frozen=True)
-class MaxPoolParams(PoolParams):
+class MaxPoolParams(WindowParams):
     """Validated, per-dimension max pooling options (input-independent)."""
 
-    nd: int
-    kernel: tuple[int, ...]
-    stride: tuple[int, ...]
-    padding: PaddingSpec
     dilation: tuple[int, ...]
     ceil_mode: bool
     return_indices: bool

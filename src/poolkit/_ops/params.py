@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from .._geometry import PaddingSpec
 from .._memo import BoundedCache, simple_key
 
 #: Validated options by (class, exact-typed raw arguments); see :mod:`poolkit._memo`.
@@ -38,3 +40,14 @@ class PoolParams:
         if key is not None:
             _PARSED.put(key, parsed)
         return parsed
+
+
+@dataclass(frozen=True)
+class WindowParams(PoolParams):
+    """The fields every sliding-window family starts with (their ``_parse`` fills them from
+    ``_args.kernel_and_stride`` and a :class:`PaddingSpec`)."""
+
+    nd: int
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: PaddingSpec

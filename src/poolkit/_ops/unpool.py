@@ -13,10 +13,10 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .. import _args, _docs, _engine, _indices
-from .._geometry import PaddingSpec, output_shape
+from .._geometry import output_shape
 from .._kernels import LazyModule
 from .._types import IntOrTuple
-from .params import PoolParams
+from .params import WindowParams
 
 #: compiled kernels, imported (with numba) by the first call that needs them
 _indexed: Any = LazyModule("indexed")
@@ -32,13 +32,9 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class UnpoolParams(PoolParams):
+class UnpoolParams(WindowParams):
     """Validated max unpooling options (``padding.pytorch``: symmetric ints)."""
 
-    nd: int
-    kernel: tuple[int, ...]
-    stride: tuple[int, ...]
-    padding: PaddingSpec
     channels_last: bool
     index_format: str = "plane"
     storage_order: int = 0
