@@ -14,8 +14,10 @@ from typing import Any
 import numpy as np
 
 from .._memo import BoundedCache
-from .._threads import get_num_threads
 from . import LazyModule
+from .max_select import chunks as _chunks
+from .max_select import forward_runner
+from .max_select import run_parallel as _run_parallel
 
 #: Below this many window-element visits a call runs on the calling thread.
 SERIAL_WORK = 1 << 15
@@ -63,22 +65,6 @@ def kernel_table(
 _k: Any = LazyModule("max_pool")
 
 
-def _run_parallel(kernel: Any, *args: Any) -> None:
-    """Call a ``*_par`` kernel with dynamic scheduling (chunks handed out one by one)."""
-    import numba
-
-    old = numba.set_parallel_chunksize(1)
-    try:
-        kernel(*args)
-    finally:
-        numba.set_parallel_chunksize(old)
-
-
-def _chunks(n_tasks: int) -> int:
-    """Task chunks for a parallel call: several per thread, for dynamic balancing."""
-    return max(1, min(n_tasks, 16 * get_num_threads()))
-
-
 class ForwardPlan:
     """Everything about a forward call that depends only on shapes, dtype and options.
 
@@ -95,6 +81,7 @@ class ForwardPlan:
         "nhwc",
         "out5",
         "out_dtype",
+        "run",
         "serial",
         "user_out",
         "want",
@@ -133,6 +120,11 @@ class ForwardPlan:
         self.fill = _LOWEST[dtype]
         self.kp = kp
         self.want = want
+        # the one kernel variant this plan runs (see max_select: only it gets compiled)
+        self.run = forward_runner(
+            self.in5, self.out5, dtype, kp, self.fill, want, channels_last, self.serial,
+            self.n_tasks,
+        )
 
     def __call__(self, arr: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Run the forward on ``arr`` (shape and dtype as planned)."""
@@ -144,13 +136,7 @@ class ForwardPlan:
         if self.half:
             x5 = x5.view(_U16)
             o5 = out.view(_U16)
-        n_tasks = self.n_tasks
-        if self.serial:
-            kernel = _k.forward_nhwc_range if self.nhwc else _k.forward_nchw_range
-            kernel(x5, o5, idx, self.kp, self.fill, want, 0, n_tasks)
-        else:
-            kernel = _k.forward_nhwc_par if self.nhwc else _k.forward_nchw_par
-            _run_parallel(kernel, x5, o5, idx, self.kp, self.fill, want, n_tasks, _chunks(n_tasks))
+        self.run(x5, o5, idx)
         user_out = self.user_out
         return out.reshape(user_out), (idx.reshape(user_out) if want else None)
 
