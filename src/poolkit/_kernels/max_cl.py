@@ -22,6 +22,9 @@ from numba.extending import intrinsic
 
 from .max_rows import _LANES, _X86_MAX
 
+#: Channel vectors per window scan (their maxima stay in registers).
+_UNROLL = 4
+
 
 def _c(ty, value):
     return ir.Constant(ty, value)
@@ -96,83 +99,97 @@ def _make_pixel(want: bool):
                     return builder.call(xmax, [v, m])
                 return builder.select(builder.fcmp_ordered(">", v, m), v, m)
 
-            n_vec = builder.udiv(builder.add(n_chan, _c(i64, lanes - 1)), L)
-            acc_slot = cgutils.alloca_once(builder, vec)
-            k_slot = cgutils.alloca_once(builder, kvec)
+            acc_slots = [cgutils.alloca_once(builder, vec) for _ in range(_UNROLL)]
+            k_slots = [cgutils.alloca_once(builder, kvec) for _ in range(_UNROLL)]
             has = builder.and_(builder.icmp_signed(">", n_rows, _c(i64, 0)),
                                builder.icmp_signed("<", e_lo, e_hi))
 
             def row_off(r):
                 return builder.load(builder.gep(xo.data, [r]))
 
-            def element(r, e, c, mask):
+            def element(r, e, c, u, mask):
+                """``u`` vectors of channels from ``c`` at window element (r, e)."""
                 xx = builder.add(x0, builder.mul(e, dw))
                 off = builder.add(builder.add(row_off(r), builder.mul(xx, n_chan)), c)
-                p = builder.bitcast(builder.gep(xa.data, [off]), vptr)
-                if mask is None:
-                    v = builder.load(p, align=align)
-                else:
-                    v = builder.call(mload, [p, _c(i32, align), mask, neg_inf])
+                vs = []
+                for j in range(u):
+                    at = builder.add(off, _c(i64, j * lanes))
+                    p = builder.bitcast(builder.gep(xa.data, [at]), vptr)
+                    if mask is None:
+                        vs.append(builder.load(p, align=align))
+                    else:
+                        vs.append(builder.call(mload, [p, _c(i32, align), mask, neg_inf]))
                 k = None
                 if want:
                     k = builder.trunc(builder.add(builder.load(builder.gep(kb.data, [r])), xx),
                                       i32)
-                return v, k
+                    k = splat(k, kvec)
+                return vs, k
 
-            def update(r, e, c, mask):
-                v, k = element(r, e, c, mask)
-                m = builder.load(acc_slot)
-                nan = builder.fcmp_unordered("uno", v, v)
-                if not want:
-                    builder.store(builder.select(nan, v, wins(m, v)), acc_slot)
-                    return
-                take = builder.or_(builder.fcmp_ordered(">", v, m), nan)
-                builder.store(builder.select(take, v, m), acc_slot)
-                builder.store(builder.select(take, splat(k, kvec), builder.load(k_slot)), k_slot)
+            def update(r, e, c, u, mask):
+                vs, k = element(r, e, c, u, mask)
+                for j in range(u):
+                    v = vs[j]
+                    m = builder.load(acc_slots[j])
+                    nan = builder.fcmp_unordered("uno", v, v)
+                    if not want:
+                        builder.store(builder.select(nan, v, wins(m, v)), acc_slots[j])
+                        continue
+                    take = builder.or_(builder.fcmp_ordered(">", v, m), nan)
+                    builder.store(builder.select(take, v, m), acc_slots[j])
+                    builder.store(builder.select(take, k, builder.load(k_slots[j])), k_slots[j])
 
-            def one_vector(c, mask):
+            def block(c, u, mask):
                 with builder.if_else(has, likely=True) as (yes, no):
                     with yes:
-                        v, k = element(_c(i64, 0), e_lo, c, mask)
-                        builder.store(v, acc_slot)
-                        if want:
-                            builder.store(splat(k, kvec), k_slot)
+                        vs, k = element(_c(i64, 0), e_lo, c, u, mask)
+                        for j in range(u):
+                            builder.store(vs[j], acc_slots[j])
+                            if want:
+                                builder.store(k, k_slots[j])
                         with cgutils.for_range(builder, builder.sub(builder.sub(e_hi, e_lo),
                                                                     _c(i64, 1))) as el:
                             update(_c(i64, 0), builder.add(builder.add(e_lo, el.index),
-                                                           _c(i64, 1)), c, mask)
+                                                           _c(i64, 1)), c, u, mask)
                         with cgutils.for_range(builder, builder.sub(n_rows, _c(i64, 1))) as rl:
                             r = builder.add(rl.index, _c(i64, 1))
                             with cgutils.for_range(builder, builder.sub(e_hi, e_lo)) as el:
-                                update(r, builder.add(e_lo, el.index), c, mask)
+                                update(r, builder.add(e_lo, el.index), c, u, mask)
                     with no:
-                        builder.store(neg_inf, acc_slot)
+                        for j in range(u):
+                            builder.store(neg_inf, acc_slots[j])
+                            if want:
+                                builder.store(ir.Constant(kvec, [-1] * lanes), k_slots[j])
+                for j in range(u):
+                    o = builder.add(ooff, builder.add(c, _c(i64, j * lanes)))
+                    optr = builder.bitcast(builder.gep(oa.data, [o]), vptr)
+                    res = builder.load(acc_slots[j])
+                    if want:
+                        ks = builder.sext(builder.load(k_slots[j]), ivec)
+                        iptr = builder.bitcast(builder.gep(ia.data, [o]), ivptr)
+                    if mask is None:
+                        builder.store(res, optr, align=align)
                         if want:
-                            builder.store(ir.Constant(kvec, [-1] * lanes), k_slot)
-                o = builder.add(ooff, c)
-                optr = builder.bitcast(builder.gep(oa.data, [o]), vptr)
-                res = builder.load(acc_slot)
-                ks = None
-                if want:
-                    ks = builder.sext(builder.load(k_slot), ivec)
-                    iptr = builder.bitcast(builder.gep(ia.data, [o]), ivptr)
-                if mask is None:
-                    builder.store(res, optr, align=align)
-                    if want:
-                        builder.store(ks, iptr, align=8)
-                else:
-                    builder.call(mstore, [res, optr, _c(i32, align), mask])
-                    if want:
-                        builder.call(istore, [ks, iptr, _c(i32, 8), mask])
+                            builder.store(ks, iptr, align=8)
+                    else:
+                        builder.call(mstore, [res, optr, _c(i32, align), mask])
+                        if want:
+                            builder.call(istore, [ks, iptr, _c(i32, 8), mask])
 
-            n_full = builder.udiv(n_chan, L)
+            # channels: blocks of _UNROLL vectors, then single vectors, then a masked one
+            big = _c(i64, lanes * _UNROLL)
+            n_big = builder.udiv(n_chan, big)
+            with cgutils.for_range(builder, n_big) as cl:
+                block(builder.mul(cl.index, big), _UNROLL, None)
+            done = builder.mul(n_big, big)
+            n_full = builder.udiv(builder.sub(n_chan, done), L)
             with cgutils.for_range(builder, n_full) as cl:
-                one_vector(builder.mul(cl.index, L), None)
-            with builder.if_then(builder.icmp_unsigned("<", n_full, n_vec)):
-                c = builder.mul(n_full, L)
+                block(builder.add(done, builder.mul(cl.index, L)), 1, None)
+            c = builder.add(done, builder.mul(n_full, L))
+            with builder.if_then(builder.icmp_signed("<", c, n_chan)):
                 mask = builder.icmp_signed(
                     "<", builder.add(splat(c, ivec), lane_ids), splat(n_chan, ivec))
-                one_vector(c, mask)
+                block(c, 1, mask)
             return context.get_dummy_value()
 
         return types.none(x, out, idx, xoffs, kbase, n_rows, x0, e_lo, e_hi, geo, ooff), codegen

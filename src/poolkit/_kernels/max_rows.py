@@ -55,9 +55,6 @@ _PERM = {8: [0, 1, 4, 5, 2, 3, 6, 7], 4: [0, 2, 1, 3]}
 
 # geometry table ``geo`` (int64): the indices of its entries
 G_IN_H, G_IN_W, G_OUT_H, G_OUT_W, G_KW, G_SW, G_PW, G_DW, G_DH, G_KEEP, G_LO, G_HI = range(12)
-#: Window row counts with straight-line code (more: a loop).
-_UNROLLED_ROWS = 3
-
 #: ``rows`` table (int64, 3 per output row): first input row, rows inside, reuse flag
 ROW_FIELDS = 3
 
@@ -131,12 +128,8 @@ def _make_rows(kw_const: int | None, sw_const: int):
                 return builder.bitcast(builder.gep(base_ptr, [off]), vptr)
 
             def load(off, col, masked):
-                """``x[off + col : + lanes]``; columns outside [0, in_w) read -inf.
-
-                ``masked``: False (all inside), "select" (the whole vector lies inside
-                the array: a plain load, then -inf selected into the outside lanes) or
-                True (a masked load: nothing outside the array is touched).
-                """
+                """``x[off + col : + lanes]``; masked: columns outside [0, in_w) read
+                -inf (a masked load: nothing outside the row is touched)."""
                 p_ = ptr(xa.data, builder.add(off, col))
                 if not masked:
                     return builder.load(p_, align=align)
@@ -145,8 +138,6 @@ def _make_rows(kw_const: int | None, sw_const: int):
                     builder.icmp_signed(">=", cols, ir.Constant(ivec, [0] * lanes)),
                     builder.icmp_signed("<", cols, splat(in_w)),
                 )
-                if masked == "select":
-                    return builder.select(inside, builder.load(p_, align=align), neg_inf)
                 return builder.call(mload, [p_, _c(i32, align), inside, neg_inf])
 
             xmax = None
@@ -257,14 +248,12 @@ def _make_rows(kw_const: int | None, sw_const: int):
                         with builder.if_then(keep_b):
                             builder.store(builder.load(last_slot), sptr, align=align)
 
-                    with builder.if_else(in_array, likely=True) as (inside, outside):
-                        with inside:
-                            with builder.if_else(clean, likely=True) as (fast, edge):
-                                with fast:
-                                    fold(False)
-                                with edge:
-                                    fold("select")
-                        with outside:
+                    with builder.if_else(builder.and_(in_array, clean), likely=True) as (
+                        fast, edge,
+                    ):
+                        with fast:
+                            fold(False)
+                        with edge:
                             fold(True)
                     res = builder.load(acc_slot)
                     store(res, orow, j0)
@@ -319,7 +308,7 @@ def _make_rows(kw_const: int | None, sw_const: int):
                     with cgutils.for_range(builder, n_vec) as vloop:
                         store(neg_inf, orow, builder.mul(vloop.index, L))
                     builder.branch(done)
-                for count in range(1, _UNROLLED_ROWS + 1):
+                for count in (2, 3) if kw_const == 3 else (2,) if kw_const == 2 else ():
                     case = builder.append_basic_block(f"rows.{count}")
                     switch.add_case(_c(i64, count), case)
                     with builder.goto_block(case):

@@ -7,6 +7,8 @@ callable ``run(x5, o5, idx)`` that runs exactly one kernel variant, so a call co
 * NCHW float32/float64 values, one depth slice (1-D and 2-D pooling), W stride 1 or 2,
   C-contiguous input: the row kernels of :mod:`max_rows` (k2s2, k3s2, any-k s2, any-k
   s1), serial or parallel;
+* NHWC float32/float64, values or values and indices, 1-D to 3-D, C-contiguous input:
+  the pixel kernels of :mod:`max_cl`, serial or parallel;
 * everything else: the window engine of :mod:`max_pool` (serial or parallel).
 
 A non-contiguous input of a fast-path plan runs the window engine (plans are keyed on
@@ -25,6 +27,7 @@ from . import LazyModule
 
 _k: Any = LazyModule("max_pool")
 _rows: Any = LazyModule("max_rows")
+_cl: Any = LazyModule("max_cl")
 
 _FAST_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -97,6 +100,35 @@ class _Rows:
                          n_rows, n_chunks)
 
 
+class _Pixels:
+    """NHWC values (and indices) through the pixel kernels of :mod:`max_cl`."""
+
+    __slots__ = ("engine", "kernel", "kp", "n_tasks", "serial")
+
+    def __init__(self, kp, want, serial, n_tasks, engine):
+        self.kernel = "cl_indices" if want else "cl_values"
+        self.kp, self.serial, self.n_tasks, self.engine = kp, serial, n_tasks, engine
+
+    def __call__(self, x5: np.ndarray, o5: np.ndarray, idx: np.ndarray) -> None:
+        if not x5.flags.c_contiguous:
+            self.engine(x5, o5, idx)
+            return
+        n_tasks = self.n_tasks
+        if self.serial:
+            getattr(_cl, self.kernel)(x5, o5, idx, self.kp, 0, n_tasks)
+        else:
+            run_parallel(getattr(_cl, self.kernel + "_par"), x5, o5, idx, self.kp, n_tasks,
+                         chunks(n_tasks))
+
+
+def pixel_kernel_ok(in5, out5, dtype, nhwc) -> bool:
+    """Does this plan take the channels-last pixel kernels of :mod:`max_cl`?"""
+    return (
+        nhwc and np.dtype(dtype) in _FAST_DTYPES and min(out5) > 0
+        and in5[1] * in5[2] * in5[3] < 2**31  # int32 plane indices
+    )
+
+
 def row_kernel_name(in5, out5, dtype, kp, want, nhwc) -> str | None:
     """Name of the :mod:`max_rows` kernel for this plan, or None (the window engine)."""
     if want or nhwc or np.dtype(dtype) not in _FAST_DTYPES:
@@ -129,6 +161,8 @@ def forward_runner(
     """The kernel runner of a forward plan: ``run(x5, o5, idx)`` fills ``o5`` (and
     ``idx`` if ``want``) from the 5-D view ``x5`` (float16 as uint16 bits)."""
     engine = _Engine(kp, fill, want, nhwc, serial, n_tasks)
+    if pixel_kernel_ok(in5, out5, dtype, nhwc):
+        return _Pixels(kp, want, serial, n_tasks, engine)
     name = row_kernel_name(in5, out5, dtype, kp, want, nhwc)
     if name is None:
         return engine
