@@ -180,3 +180,22 @@ def test_other_dtypes_keep_the_window_engine(dtype):
     for k, s, p in [(2, 2, 0), (3, 2, 1)]:
         ry, _ = ref.max_pool(x, (k, k), (s, s), (p, p), (1, 1), False, False)
         np.testing.assert_array_equal(_bits(pk.max_pool2d(x, k, s, p)), _bits(ry))
+
+
+@pytest.mark.parametrize(
+    "shape,kernel,stride,padding",
+    [
+        ((1, 1, 3, 2), (4, 2), (3, 2), (2, 0)),  # k2 along W, window rows shared: reuse
+        ((2, 3, 11, 9), (3, 2), (2, 2), (1, 0)),  # k2 along W, kh=3/sh=2: reuse
+        ((2, 3, 12, 19), (5, 3), (2, 2), (2, 1)),  # k3 along W, kh=5/sh=2 (loop path)
+        ((1, 2, 9, 40), (1, 3), (2, 2), (0, 1)),  # k3 along W, one row: no reuse
+    ],
+)
+def test_shared_window_rows_with_every_row_kernel(shape, kernel, stride, padding):
+    """A window row shared with the next output row: its reduction is kept and reused,
+    whichever of the straight-line and loop paths computed it."""
+    x = _special(np.random.default_rng(5), shape, np.float32)
+    args = (kernel, stride, padding, (1, 1), False)
+    ry, _ = ref.max_pool(x, *args, False)
+    for serial in (True, False):
+        np.testing.assert_array_equal(_bits(_runner_result(x, *args, serial)), _bits(ry))

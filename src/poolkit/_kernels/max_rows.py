@@ -106,7 +106,6 @@ def _make_rows(kw_const: int | None, sw_const: int):
             lo, hi = g(G_LO), g(G_HI)
             L = _c(i64, lanes)
             neg_inf = ir.Constant(vec, [float("-inf")] * lanes)
-            lane_ids = ir.Constant(ivec, list(range(lanes)))
 
             mod = builder.module
             vptr = vec.as_pointer()
@@ -127,17 +126,32 @@ def _make_rows(kw_const: int | None, sw_const: int):
             def ptr(base_ptr, off):
                 return builder.bitcast(builder.gep(base_ptr, [off]), vptr)
 
+            k32 = ir.VectorType(i32, lanes)
+            lane_ids32 = ir.Constant(k32, list(range(lanes)))
+            in_w32 = builder.trunc(in_w, i32)
+
+            def splat32(v):
+                s = builder.insert_element(ir.Constant(k32, None), v, _c(i32, 0))
+                return builder.shuffle_vector(s, s, ir.Constant(k32, [0] * lanes))
+
             def load(off, col, masked):
-                """``x[off + col : + lanes]``; masked: columns outside [0, in_w) read
-                -inf (a masked load: nothing outside the row is touched)."""
+                """``x[off + col : + lanes]``; columns outside [0, in_w) read -inf.
+
+                ``masked``: False (every lane inside the row), "select" (the vector lies
+                inside the array: a plain load, then -inf selected into the lanes outside
+                the row) or True (a masked load: nothing outside the row is touched).
+                Column masks in int32 (a row is shorter than 2**31).
+                """
                 p_ = ptr(xa.data, builder.add(off, col))
                 if not masked:
                     return builder.load(p_, align=align)
-                cols = builder.add(splat(col), lane_ids)
+                cols = builder.add(splat32(builder.trunc(col, i32)), lane_ids32)
                 inside = builder.and_(
-                    builder.icmp_signed(">=", cols, ir.Constant(ivec, [0] * lanes)),
-                    builder.icmp_signed("<", cols, splat(in_w)),
+                    builder.icmp_signed(">=", cols, ir.Constant(k32, [0] * lanes)),
+                    builder.icmp_signed("<", cols, splat32(in_w32)),
                 )
+                if masked == "select":
+                    return builder.select(inside, builder.load(p_, align=align), neg_inf)
                 return builder.call(mload, [p_, _c(i32, align), inside, neg_inf])
 
             xmax = None
@@ -190,73 +204,77 @@ def _make_rows(kw_const: int | None, sw_const: int):
             keep_b = builder.icmp_signed("!=", keep, _c(i64, 0))
             row_step = builder.mul(dh, in_w)
             end = builder.mul(r1v, out_w)  # a store may spill up to here
+            # vectors [v_lo, v_hi): every output lane's window lies inside the row (the
+            # lanes past out_w are garbage: dropped or overwritten by a later store)
+            v_lo = builder.udiv(builder.add(lo, _c(i64, lanes - 1)), L)
+            v_hi = builder.select(builder.icmp_signed(">=", hi, out_w), n_vec,
+                                  builder.udiv(hi, L))
+            v_hi = builder.select(builder.icmp_signed("<", v_hi, v_lo), v_lo, v_hi)
             p_slot = cgutils.alloca_once_value(builder, builder.sdiv(r0v, out_h))
             oh_slot = cgutils.alloca_once_value(builder, builder.srem(r0v, out_h))
 
-            def vectors(orow, off0, n_rows, reuse, in_array):
-                """The vector loop of one output row with ``n_rows`` window rows (an int:
-                straight-line code; None: a runtime loop over ``n_rows_v`` rows)."""
-                with cgutils.for_range(builder, n_vec) as vloop:
-                    v = vloop.index
-                    j0 = builder.mul(v, L)
-                    c0 = builder.sub(builder.mul(j0, sw), pw)
-                    # every output lane of the vector has its window inside the row (the
-                    # lanes past out_w are garbage: dropped or overwritten later)
-                    clean = builder.and_(
-                        builder.icmp_signed(">=", j0, lo),
-                        builder.icmp_signed("<=", builder.add(j0, L), hi),
-                    )
-                    clean = builder.or_(clean, builder.and_(
-                        builder.icmp_signed(">=", j0, lo), builder.icmp_signed(">=", hi, out_w)))
-                    sptr = ptr(sa.data, j0)
-                    acc_slot = cgutils.alloca_once(builder, vec)
-
-                    def fold(masked):
-                        """acc = the window rows' reductions folded in scan order."""
-                        if n_rows == 1:  # one row: computed (a reuse saves nothing)
-                            h = hrow(off0, c0, masked)
-                            builder.store(h, acc_slot)
-                            with builder.if_then(keep_b):
-                                builder.store(h, sptr, align=align)
-                            return
-                        first_slot = cgutils.alloca_once(builder, vec)
-                        with builder.if_else(reuse) as (yes, no):
-                            with yes:
-                                builder.store(builder.load(sptr, align=align), first_slot)
-                            with no:
-                                builder.store(hrow(off0, c0, masked), first_slot)
-                        acc = builder.load(first_slot)
-                        if n_rows is not None:
-                            h = acc
-                            for b in range(1, n_rows):
-                                off = builder.add(off0, builder.mul(_c(i64, b), row_step))
-                                h = hrow(off, c0, masked)
-                                acc = step(acc, h)
-                            builder.store(acc, acc_slot)
-                            with builder.if_then(keep_b):
-                                builder.store(h, sptr, align=align)
-                            return
-                        last_slot = cgutils.alloca_once(builder, vec)
-                        builder.store(acc, acc_slot)
-                        builder.store(acc, last_slot)
-                        with cgutils.for_range(builder, builder.sub(n_rows_v, _c(i64, 1))) as bl:
-                            b = builder.add(bl.index, _c(i64, 1))
-                            off = builder.add(off0, builder.mul(b, row_step))
-                            h = hrow(off, c0, masked)
-                            builder.store(h, last_slot)
-                            builder.store(step(builder.load(acc_slot), h), acc_slot)
+            def vector(v, orow, off0, n_rows, n_rows_v, reuse, masked):
+                """One output vector: ``n_rows`` window rows (an int: straight-line code;
+                None: a loop over ``n_rows_v``), ``reuse`` a bool constant or an i1."""
+                j0 = builder.mul(v, L)
+                c0 = builder.sub(builder.mul(j0, sw), pw)
+                sptr = ptr(sa.data, j0)
+                if reuse is True:
+                    first = builder.load(sptr, align=align)
+                elif reuse is False:
+                    first = hrow(off0, c0, masked)
+                else:
+                    first_slot = cgutils.alloca_once(builder, vec)
+                    with builder.if_else(reuse) as (yes, no):
+                        with yes:
+                            builder.store(builder.load(sptr, align=align), first_slot)
+                        with no:
+                            builder.store(hrow(off0, c0, masked), first_slot)
+                    first = builder.load(first_slot)
+                if n_rows is not None:
+                    acc = h = first
+                    for b in range(1, n_rows):
+                        off = builder.add(off0, builder.mul(_c(i64, b), row_step))
+                        h = hrow(off, c0, masked)
+                        acc = step(acc, h)
+                    if reuse is True:  # (the k3s2 fast case: keep is set)
+                        builder.store(h, sptr, align=align)
+                    else:
                         with builder.if_then(keep_b):
-                            builder.store(builder.load(last_slot), sptr, align=align)
+                            builder.store(h, sptr, align=align)
+                    store(acc, orow, j0)
+                    return
+                acc_slot = cgutils.alloca_once(builder, vec)
+                last_slot = cgutils.alloca_once(builder, vec)
+                builder.store(first, acc_slot)
+                builder.store(first, last_slot)
+                with cgutils.for_range(builder, builder.sub(n_rows_v, _c(i64, 1))) as bl:
+                    b = builder.add(bl.index, _c(i64, 1))
+                    off = builder.add(off0, builder.mul(b, row_step))
+                    h = hrow(off, c0, masked)
+                    builder.store(h, last_slot)
+                    builder.store(step(builder.load(acc_slot), h), acc_slot)
+                with builder.if_then(keep_b):
+                    builder.store(builder.load(last_slot), sptr, align=align)
+                store(builder.load(acc_slot), orow, j0)
 
-                    with builder.if_else(builder.and_(in_array, clean), likely=True) as (
-                        fast, edge,
-                    ):
-                        with fast:
-                            fold(False)
-                        with edge:
-                            fold(True)
-                    res = builder.load(acc_slot)
-                    store(res, orow, j0)
+            def vectors(orow, off0, n_rows, n_rows_v, reuse, in_array):
+                """The output vectors of one row: plain loads on [v_lo, v_hi) when the
+                row's loads lie inside the array, masked loads elsewhere."""
+
+                def run(a, b, masked):
+                    count = builder.sub(b, a)
+                    with cgutils.for_range(builder, count) as loop:
+                        vector(builder.add(a, loop.index), orow, off0, n_rows, n_rows_v, reuse,
+                               masked)
+
+                with builder.if_else(in_array, likely=True) as (inside, outside):
+                    with inside:
+                        run(_c(i64, 0), v_lo, "select")
+                        run(v_lo, v_hi, False)
+                        run(v_hi, n_vec, "select")
+                    with outside:
+                        run(_c(i64, 0), n_vec, True)
 
             def store(res, orow, j0):
                 if sw_const == 2:
@@ -272,9 +290,13 @@ def _make_rows(kw_const: int | None, sw_const: int):
                         builder.store(res, optr, align=align)
                     with tail:
                         ok = builder.icmp_signed(
-                            "<", builder.add(splat(j0), lane_ids), splat(out_w))
+                            "<", builder.add(splat32(builder.trunc(j0, i32)), lane_ids32),
+                            splat32(builder.trunc(out_w, i32)))
                         builder.call(mstore, [res, optr, _c(i32, align), ok])
 
+            # the straight-line case: k2s2 rows of 2 window rows (no reuse), k3s2 rows of
+            # 3 window rows reusing the first (every row but the edges)
+            fast_rows = {2: 2, 3: 3}.get(kw_const)
             with cgutils.for_range(builder, builder.sub(r1v, r0v)) as rloop:
                 r = builder.add(r0v, rloop.index)
                 p = builder.load(p_slot)
@@ -287,8 +309,7 @@ def _make_rows(kw_const: int | None, sw_const: int):
                                      builder.icmp_signed(">", r, r0v))
                 off0 = builder.add(builder.mul(p, plane_in), builder.mul(y_first, in_w))
                 orow = builder.mul(r, out_w)
-                # every load of this output row lies inside the array (edge vectors can
-                # then use plain loads and selects)
+                # every load of this output row lies inside the array
                 off_last = builder.add(off0, builder.mul(
                     builder.sub(n_rows_v, _c(i64, 1)), row_step))
                 in_array = builder.and_(
@@ -296,25 +317,25 @@ def _make_rows(kw_const: int | None, sw_const: int):
                     builder.icmp_signed(
                         "<=", builder.add(builder.add(off_last, c0_max), span), x_size),
                 )
-                done = builder.append_basic_block("rows.done")
-                default = builder.append_basic_block("rows.many")
-                switch = builder.switch(n_rows_v, default)
-                with builder.goto_block(default):
-                    vectors(orow, off0, None, reuse, in_array)
-                    builder.branch(done)
-                zero = builder.append_basic_block("rows.0")
-                switch.add_case(_c(i64, 0), zero)
-                with builder.goto_block(zero):
-                    with cgutils.for_range(builder, n_vec) as vloop:
-                        store(neg_inf, orow, builder.mul(vloop.index, L))
-                    builder.branch(done)
-                for count in (2, 3) if kw_const == 3 else (2,) if kw_const == 2 else ():
-                    case = builder.append_basic_block(f"rows.{count}")
-                    switch.add_case(_c(i64, count), case)
-                    with builder.goto_block(case):
-                        vectors(orow, off0, count, reuse, in_array)
-                        builder.branch(done)
-                builder.position_at_end(done)
+                has_rows = builder.icmp_signed(">", n_rows_v, _c(i64, 0))
+                with builder.if_else(has_rows, likely=True) as (rows_in, no_rows):
+                    with rows_in:
+                        if fast_rows is None:
+                            vectors(orow, off0, None, n_rows_v, reuse, in_array)
+                        else:
+                            fast_reuse = kw_const == 3
+                            is_fast = builder.icmp_signed("==", n_rows_v, _c(i64, fast_rows))
+                            is_fast = builder.and_(
+                                is_fast, reuse if fast_reuse else builder.not_(reuse))
+                            with builder.if_else(is_fast, likely=True) as (fast, other):
+                                with fast:
+                                    vectors(orow, off0, fast_rows, n_rows_v, fast_reuse,
+                                            in_array)
+                                with other:
+                                    vectors(orow, off0, None, n_rows_v, reuse, in_array)
+                    with no_rows:
+                        with cgutils.for_range(builder, n_vec) as vloop:
+                            store(neg_inf, orow, builder.mul(vloop.index, L))
                 # next output row: (p, oh) += 1
                 oh1 = builder.add(oh, _c(i64, 1))
                 wrap = builder.icmp_signed("==", oh1, out_h)
