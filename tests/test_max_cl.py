@@ -33,7 +33,8 @@ def _runner(x, kernel, stride, padding, dilation, ceil_mode, want, serial):
     out5 = (x.shape[0],) + lead + out_sp + (x.shape[-1],)
     kp = dispatch.kernel_table(kernel, stride, padding, dilation)
     run = max_select.forward_runner(
-        in5, out5, x.dtype, kp, x.dtype.type(-np.inf), want, True, serial, math.prod(out5[:3])
+        in5, out5, x.dtype, kp, x.dtype.type(-np.inf), want, True, math.prod(out5),
+        lambda work: serial, math.prod(out5[:3])
     )
     assert isinstance(run, max_select._Pixels)
     out = np.full(out5, 7.0, x.dtype)

@@ -60,7 +60,8 @@ def _runner_result(x, kernel, stride, padding, dilation, ceil_mode, serial):
     kp = dispatch.kernel_table(kernel, stride, padding, dilation)
     fill = x.dtype.type(-np.inf)
     run = max_select.forward_runner(
-        in5, out5, x.dtype, kp, fill, False, False, serial, math.prod(out5[:4])
+        in5, out5, x.dtype, kp, fill, False, False, math.prod(out5), lambda work: serial,
+        math.prod(out5[:4]),
     )
     assert isinstance(run, max_select._Rows)
     out = np.full(out5, 7.0, x.dtype)

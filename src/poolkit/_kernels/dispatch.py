@@ -65,6 +65,11 @@ def kernel_table(
 _k: Any = LazyModule("max_pool")
 
 
+def _plan_is_serial(serial: bool) -> Any:
+    """The plan's serial/parallel choice (made when planned) as an ``is_serial(work)``."""
+    return lambda work: serial
+
+
 class ForwardPlan:
     """Everything about a forward call that depends only on shapes, dtype and options.
 
@@ -122,8 +127,8 @@ class ForwardPlan:
         self.want = want
         # the one kernel variant this plan runs (see max_select: only it gets compiled)
         self.run = forward_runner(
-            self.in5, self.out5, dtype, kp, self.fill, want, channels_last, self.serial,
-            self.n_tasks,
+            self.in5, self.out5, dtype, kp, self.fill, want, channels_last,
+            math.prod(o) * window, _plan_is_serial(self.serial), self.n_tasks,
         )
 
     def __call__(self, arr: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:

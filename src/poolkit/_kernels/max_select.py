@@ -51,15 +51,15 @@ def chunks(n_tasks: int) -> int:
 class _Engine:
     """The window engine of :mod:`max_pool` (any layout, dtype, geometry, indices)."""
 
-    __slots__ = ("fill", "kp", "n_tasks", "nhwc", "serial", "want")
+    __slots__ = ("fill", "is_serial", "kp", "n_tasks", "nhwc", "want", "work")
 
-    def __init__(self, kp, fill, want, nhwc, serial, n_tasks):
+    def __init__(self, kp, fill, want, nhwc, work, is_serial, n_tasks):
         self.kp, self.fill, self.want = kp, fill, want
-        self.nhwc, self.serial, self.n_tasks = nhwc, serial, n_tasks
+        self.nhwc, self.work, self.is_serial, self.n_tasks = nhwc, work, is_serial, n_tasks
 
     def __call__(self, x5: np.ndarray, o5: np.ndarray, idx: np.ndarray) -> None:
         n_tasks = self.n_tasks
-        if self.serial:
+        if self.is_serial(self.work):
             kernel = _k.forward_nhwc_range if self.nhwc else _k.forward_nchw_range
             kernel(x5, o5, idx, self.kp, self.fill, self.want, 0, n_tasks)
         else:
@@ -71,9 +71,9 @@ class _Engine:
 class _Rows:
     """NCHW values through the row kernels of :mod:`max_rows`."""
 
-    __slots__ = ("engine", "geo", "n_rows", "name", "rows", "scr_len", "serial")
+    __slots__ = ("engine", "geo", "n_rows", "name", "rows", "scr_len")
 
-    def __init__(self, in5, out5, dtype, kp, name, serial, engine):
+    def __init__(self, in5, out5, dtype, kp, name, engine):
         in_h, in_w = in5[3], in5[4]
         out_h, out_w = out5[3], out5[4]
         (_, kh, kw), (_, sh, sw), (_, ph, pw), (_, dh, dw) = kp.tolist()
@@ -82,7 +82,6 @@ class _Rows:
         )
         self.name = name
         self.n_rows = out5[0] * out5[1] * out_h
-        self.serial = serial
         self.engine = engine
 
     def __call__(self, x5: np.ndarray, o5: np.ndarray, idx: np.ndarray) -> None:
@@ -90,7 +89,8 @@ class _Rows:
             self.engine(x5, o5, idx)
             return
         n_rows = self.n_rows
-        if self.serial:
+        engine = self.engine
+        if engine.is_serial(engine.work):
             scr = np.empty(self.scr_len, x5.dtype)
             getattr(_rows, self.name)(x5, o5, scr, self.rows, self.geo, 0, n_rows)
         else:
@@ -103,21 +103,22 @@ class _Rows:
 class _Pixels:
     """NHWC values (and indices) through the pixel kernels of :mod:`max_cl`."""
 
-    __slots__ = ("engine", "kernel", "kp", "n_tasks", "serial")
+    __slots__ = ("engine", "kernel")
 
-    def __init__(self, kp, want, serial, n_tasks, engine):
+    def __init__(self, want, engine):
         self.kernel = "cl_indices" if want else "cl_values"
-        self.kp, self.serial, self.n_tasks, self.engine = kp, serial, n_tasks, engine
+        self.engine = engine
 
     def __call__(self, x5: np.ndarray, o5: np.ndarray, idx: np.ndarray) -> None:
         if not x5.flags.c_contiguous:
             self.engine(x5, o5, idx)
             return
-        n_tasks = self.n_tasks
-        if self.serial:
-            getattr(_cl, self.kernel)(x5, o5, idx, self.kp, 0, n_tasks)
+        engine = self.engine
+        n_tasks = engine.n_tasks
+        if engine.is_serial(engine.work):
+            getattr(_cl, self.kernel)(x5, o5, idx, engine.kp, 0, n_tasks)
         else:
-            run_parallel(getattr(_cl, self.kernel + "_par"), x5, o5, idx, self.kp, n_tasks,
+            run_parallel(getattr(_cl, self.kernel + "_par"), x5, o5, idx, engine.kp, n_tasks,
                          chunks(n_tasks))
 
 
@@ -155,15 +156,20 @@ def forward_runner(
     fill: Any,
     want: bool,
     nhwc: bool,
-    serial: bool,
+    work: int,
+    is_serial: Callable[[int], bool],
     n_tasks: int,
 ) -> Callable[[np.ndarray, np.ndarray, np.ndarray], None]:
     """The kernel runner of a forward plan: ``run(x5, o5, idx)`` fills ``o5`` (and
-    ``idx`` if ``want``) from the 5-D view ``x5`` (float16 as uint16 bits)."""
-    engine = _Engine(kp, fill, want, nhwc, serial, n_tasks)
+    ``idx`` if ``want``) from the 5-D view ``x5`` (float16 as uint16 bits).
+
+    ``dtype`` is the dtype the kernels store; ``work`` the plan's element visits and
+    ``is_serial(work)``, asked at every call, whether the call stays on this thread.
+    """
+    engine = _Engine(kp, fill, want, nhwc, work, is_serial, n_tasks)
     if pixel_kernel_ok(in5, out5, dtype, nhwc):
-        return _Pixels(kp, want, serial, n_tasks, engine)
+        return _Pixels(want, engine)
     name = row_kernel_name(in5, out5, dtype, kp, want, nhwc)
     if name is None:
         return engine
-    return _Rows(in5, out5, dtype, kp, name, serial, engine)
+    return _Rows(in5, out5, dtype, kp, name, engine)
