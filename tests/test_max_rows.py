@@ -200,3 +200,19 @@ def test_shared_window_rows_with_every_row_kernel(shape, kernel, stride, padding
     ry, _ = ref.max_pool(x, *args, False)
     for serial in (True, False):
         np.testing.assert_array_equal(_bits(_runner_result(x, *args, serial)), _bits(ry))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_uniform_k2s2_blocks(dtype):
+    """k2s2 without padding on planes of whole 2x2 blocks and rows of at most one vector:
+    the uniform loop (output row r = input rows 2r, 2r + 1), every width, serial and
+    parallel (chunk ends: masked stores and loads at the array end)."""
+    rng = np.random.default_rng(6)
+    for width in range(2, 19, 2):
+        for shape in [(1, 1, 2, width), (2, 3, 6, width), (3, 5, 14, width)]:
+            x = _special(rng, shape, dtype)
+            args = ((2, 2), (2, 2), (0, 0), (1, 1), False)
+            ry, _ = ref.max_pool(x, *args, False)
+            for serial in (True, False):
+                y = _runner_result(x, *args, serial)
+                np.testing.assert_array_equal(_bits(y), _bits(ry))

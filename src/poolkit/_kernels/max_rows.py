@@ -54,7 +54,8 @@ _EVEN = {8: [0, 2, 8, 10, 4, 6, 12, 14], 4: [0, 4, 2, 6]}
 _PERM = {8: [0, 1, 4, 5, 2, 3, 6, 7], 4: [0, 2, 1, 3]}
 
 # geometry table ``geo`` (int64): the indices of its entries
-G_IN_H, G_IN_W, G_OUT_H, G_OUT_W, G_KW, G_SW, G_PW, G_DW, G_DH, G_KEEP, G_LO, G_HI = range(12)
+(G_IN_H, G_IN_W, G_OUT_H, G_OUT_W, G_KW, G_SW, G_PW, G_DW, G_DH, G_KEEP, G_LO, G_HI,
+ G_UNIFORM) = range(13)
 #: ``rows`` table (int64, 3 per output row): first input row, rows inside, reuse flag
 ROW_FIELDS = 3
 
@@ -297,50 +298,78 @@ def _make_rows(kw_const: int | None, sw_const: int):
             # the straight-line case: k2s2 rows of 2 window rows (no reuse), k3s2 rows of
             # 3 window rows reusing the first (every row but the edges)
             fast_rows = {2: 2, 3: 3}.get(kw_const)
-            with cgutils.for_range(builder, builder.sub(r1v, r0v)) as rloop:
-                r = builder.add(r0v, rloop.index)
-                p = builder.load(p_slot)
-                oh = builder.load(oh_slot)
-                trow = builder.mul(oh, _c(i64, ROW_FIELDS))
-                y_first = builder.load(builder.gep(ra.data, [trow]))
-                n_rows_v = builder.load(builder.gep(ra.data, [builder.add(trow, _c(i64, 1))]))
-                reuse_flag = builder.load(builder.gep(ra.data, [builder.add(trow, _c(i64, 2))]))
-                reuse = builder.and_(builder.icmp_signed("!=", reuse_flag, _c(i64, 0)),
-                                     builder.icmp_signed(">", r, r0v))
-                off0 = builder.add(builder.mul(p, plane_in), builder.mul(y_first, in_w))
-                orow = builder.mul(r, out_w)
-                # every load of this output row lies inside the array
-                off_last = builder.add(off0, builder.mul(
-                    builder.sub(n_rows_v, _c(i64, 1)), row_step))
-                in_array = builder.and_(
-                    builder.icmp_signed(">=", builder.sub(off0, pw), _c(i64, 0)),
-                    builder.icmp_signed(
-                        "<=", builder.add(builder.add(off_last, c0_max), span), x_size),
-                )
-                has_rows = builder.icmp_signed(">", n_rows_v, _c(i64, 0))
-                with builder.if_else(has_rows, likely=True) as (rows_in, no_rows):
-                    with rows_in:
-                        if fast_rows is None:
-                            vectors(orow, off0, None, n_rows_v, reuse, in_array)
-                        else:
-                            fast_reuse = kw_const == 3
-                            is_fast = builder.icmp_signed("==", n_rows_v, _c(i64, fast_rows))
-                            is_fast = builder.and_(
-                                is_fast, reuse if fast_reuse else builder.not_(reuse))
-                            with builder.if_else(is_fast, likely=True) as (fast, other):
-                                with fast:
-                                    vectors(orow, off0, fast_rows, n_rows_v, fast_reuse,
-                                            in_array)
-                                with other:
-                                    vectors(orow, off0, None, n_rows_v, reuse, in_array)
-                    with no_rows:
-                        with cgutils.for_range(builder, n_vec) as vloop:
-                            store(neg_inf, orow, builder.mul(vloop.index, L))
-                # next output row: (p, oh) += 1
-                oh1 = builder.add(oh, _c(i64, 1))
-                wrap = builder.icmp_signed("==", oh1, out_h)
-                builder.store(builder.select(wrap, _c(i64, 0), oh1), oh_slot)
-                builder.store(builder.select(wrap, builder.add(p, _c(i64, 1)), p), p_slot)
+            def general():
+                with cgutils.for_range(builder, builder.sub(r1v, r0v)) as rloop:
+                    r = builder.add(r0v, rloop.index)
+                    p = builder.load(p_slot)
+                    oh = builder.load(oh_slot)
+                    trow = builder.mul(oh, _c(i64, ROW_FIELDS))
+                    y_first = builder.load(builder.gep(ra.data, [trow]))
+                    n_rows_v = builder.load(builder.gep(ra.data, [builder.add(trow, _c(i64, 1))]))
+                    reuse_flag = builder.load(builder.gep(ra.data, [builder.add(trow, _c(i64, 2))]))
+                    reuse = builder.and_(builder.icmp_signed("!=", reuse_flag, _c(i64, 0)),
+                                         builder.icmp_signed(">", r, r0v))
+                    off0 = builder.add(builder.mul(p, plane_in), builder.mul(y_first, in_w))
+                    orow = builder.mul(r, out_w)
+                    # every load of this output row lies inside the array
+                    off_last = builder.add(off0, builder.mul(
+                        builder.sub(n_rows_v, _c(i64, 1)), row_step))
+                    in_array = builder.and_(
+                        builder.icmp_signed(">=", builder.sub(off0, pw), _c(i64, 0)),
+                        builder.icmp_signed(
+                            "<=", builder.add(builder.add(off_last, c0_max), span), x_size),
+                    )
+                    has_rows = builder.icmp_signed(">", n_rows_v, _c(i64, 0))
+                    with builder.if_else(has_rows, likely=True) as (rows_in, no_rows):
+                        with rows_in:
+                            if fast_rows is None:
+                                vectors(orow, off0, None, n_rows_v, reuse, in_array)
+                            else:
+                                fast_reuse = kw_const == 3
+                                is_fast = builder.icmp_signed("==", n_rows_v, _c(i64, fast_rows))
+                                is_fast = builder.and_(
+                                    is_fast, reuse if fast_reuse else builder.not_(reuse))
+                                with builder.if_else(is_fast, likely=True) as (fast, other):
+                                    with fast:
+                                        vectors(orow, off0, fast_rows, n_rows_v, fast_reuse,
+                                                in_array)
+                                    with other:
+                                        vectors(orow, off0, None, n_rows_v, reuse, in_array)
+                        with no_rows:
+                            with cgutils.for_range(builder, n_vec) as vloop:
+                                store(neg_inf, orow, builder.mul(vloop.index, L))
+                    # next output row: (p, oh) += 1
+                    oh1 = builder.add(oh, _c(i64, 1))
+                    wrap = builder.icmp_signed("==", oh1, out_h)
+                    builder.store(builder.select(wrap, _c(i64, 0), oh1), oh_slot)
+                    builder.store(builder.select(wrap, builder.add(p, _c(i64, 1)), p), p_slot)
+
+            def uniform_rows():
+                """k2s2 on planes of whole window pairs (no padding, in = 2 out along H
+                and W, one vector per row): output row r is input rows 2r, 2r + 1."""
+                with cgutils.for_range(builder, builder.sub(r1v, r0v)) as rloop:
+                    r = builder.add(r0v, rloop.index)
+                    off = builder.mul(builder.mul(r, _c(i64, 2)), in_w)
+                    off2 = builder.add(off, in_w)
+                    safe = builder.icmp_signed(
+                        "<=", builder.add(off2, builder.mul(sw, L)), x_size)
+                    orow = builder.mul(r, out_w)
+                    with builder.if_else(safe, likely=True) as (plain, edge):
+                        for block, masked in ((plain, False), (edge, True)):
+                            with block:
+                                zero = _c(i64, 0)
+                                acc = step(hrow(off, zero, masked), hrow(off2, zero, masked))
+                                store(acc, orow, zero)
+
+            if kw_const == 2:
+                uniform = builder.icmp_signed("!=", g(G_UNIFORM), _c(i64, 0))
+                with builder.if_else(uniform) as (uni, gen):
+                    with uni:
+                        uniform_rows()
+                    with gen:
+                        general()
+            else:
+                general()
             return context.get_dummy_value()
 
         return types.none(x, out, scr, rows, geo, r0, r1), codegen
@@ -445,8 +474,15 @@ def tables(in_h, in_w, out_h, out_w, kh, sh, ph, dh, kw, sw, pw, dw, dtype):
     num = in_w - 1 + pw - (kw - 1) * dw
     hi = min(num // sw + 1 if num >= 0 else 0, out_w)
     hi = max(hi, lo)
-    geo = np.array([in_h, in_w, out_h, out_w, kw, sw, pw, dw, dh, keep, lo, hi], dtype=np.int64)
     lanes = _lanes_of(dtype)
+    # k2s2 over whole 2x2 window blocks, one vector per output row: the uniform loop
+    uniform = int(
+        (kh, sh, ph, dh, kw, sw, pw, dw) == (2, 2, 0, 1, 2, 2, 0, 1)
+        and in_h == 2 * out_h and in_w == 2 * out_w and out_w <= lanes
+    )
+    geo = np.array(
+        [in_h, in_w, out_h, out_w, kw, sw, pw, dw, dh, keep, lo, hi, uniform], dtype=np.int64
+    )
     n_vec = (out_w + lanes - 1) // lanes
     rows.flags.writeable = False
     geo.flags.writeable = False
