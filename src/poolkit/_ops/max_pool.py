@@ -19,7 +19,7 @@ from .. import _args, _docs, _engine, _indices
 from .._geometry import Geometry
 from .._kernels import LazyModule
 from .._types import IntOrTuple, Padding
-from . import argmax
+from . import argmax, max_select
 from .params import WindowParams
 
 #: compiled kernels, imported (with numba) by the first call that needs them
@@ -88,8 +88,8 @@ class ForwardPlan:
     """
 
     __slots__ = (
-        "fill", "in5", "kp", "n_tasks", "nhwc", "out5", "out_dtype", "plain", "store_dtype",
-        "user_out", "want", "work",
+        "fill", "in5", "kp", "n_tasks", "nhwc", "out5", "out_dtype", "plain", "run",
+        "store_dtype", "user_out", "want", "work",
     )
 
     def __init__(
@@ -125,6 +125,10 @@ class ForwardPlan:
         self.fill = _engine.lowest(self.store_dtype)
         self.kp = _engine.kernel_table(geom.kernel, geom.stride, geom.pad_begin, geom.dilation)
         self.want = want
+        # the one kernel variant this plan runs (row, pixel or window kernels)
+        self.run = max_select.forward_runner(self.in5, self.out5, self.store_dtype, self.kp,
+                                             self.fill, want, channels_last, self.work,
+                                             _engine.is_serial, self.n_tasks)
 
     def __call__(self, arr: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Run the forward on ``arr`` (shape and dtype as planned)."""
@@ -135,14 +139,7 @@ class ForwardPlan:
         o5 = out
         if not self.plain:
             x5, o5 = _engine.comparable(x5), _engine.kernel_bits(out)
-        n_tasks = self.n_tasks
-        if self.work < _engine.SERIAL_WORK:
-            kernel = _k.forward_nhwc_range if self.nhwc else _k.forward_nchw_range
-            kernel(x5, o5, idx, self.kp, self.fill, want, 0, n_tasks)
-        else:
-            kernel = _k.forward_nhwc_par if self.nhwc else _k.forward_nchw_par
-            _engine.run_parallel(kernel, x5, o5, idx, self.kp, self.fill, want, n_tasks,
-                                 _engine.parallel_chunks(n_tasks))
+        self.run(x5, o5, idx)
         user_out = self.user_out
         if not self.plain:
             out = _engine.restore(out, self.out_dtype)

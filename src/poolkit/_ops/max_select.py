@@ -1,0 +1,163 @@
+"""Which compiled max pooling kernel a forward plan runs (chosen once per plan).
+
+:func:`forward_runner` looks at the planned shapes, dtype and options and returns a
+callable ``run(x5, o5, idx)`` that runs exactly one kernel variant, so a call compiles
+(on its first use in a fresh cache) only the variant it needs:
+
+* NCHW float32/float64 values, one depth slice (1-D and 2-D pooling), W stride 1 or 2,
+  C-contiguous input: the row kernels of :mod:`poolkit._kernels.max_rows` (k2s2, k3s2,
+  any-k s2, any-k s1), serial or parallel;
+* NHWC float32/float64, values or values and indices, 1-D to 3-D, C-contiguous input:
+  the pixel kernels of :mod:`poolkit._kernels.max_cl`, serial or parallel;
+* everything else: the window engine of :mod:`poolkit._kernels.max_pool` (serial or parallel).
+
+A non-contiguous input of a fast-path plan runs the window engine (plans are keyed on
+shape and dtype, not on strides). Plain Python, no numba import here: the family's
+choice among kernels, run through the engine's serial/parallel helpers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .._engine import parallel_chunks as chunks
+from .._engine import run_parallel
+from .._kernels import LazyModule
+
+_k: Any = LazyModule("max_pool")
+_rows: Any = LazyModule("max_rows")
+_cl: Any = LazyModule("max_cl")
+
+_FAST_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+class _Engine:
+    """The window engine of :mod:`poolkit._kernels.max_pool` (any layout, dtype, geometry,
+    indices)."""
+
+    __slots__ = ("fill", "is_serial", "kp", "n_tasks", "nhwc", "want", "work")
+
+    def __init__(self, kp, fill, want, nhwc, work, is_serial, n_tasks):
+        self.kp, self.fill, self.want = kp, fill, want
+        self.nhwc, self.work, self.is_serial, self.n_tasks = nhwc, work, is_serial, n_tasks
+
+    def __call__(self, x5: np.ndarray, o5: np.ndarray, idx: np.ndarray) -> None:
+        n_tasks = self.n_tasks
+        if self.is_serial(self.work):
+            kernel = _k.forward_nhwc_range if self.nhwc else _k.forward_nchw_range
+            kernel(x5, o5, idx, self.kp, self.fill, self.want, 0, n_tasks)
+        else:
+            kernel = _k.forward_nhwc_par if self.nhwc else _k.forward_nchw_par
+            run_parallel(kernel, x5, o5, idx, self.kp, self.fill, self.want, n_tasks,
+                         chunks(n_tasks))
+
+
+class _Rows:
+    """NCHW values through the row kernels of :mod:`poolkit._kernels.max_rows`."""
+
+    __slots__ = ("engine", "geo", "n_rows", "name", "rows", "scr_len")
+
+    def __init__(self, in5, out5, dtype, kp, name, engine):
+        in_h, in_w = in5[3], in5[4]
+        out_h, out_w = out5[3], out5[4]
+        (_, kh, kw), (_, sh, sw), (_, ph, pw), (_, dh, dw) = kp.tolist()
+        self.rows, self.geo, self.scr_len = _rows.module().tables(
+            in_h, in_w, out_h, out_w, kh, sh, ph, dh, kw, sw, pw, dw, dtype
+        )
+        self.name = name
+        self.n_rows = out5[0] * out5[1] * out_h
+        self.engine = engine
+
+    def __call__(self, x5: np.ndarray, o5: np.ndarray, idx: np.ndarray) -> None:
+        if not x5.flags.c_contiguous:
+            self.engine(x5, o5, idx)
+            return
+        n_rows = self.n_rows
+        engine = self.engine
+        if engine.is_serial(engine.work):
+            scr = np.empty(self.scr_len, x5.dtype)
+            getattr(_rows, self.name)(x5, o5, scr, self.rows, self.geo, 0, n_rows)
+        else:
+            n_chunks = chunks(n_rows)
+            scr = np.empty((n_chunks, self.scr_len), x5.dtype)
+            run_parallel(getattr(_rows, self.name + "_par"), x5, o5, scr, self.rows, self.geo,
+                         n_rows, n_chunks)
+
+
+class _Pixels:
+    """NHWC values (and indices) through the pixel kernels of :mod:`poolkit._kernels.max_cl`."""
+
+    __slots__ = ("engine", "kernel")
+
+    def __init__(self, want, engine):
+        self.kernel = "cl_indices" if want else "cl_values"
+        self.engine = engine
+
+    def __call__(self, x5: np.ndarray, o5: np.ndarray, idx: np.ndarray) -> None:
+        if not x5.flags.c_contiguous:
+            self.engine(x5, o5, idx)
+            return
+        engine = self.engine
+        n_tasks = engine.n_tasks
+        if engine.is_serial(engine.work):
+            getattr(_cl, self.kernel)(x5, o5, idx, engine.kp, 0, n_tasks)
+        else:
+            run_parallel(getattr(_cl, self.kernel + "_par"), x5, o5, idx, engine.kp, n_tasks,
+                         chunks(n_tasks))
+
+
+def pixel_kernel_ok(in5, out5, dtype, nhwc) -> bool:
+    """Does this plan take the channels-last pixel kernels of :mod:`poolkit._kernels.max_cl`?"""
+    return (
+        nhwc and np.dtype(dtype) in _FAST_DTYPES and min(out5) > 0
+        and in5[1] * in5[2] * in5[3] < 2**31  # int32 plane indices
+    )
+
+
+def row_kernel_name(in5, out5, dtype, kp, want, nhwc) -> str | None:
+    """Name of the :mod:`poolkit._kernels.max_rows` kernel for this plan, or None (the
+    window engine)."""
+    if want or nhwc or np.dtype(dtype) not in _FAST_DTYPES:
+        return None
+    (kd, _, kw), (_, _, sw), (pd, _, _), (_, _, dw) = kp.tolist()
+    if in5[2] != 1 or out5[2] != 1 or kd != 1 or pd != 0:
+        return None
+    if min(out5) == 0:
+        return None
+    if sw == 2:
+        if dw == 1 and kw in (2, 3):
+            return f"rows_k{kw}s2"
+        return "rows_s2"
+    if sw == 1:
+        return "rows_s1"
+    return None
+
+
+def forward_runner(
+    in5: tuple[int, ...],
+    out5: tuple[int, ...],
+    dtype: np.dtype,
+    kp: np.ndarray,
+    fill: Any,
+    want: bool,
+    nhwc: bool,
+    work: int,
+    is_serial: Callable[[int], bool],
+    n_tasks: int,
+) -> Callable[[np.ndarray, np.ndarray, np.ndarray], None]:
+    """The kernel runner of a forward plan: ``run(x5, o5, idx)`` fills ``o5`` (and
+    ``idx`` if ``want``) from the 5-D view ``x5`` (float16 as uint16 bits).
+
+    ``dtype`` is the dtype the kernels store; ``work`` the plan's element visits and
+    ``is_serial(work)``, asked at every call, whether the call stays on this thread.
+    """
+    engine = _Engine(kp, fill, want, nhwc, work, is_serial, n_tasks)
+    if pixel_kernel_ok(in5, out5, dtype, nhwc):
+        return _Pixels(want, engine)
+    name = row_kernel_name(in5, out5, dtype, kp, want, nhwc)
+    if name is None:
+        return engine
+    return _Rows(in5, out5, dtype, kp, name, engine)
