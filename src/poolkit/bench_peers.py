@@ -512,6 +512,9 @@ def main(argv: list[str] | None = None) -> int:
     >>> main(["--quick", "--threads", "1", "--repeat", "1"])  # doctest: +SKIP
     0
     """
+    # numba's and PyTorch's OpenMP pools spin after each call; onnxruntime runs with its
+    # spinning off, so every peer gets the same (set before any of them starts a pool)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = _OneLineErrorParser(
         prog="poolkit bench --peers",
         description="Time poolkit against onnxruntime and PyTorch, interleaved, best of N.",
