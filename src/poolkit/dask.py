@@ -90,6 +90,7 @@ __all__ = [
     "max_unpool3d_backward",
     "plan_chunks",
     "pyramid",
+    "pyramid_levels",
 ]
 
 IntOrTuple = int | tuple[int, ...]
@@ -709,13 +710,13 @@ def _pool_forward(
         rec_dtype = np.dtype([("v", out_dtype), ("i", np.int64)])
         rec = _run(task, [src], [plan.src_depth(0)], plan, out_chunks, rec_dtype)
         vals, idx = rec["v"], rec["i"]
-        info = dict(kind="max", lay=lay, in_shape=tuple(x.shape), in_chunks=src.chunks,
+        info = dict(kind="max", lay=lay, in_shape=tuple(x.shape), in_chunks=x.chunks,
                     wins=wins, fmt=fmt, order=order, out_chunks=out_chunks)
         _remember(idx, info)
         _remember(vals, info)
         return vals, idx
     out = _run(task, [src], [plan.src_depth(0)], plan, out_chunks, out_dtype)
-    _remember(out, dict(kind=kind, lay=lay, in_shape=tuple(x.shape), in_chunks=src.chunks,
+    _remember(out, dict(kind=kind, lay=lay, in_shape=tuple(x.shape), in_chunks=x.chunks,
                         wins=wins, out_chunks=out_chunks))
     assert out.shape == tuple(
         out_spatial[lay.spatial.index(a)] if a in lay.spatial else x.shape[a]
@@ -1924,5 +1925,217 @@ adaptive_avg_pool2d = _make_adaptive(2, "avg")
 adaptive_avg_pool3d = _make_adaptive(3, "avg")
 
 
-def pyramid(*args: Any, **kwargs: Any):  # replaced below
-    raise NotImplementedError
+# --------------------------------------------------------------------------- pyramids
+
+_AXIS_TYPES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
+_DEFAULT_AXES = {2: "yx", 3: "zyx", 4: "czyx", 5: "tczyx"}
+
+
+def _pyramid_axes(ndim: int, axes: Any) -> list[str]:
+    if axes is None:
+        if ndim not in _DEFAULT_AXES:
+            raise ValueError(
+                f"x must have 2 to 5 dimensions for an OME-Zarr image, got {ndim}"
+            )
+        return list(_DEFAULT_AXES[ndim])
+    names = [str(a).lower() for a in axes]
+    if len(names) != ndim:
+        raise ValueError(f"axes must name each of the {ndim} dimensions of x, got {axes!r}")
+    order = "tczyx"
+    if len(set(names)) != ndim or any(n not in order for n in names) or names != sorted(
+        names, key=order.index
+    ):
+        raise ValueError(
+            f"axes must be distinct names from 't', 'c', 'z', 'y', 'x' in that order "
+            f"(OME-NGFF), got {axes!r}"
+        )
+    if not any(_AXIS_TYPES[n] == "space" for n in names) or sum(
+        _AXIS_TYPES[n] == "space" for n in names
+    ) < 2:
+        raise ValueError(f"axes must include 2 or 3 space axes ('z', 'y', 'x'), got {axes!r}")
+    return names
+
+
+def pyramid_levels(shape: Sequence[int], factor: int = 2, target: int = 256) -> int:
+    """Default number of levels: halve (by ``factor``, rounding up) until every spatial
+    size is at most ``target``.
+
+    Parameters
+    ----------
+    shape : sequence of int
+        Spatial sizes of level 0.
+    factor : int, default 2
+    target : int, default 256
+
+    Returns
+    -------
+    int
+        At least 1.
+
+    Examples
+    --------
+    >>> pyramid_levels((1000, 700))
+    3
+    """
+    sizes = list(shape)
+    levels = 1
+    while max(sizes) > target and max(sizes) > 1:
+        sizes = [-(-v // factor) for v in sizes]
+        levels += 1
+    return levels
+
+
+def _pool_level(arr: da.Array, nd: int, factor: int, method: str) -> da.Array:
+    """One pyramid step on ``(..., *spatial)`` with 0 to 2 leading axes."""
+    lead = arr.ndim - nd
+    work = arr[None] if lead == 0 else arr
+    k = (factor,) * nd
+    if method == "max":
+        out = max_pool(work, k, k, ceil_mode=True)
+    else:
+        out = {1: avg_pool1d, 2: avg_pool2d, 3: avg_pool3d}[nd](work, k, k, ceil_mode=True)
+        if arr.dtype.kind in "iu":
+            info = np.iinfo(arr.dtype)
+            out = da.clip(da.rint(out), info.min, info.max).astype(arr.dtype)
+        elif out.dtype != arr.dtype:
+            out = out.astype(arr.dtype)
+    return out[0] if lead == 0 else out
+
+
+def pyramid(
+    x: Any,
+    store: Any,
+    *,
+    factor: int = 2,
+    levels: int | None = None,
+    method: str = "max",
+    axes: Any = None,
+    chunks: Any = None,
+    scale: Sequence[float] | None = None,
+    unit: str | None = "micrometer",
+    name: str | None = None,
+    overwrite: bool = False,
+) -> list[tuple[int, ...]]:
+    """Write an OME-NGFF 0.5 multiscale image (a zarr v3 group) of ``x``.
+
+    Level 0 is ``x``; level ``l + 1`` pools level ``l`` (read back from the store, so
+    every graph stays one level deep) by ``factor`` along each space axis with
+    ``ceil_mode=True``: a partial window at an edge is kept (pooled over the pixels it
+    has), never cropped. Each level is bit-identical to in-memory poolkit pooling of the
+    previous one.
+
+    Parameters
+    ----------
+    x : dask.array.Array or array_like
+        2 to 5 dimensions, axes ``t, c, z, y, x`` in that order (a subset); NumPy arrays
+        are wrapped with :func:`dask.array.from_array`.
+    store : str, path or zarr store
+        Where to write the group (zarr v3).
+    factor : int, default 2
+        Downsampling factor (kernel and stride) of every space axis.
+    levels : int, optional
+        Number of levels, level 0 included; default :func:`pyramid_levels`.
+    method : {"max", "avg"}, default "max"
+        ``"avg"`` keeps the dtype: integers are rounded to nearest (float64 means first).
+    axes : str or sequence of str, optional
+        Axis names; default ``yx``, ``zyx``, ``czyx`` or ``tczyx`` by rank.
+    chunks : optional
+        Chunks of every stored level (capped at the level's shape); default 1 along
+        ``t``/``c``, 256 (2 space axes) or 64 (3) along space axes.
+    scale : sequence of float, optional
+        Level-0 pixel size of each space axis (default 1).
+    unit : str or None, default "micrometer"
+        Unit of the space axes (an NGFF unit name), or None for none.
+    name : str, optional
+        The multiscale's name.
+    overwrite : bool, default False
+        Replace an existing store; otherwise an existing one raises FileExistsError.
+
+    Returns
+    -------
+    list of tuple of int
+        Shape of each level.
+
+    Notes
+    -----
+    Metadata: ``attributes["ome"] = {"version": "0.5", "multiscales": [...]}`` with the
+    axes (type, unit), the dataset paths ``"0"``, ``"1"``, ... and per level a ``scale``
+    of ``pixel * factor**l`` and a ``translation`` of ``pixel * (factor**l - 1) / 2`` on
+    space axes: a level-``l`` pixel covers ``factor**l`` level-0 pixels, so its centre
+    lies ``(factor**l - 1) / 2`` level-0 pixels after theirs.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os, poolkit.dask as pkd
+    >>> path = os.path.join(tempfile.mkdtemp(), "img.zarr")
+    >>> pkd.pyramid(np.arange(25, dtype=np.float32).reshape(5, 5), path, levels=3)
+    [(5, 5), (3, 3), (2, 2)]
+    """
+    import zarr
+
+    if not isinstance(x, da.Array):
+        x = da.from_array(np.asarray(x))
+    names = _pyramid_axes(x.ndim, axes)
+    f = _args.int_tuple(factor, 1, "factor", minimum=2)[0]
+    if method not in ("max", "avg"):
+        raise ValueError(f"method must be 'max' or 'avg', got {method!r}")
+    space = [i for i, n in enumerate(names) if _AXIS_TYPES[n] == "space"]
+    nd = len(space)
+    if space != list(range(x.ndim - nd, x.ndim)):
+        raise ValueError("the space axes must be the last axes")
+    n_levels = pyramid_levels(x.shape[-nd:], f) if levels is None else _args.int_tuple(
+        levels, 1, "levels", minimum=1)[0]
+    pixel = [1.0] * nd if scale is None else [float(v) for v in scale]
+    if len(pixel) != nd:
+        raise ValueError(f"scale must give one pixel size per space axis ({nd}), got {scale}")
+    # probe the dtype (raises the in-memory TypeError for unsupported ones)
+    _pool_level(da.zeros((1,) * x.ndim, dtype=x.dtype), nd, f, method)
+    if chunks is None:
+        base = tuple(1 if _AXIS_TYPES[n] != "space" else (256 if nd == 2 else 64)
+                     for n in names)
+    else:
+        base = _args.int_tuple(chunks, x.ndim, "chunks", minimum=1)
+    root = zarr.open_group(store, mode="w" if overwrite else "w-", zarr_format=3)
+    shapes = []
+    cur = x
+    datasets = []
+    for level in range(n_levels):
+        if level:
+            prev = da.from_zarr(root[str(level - 1)])
+            cur = _pool_level(prev, nd, f, method)
+        level_chunks = tuple(min(c, s) for c, s in zip(base, cur.shape))
+        cur = cur.rechunk(level_chunks)
+        arr = root.create_array(str(level), shape=cur.shape, dtype=cur.dtype,
+                                chunks=level_chunks, dimension_names=names)
+        da.store(cur, arr, lock=False)
+        shapes.append(tuple(int(v) for v in cur.shape))
+        mult = f**level
+        sc, tr = [], []
+        for n in names:
+            if _AXIS_TYPES[n] == "space":
+                j = [m for m in names if _AXIS_TYPES[m] == "space"].index(n)
+                sc.append(pixel[j] * mult)
+                tr.append(pixel[j] * (mult - 1) / 2)
+            else:
+                sc.append(1.0)
+                tr.append(0.0)
+        transforms = [{"type": "scale", "scale": sc}]
+        if level:
+            transforms.append({"type": "translation", "translation": tr})
+        datasets.append({"path": str(level), "coordinateTransformations": transforms})
+    axes_meta = []
+    for n in names:
+        entry = {"name": n, "type": _AXIS_TYPES[n]}
+        if _AXIS_TYPES[n] == "space" and unit:
+            entry["unit"] = unit
+        axes_meta.append(entry)
+    multiscale = {"axes": axes_meta, "datasets": datasets}
+    if name is not None:
+        multiscale["name"] = name
+    multiscale["type"] = "max pooling" if method == "max" else "average pooling"
+    multiscale["metadata"] = {
+        "method": f"poolkit.dask.{'max_pool' if method == 'max' else 'avg_pool'}",
+        "kwargs": {"kernel_size": f, "stride": f, "ceil_mode": True},
+    }
+    root.attrs["ome"] = {"version": "0.5", "multiscales": [multiscale]}
+    return shapes
