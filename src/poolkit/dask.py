@@ -242,7 +242,7 @@ def _plan_axis(sizes: Sequence[int], build: Callable[[list[int]], _AxisPlan]) ->
         sizes[j : j + 2] = [sizes[j] + sizes[j + 1]]
 
 
-def _forward_axis(w: _Win, sizes: list[int]) -> _AxisPlan:
+def _forward_axis(w: _Win, sizes: list[int], pref=None) -> _AxisPlan:
     """Owner rule: a task computes the windows whose (clamped) start lies in its chunk."""
     bounds = _bounds(sizes)
     lo, _ = w.clamped()
@@ -301,11 +301,22 @@ def _region(w: _Win, lo: int, hi: int) -> dict:
     return dict(r0=r0, r1=r1, pads=pads, ceil=ceil, lo=lo, hi=hi, count=count)
 
 
-def _gather_axis(w: _Win, sizes: list[int]) -> _AxisPlan:
+def _gather_src(cover, total: int, pref: Sequence[int] | None, m: int) -> _Src:
+    """The source chunking of a gather: the source's own chunks where every task's range
+    fits in its chunk plus a halo no larger than a chunk (no rechunk), else chunks that
+    start at each task's first needed element."""
+    if pref is not None and len(pref) == m:
+        src = _Src(_bounds(pref), cover)
+        if src.bad_chunk() is None:
+            return src
+    return _Src(_gather_bounds(cover, total), cover)
+
+
+def _gather_axis(w: _Win, sizes: list[int], pref=None) -> _AxisPlan:
     """Backward of pooling: a gradient chunk gathers the windows that reach it."""
     bounds = _bounds(sizes)
     cover = _covering(w, bounds)
-    src = _Src(_gather_bounds(cover, w.out), cover)
+    src = _gather_src(cover, w.out, pref, len(sizes))
     loc = []
     for q, (lo, hi) in enumerate(cover):
         info = _region(w, lo, hi) if hi > lo else dict(lo=lo, hi=hi)
@@ -322,11 +333,11 @@ def _unpool_region(w: _Win, lo: int, hi: int) -> dict:
     return dict(r0=r0, r1=r1, pads=(r0 - w.start(lo), w.end(hi - 1) - r1), lo=lo, hi=hi)
 
 
-def _unpool_axis(w: _Win, sizes: list[int]) -> _AxisPlan:
+def _unpool_axis(w: _Win, sizes: list[int], pref=None) -> _AxisPlan:
     """Max unpooling: an output chunk gathers the inputs whose windows reach it."""
     bounds = _bounds(sizes)
     cover = _covering(w, bounds)
-    src = _Src(_gather_bounds(cover, w.out), cover)
+    src = _gather_src(cover, w.out, pref, len(sizes))
     loc = []
     for q, (lo, hi) in enumerate(cover):
         info = _unpool_region(w, lo, hi) if hi > lo else dict(lo=lo, hi=hi)
@@ -335,7 +346,7 @@ def _unpool_axis(w: _Win, sizes: list[int]) -> _AxisPlan:
     return _AxisPlan(tuple(sizes), tuple(sizes), [src, src], loc)
 
 
-def _unpool_backward_axis(w: _Win, sizes: list[int]) -> _AxisPlan:
+def _unpool_backward_axis(w: _Win, sizes: list[int], pref=None) -> _AxisPlan:
     """Backward of unpooling: a chunk of unpooled inputs ``[oa, ob)`` gathers every input
     whose window meets theirs (a later one may overwrite the same slot) and the
     gradient over those windows."""
@@ -353,10 +364,7 @@ def _unpool_backward_axis(w: _Win, sizes: list[int]) -> _AxisPlan:
         need_idx.append((lo, hi))
         need_g.append((info["r0"], info["r1"]))
         loc.append(info)
-    g_bounds = [0]
-    for r0, _ in need_g[1:]:
-        g_bounds.append(max(g_bounds[-1], r0))
-    src_g = _Src(np.array(g_bounds + [w.length], dtype=np.int64), need_g)
+    src_g = _gather_src(need_g, w.length, pref, len(sizes))
     src_i = _Src(bounds, need_idx)
     return _AxisPlan(tuple(sizes), tuple(sizes), [src_g, src_i], loc)
 
@@ -387,7 +395,8 @@ class _Plan:
         return tuple(chunks)
 
 
-def _make_plan(layout, shape, spatial_chunks, wins, kind, force_single=False) -> _Plan:
+def _make_plan(layout, shape, spatial_chunks, wins, kind, force_single=False,
+               pref=None) -> _Plan:
     build = {
         "forward": _forward_axis,
         "gather": _gather_axis,
@@ -398,7 +407,8 @@ def _make_plan(layout, shape, spatial_chunks, wins, kind, force_single=False) ->
     axes = []
     for j, w in enumerate(wins):
         sizes = [shape[layout.spatial[j]]] if single else spatial_chunks[j]
-        axes.append(_plan_axis(sizes, lambda s, w=w: build(w, s)))
+        p = None if pref is None else pref[j]
+        axes.append(_plan_axis(sizes, lambda s, w=w, p=p: build(w, s, p)))
     single = single or all(len(a.drive) == 1 for a in axes)
     return _Plan(layout, tuple(shape), axes, single)
 
@@ -419,7 +429,8 @@ _FORWARDS: OrderedDict[str, dict] = OrderedDict()
 
 
 def _remember(arr: da.Array, info: dict) -> None:
-    _FORWARDS[arr.name] = info
+    _FORWARDS.pop(arr.name, None)
+    _FORWARDS[arr.name] = info  # the most recent last
     while len(_FORWARDS) > 512:
         _FORWARDS.popitem(last=False)
 
@@ -677,7 +688,7 @@ def _pool_forward(
             # ceil per axis: an axis that does not reach the end takes exactly its windows
             # with ceil_mode=False (its count is exact), so one flag serves every axis
             ceil_any = any(info["ceil"] for info in locs)
-            out, idx = call(arr, tuple(pads), ceil_any)
+            out, idx = call(np.ascontiguousarray(arr), tuple(pads), ceil_any)
             for j, ax in enumerate(lay.spatial):
                 out = _take(out, ax, 0, locs[j]["n"])
                 if idx is not None:
@@ -829,7 +840,7 @@ def _gather_windows(plan: _Plan, block_id, blocks, which: Sequence[int]):
             lo, hi = src.need[q]
             start = _src_start(src, q)
             out[i] = _take(out[i], ax, lo - start, hi - start)
-    return out, locs
+    return [np.ascontiguousarray(b) for b in out], locs
 
 
 def _place(chunk_shape, dtype, region, lay, locs):
@@ -899,7 +910,7 @@ def _max_backward(grad_output, indices, input_shape, nd, channels_last, index_fo
                                   for ax in lay.spatial], True)
     else:
         plan = _make_plan(lay, shape, [target[a] for a in lay.spatial], wins, "gather",
-                          force_single=False)
+                          pref=[grad.chunks[a] for a in lay.spatial])
         if any(w.has_empty() for w in wins):
             plan.single = True
     g_spatial = _spatial(shape, lay)
@@ -956,12 +967,12 @@ def _avg_backward(nd, grad_output, input_shape, kernel_size, stride, padding, ce
     registered = _find_forward(
         lambda info: info["kind"] == "avg" and info["in_shape"] == shape
         and info["lay"] == lay and info["wins"] == wins
-        and tuple(info["out_chunks"][a] for a in lay.spatial)
-        == tuple(grad.chunks[a] for a in lay.spatial)
+        and tuple(info["out_chunks"]) == tuple(grad.chunks)
     )
     target = _gradient_target(grad, shape, lay, wins, chunks, registered)
     lead = _lead_only(tuple(grad.chunks), lay, target)
-    plan = _make_plan(lay, shape, [target[a] for a in lay.spatial], wins, "gather")
+    plan = _make_plan(lay, shape, [target[a] for a in lay.spatial], wins, "gather",
+                      pref=[grad.chunks[a] for a in lay.spatial])
     bw = _AVG_BW[nd]
 
     def task(g, block_id=None):
@@ -1088,7 +1099,8 @@ def _unpool(nd, x, indices, kernel_size, stride, padding, output_size, channels_
             _derived_input_chunks(w, x.chunks[ax]) for w, ax in zip(wins, lay.spatial)
         ])
     lead = _lead_only(tuple(x.chunks), lay, target)
-    plan = _make_plan(lay, out_shape, [target[a] for a in lay.spatial], wins, "unpool")
+    plan = _make_plan(lay, out_shape, [target[a] for a in lay.spatial], wins, "unpool",
+                      pref=[x.chunks[a] for a in lay.spatial])
     n_chan = x.shape[lay.chan]
     fn = _UNPOOL[nd]
     src_lead = lead
@@ -1136,7 +1148,8 @@ def _unpool_backward(nd, grad_output, indices, input_shape, kernel_size, stride,
     target = (tuple(da.core.normalize_chunks(chunks, shape, dtype=grad.dtype))
               if chunks is not None else tuple(ix.chunks))
     lead = _lead_only(tuple(grad.chunks), lay, target)
-    plan = _make_plan(lay, shape, [target[a] for a in lay.spatial], wins, "unpool_backward")
+    plan = _make_plan(lay, shape, [target[a] for a in lay.spatial], wins, "unpool_backward",
+                      pref=[grad.chunks[a] for a in lay.spatial])
     n_chan = shape[lay.chan]
     fn = _UNPOOL_BW[nd]
     src_lead = lead
