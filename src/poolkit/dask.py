@@ -41,6 +41,7 @@ True
 from __future__ import annotations
 
 import math
+import os
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -1797,8 +1798,8 @@ def _global_backward(grad_output, input_shape, channels_last, fn, indices=None, 
             out_chunks[a] = (shape[a],)
     for i, a in enumerate(lead_axes):
         out_chunks[a] = grad.chunks[a if keep else i]
-    srcs = [s.rechunk({a: -1 for a in range(s.ndim) if (a in lay.spatial) or not keep and
-                       False}) for s in srcs]
+    srcs = [s.rechunk({a: -1 for a in range(s.ndim) if (a in lay.spatial) or (not keep and
+                       False)}) for s in srcs]
     srcs = [srcs[0]] + [s.rechunk(srcs[0].chunks) for s in srcs[1:]]
     meta = np.empty((0,) * len(shape), dtype=grad.dtype)
 
@@ -2015,6 +2016,35 @@ def _pool_level(arr: da.Array, nd: int, factor: int, method: str) -> da.Array:
     return out[0] if lead == 0 else out
 
 
+def _store(arr: da.Array, target: Any, progress: bool, label: str) -> None:
+    """Compute ``arr`` into ``target`` (a zarr array), with a progress bar if asked."""
+    if not progress:
+        da.store(arr, target, lock=False)
+        return
+    import sys
+
+    client = None
+    try:
+        from distributed import default_client
+
+        client = default_client()
+    except (ImportError, ValueError):
+        pass
+    print(label, file=sys.stderr)
+    if client is not None:
+        from distributed import progress as dprogress
+
+        fut = client.compute(da.store(arr, target, lock=False, compute=False))
+        dprogress(fut)
+        fut.result()
+        print(file=sys.stderr)
+        return
+    from dask.diagnostics import ProgressBar
+
+    with ProgressBar(out=sys.stderr):
+        da.store(arr, target, lock=False)
+
+
 def pyramid(
     x: Any,
     store: Any,
@@ -2028,6 +2058,7 @@ def pyramid(
     unit: str | None = "micrometer",
     name: str | None = None,
     overwrite: bool = False,
+    progress: bool = False,
 ) -> list[tuple[int, ...]]:
     """Write an OME-NGFF 0.5 multiscale image (a zarr v3 group) of ``x``.
 
@@ -2063,6 +2094,9 @@ def pyramid(
         The multiscale's name.
     overwrite : bool, default False
         Replace an existing store; otherwise an existing one raises FileExistsError.
+    progress : bool, default False
+        Show a progress bar per level (dask's ``ProgressBar``, or distributed's
+        ``progress`` when a distributed client is active).
 
     Returns
     -------
@@ -2108,6 +2142,8 @@ def pyramid(
                      for n in names)
     else:
         base = _args.int_tuple(chunks, x.ndim, "chunks", minimum=1)
+    if isinstance(store, (str, os.PathLike)) and os.path.exists(store) and not overwrite:
+        raise FileExistsError(f"{os.fspath(store)} exists; pass overwrite=True to replace it")
     root = zarr.open_group(store, mode="w" if overwrite else "w-", zarr_format=3)
     shapes = []
     cur = x
@@ -2120,7 +2156,7 @@ def pyramid(
         cur = cur.rechunk(level_chunks)
         arr = root.create_array(str(level), shape=cur.shape, dtype=cur.dtype,
                                 chunks=level_chunks, dimension_names=names)
-        da.store(cur, arr, lock=False)
+        _store(cur, arr, progress, f"level {level}/{n_levels - 1} {cur.shape}")
         shapes.append(tuple(int(v) for v in cur.shape))
         mult = f**level
         sc, tr = [], []
