@@ -128,12 +128,8 @@ def _open(path: str) -> Any:
 
 
 def _input_chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
-    nd = 3 if len(shape) >= 3 and len(shape) != 4 else 2
-    if len(shape) == 4:
-        nd = 3
-    space = 64 if nd == 3 else 1024
-    lead = len(shape) - nd
-    return tuple(1 for _ in range(lead)) + tuple(min(space, s) for s in shape[lead:])
+    """Read chunks of a memory-mapped .npy: whole rows of up to 1024 x 1024 tiles."""
+    return tuple(1 for _ in shape[:-2]) + tuple(min(1024, s) for s in shape[-2:])
 
 
 def _check(x: Any, args: argparse.Namespace) -> None:

@@ -478,8 +478,9 @@ def plan_chunks(
     --------
     >>> import dask.array as da, poolkit.dask as pkd
     >>> x = da.zeros((1, 1, 10, 10), chunks=(1, 1, 4, 5))
-    >>> pkd.plan_chunks(x, (3, 3), stride=2, padding=1)["halo"]
-    (1, 1)
+    >>> plan = pkd.plan_chunks(x, (3, 3), stride=2, padding=1)
+    >>> plan["halo"], plan["input_chunks"]  # rows: the 2-row last chunk is merged
+    ((2, 1), ((4, 6), (5, 5)))
     """
     x = _require_dask(x)
     if spatial_dims is not None:
@@ -657,13 +658,15 @@ def _pool_forward(
 
         def call(arr, pads, ceil):
             if extended and all(p == (0, 0) for p in pads):
-                j = next(j for j in range(nd) if kernel[j] * dil[j] > 1)
+                # a harmless end pad keeps the separable (padded) Lp path of the global
+                # call: it only adds windows past this task's, which are sliced off
+                j = next(j for j in range(nd) if kernel[j] > 1)
                 pads = tuple((p[0], p[1] + (i == j)) for i, p in enumerate(pads))
             return lp_fn(arr, norm_type, kernel, strides, ceil, lay.channels_last, pads,
                          dil), None
 
-    force_single = (kind == "lp" and extended and all(k == 1 for k in kernel)) if (
-        kind == "lp") else False
+    # Lp with padding but only 1-wide kernels: no harmless pad exists; whole planes
+    force_single = kind == "lp" and extended and all(k == 1 for k in kernel)
     plan = _make_plan(lay, x.shape, [x.chunks[a] for a in lay.spatial], wins, "forward",
                       force_single)
     src = x.rechunk(plan.src_chunks(0, x.chunks))
@@ -1288,9 +1291,8 @@ index_format, storage_order
     Examples
     --------
     >>> import numpy as np, dask.array as da, poolkit.dask as pkd
-    >>> x = da.from_array(np.arange(36.0).reshape((1, 1) + (36,) * 0 + (6, 6))[..., :6]
-    ...                   .reshape((1, 1) + (1,) * {nd - 1} + (-1,))[..., :6], chunks=2)
-    >>> pkd.max_pool{nd}d(x, 2).compute().ravel()
+    >>> x = da.from_array(np.arange(6.0).reshape((1, 1) + (1,) * {nd - 1} + (6,)), chunks=2)
+    >>> pkd.max_pool{nd}d(x, (1,) * {nd - 1} + (2,)).compute().ravel()
     array([1., 3., 5.])
     """
     backward.__doc__ = f"""Gradient of :func:`max_pool{nd}d` (dask), gathered per chunk.
