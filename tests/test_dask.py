@@ -302,6 +302,18 @@ def test_max_unpool_bitwise(case, index_format, storage_order, given_size):
         TALLY["unpool forward+backward: configs x chunkings"] += 1
 
 
+def test_max_backward_without_geometry():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 3, 13, 10)).astype(np.float32)
+    y, idx = pk.max_pool2d(x, 3, 2, 1, return_indices=True)
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    got = pkd.max_pool2d_backward(da.from_array(g, chunks=(1, 2, 3, 2)),
+                                  da.from_array(idx, chunks=(1, 2, 3, 2)), x.shape,
+                                  chunks=(1, 1, 5, 4))
+    assert got.chunks == ((1, 1), (1, 1, 1), (5, 5, 3), (4, 4, 2))
+    assert_bits(got.compute(), pk.max_pool2d_backward(g, idx, x.shape))
+
+
 def test_unpool_rejects_indices_outside_their_window():
     x = np.arange(8.0).reshape(1, 1, 8)
     idx = np.array([[[7, 2, 4, 6]]])  # the first points outside its window

@@ -761,13 +761,6 @@ def _src_start(src: _Src, q: int) -> int:
     return int(src.bounds[q]) - (src.depth()[0] if q else 0)
 
 
-def _normalize_target(chunks, shape, dtype, lay: _Layout, lead_from: tuple) -> tuple:
-    """The requested chunking of a gradient; batch and channel axes default to
-    ``lead_from``'s, spatial axes must be given."""
-    norm = da.core.normalize_chunks(chunks, shape, dtype=dtype)
-    return tuple(norm)
-
-
 def _derived_input_chunks(w: _Win, out_chunks: tuple[int, ...]) -> tuple[int, ...]:
     """Input chunking whose owner rule gives ``out_chunks``: each chunk starts at the
     (clamped) start of its first window."""
@@ -906,12 +899,12 @@ def _max_backward(grad_output, indices, input_shape, nd, channels_last, index_fo
         wins = [
             _Win(shape[ax], 1, 1, 0, 0, 1, False, grad.shape[ax]) for ax in lay.spatial
         ]
-        plan = _Plan(lay, shape, [_AxisPlan((shape[ax],), (shape[ax],),
-                                            [_Src(np.array([0, grad.shape[ax]]),
-                                                  [(0, grad.shape[ax])])],
-                                            [dict(a=0, b=shape[ax], lo=0,
-                                                  hi=grad.shape[ax])])
-                                  for ax in lay.spatial], True)
+        axes = []
+        for ax in lay.spatial:
+            whole = _Src(np.array([0, grad.shape[ax]]), [(0, grad.shape[ax])])
+            axes.append(_AxisPlan((shape[ax],), (shape[ax],), [whole, whole],
+                                  [dict(a=0, b=shape[ax], lo=0, hi=grad.shape[ax])]))
+        plan = _Plan(lay, shape, axes, True)
     else:
         plan = _make_plan(lay, shape, [target[a] for a in lay.spatial], wins, "gather",
                           pref=[grad.chunks[a] for a in lay.spatial])
