@@ -397,6 +397,37 @@ def test_import_poolkit_does_not_import_dask():
     assert out.stdout.strip() == "False"
 
 
+_EXPR_CHECK = """
+import numpy as np, dask, dask.array as da, poolkit as pk, poolkit.dask as pkd
+assert type(da.zeros(2)).__module__.startswith("dask.array._array_expr")
+x = np.random.default_rng(0).standard_normal((2, 3, 17, 13)).astype(np.float32)
+dx = da.from_array(x, chunks=(1, 2, 5, 4))
+v, i = pkd.max_pool2d(dx, 3, 2, 1, return_indices=True, ceil_mode=True)
+a = pkd.avg_pool2d(dx, 3, 2, "same")
+gx = pkd.max_pool2d_backward(da.ones_like(v), i, x.shape)
+ga = pkd.avg_pool2d_backward(da.ones_like(a), x.shape, 3, 2, "same")
+got = dask.compute(v, i, a, gx, ga, scheduler="sync")
+rv, ri = pk.max_pool2d(x, 3, 2, 1, return_indices=True, ceil_mode=True)
+ra = pk.avg_pool2d(x, 3, 2, "same")
+want = (rv, ri, ra, pk.max_pool2d_backward(np.ones_like(rv), ri, x.shape),
+        pk.avg_pool2d_backward(np.ones_like(ra), x.shape, 3, 2, "same"))
+assert all(g.tobytes() == w.tobytes() and g.dtype == w.dtype for g, w in zip(got, want))
+print("ok")
+"""
+
+
+def test_array_expression_backend():
+    """The graphs use public dask API only: dask's array-expression backend runs them."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path),
+           "DASK_ARRAY__QUERY_PLANNING": "True"}
+    out = subprocess.run([sys.executable, "-c", _EXPR_CHECK], capture_output=True, text=True,
+                         env=env)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
 def test_graph_building_is_lazy():
     calls = []
 

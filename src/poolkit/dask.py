@@ -531,6 +531,20 @@ def _run(func, sources, depths, plan: _Plan, out_chunks, dtype) -> da.Array:
     )
 
 
+def _field(block: np.ndarray, name: str) -> np.ndarray:
+    return np.ascontiguousarray(block[name])
+
+
+def _fields(rec: da.Array, dtype) -> tuple[da.Array, da.Array]:
+    """Values and indices of a (values, int64 indices) record array, by ``map_blocks``
+    (field access of dask's array-expression backend is not implemented)."""
+    out = []
+    for name, dt in (("v", np.dtype(dtype)), ("i", np.dtype(np.int64))):
+        out.append(rec.map_blocks(_field, name, dtype=dt,
+                                  meta=np.empty((0,) * rec.ndim, dtype=dt)))
+    return out[0], out[1]
+
+
 def _take(block: np.ndarray, axis: int, start: int, stop: int) -> np.ndarray:
     sel = [slice(None)] * block.ndim
     sel[axis] = slice(start, stop)
@@ -724,7 +738,7 @@ def _pool_forward(
     if ret:
         rec_dtype = np.dtype([("v", out_dtype), ("i", np.int64)])
         rec = _run(task, [src], [plan.src_depth(0)], plan, out_chunks, rec_dtype)
-        vals, idx = rec["v"], rec["i"]
+        vals, idx = _fields(rec, out_dtype)
         info = dict(kind="max", lay=lay, in_shape=tuple(x.shape), in_chunks=x.chunks,
                     wins=wins, fmt=fmt, order=order, out_chunks=out_chunks)
         _remember(idx, info)
@@ -1664,7 +1678,7 @@ def _whole_planes(x: da.Array, lay: _Layout, fn, out_spatial, dtype, keep=True, 
     meta = np.empty((0,) * len(chunks), dtype=odtype)
     kw = {} if keep else dict(drop_axis=list(lay.spatial))
     res = da.map_blocks(task, x, chunks=tuple(chunks), dtype=odtype, meta=meta, **kw)
-    return (res["v"], res["i"]) if rec else res
+    return _fields(res, dtype) if rec else res
 
 
 def _global_layout(x, channels_last) -> _Layout:
