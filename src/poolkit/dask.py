@@ -648,7 +648,7 @@ def _pool_forward(
                        dilation=dil, return_indices=ret)
         out_dtype = (probe[0] if ret else probe).dtype
 
-        def call(arr, pads, ceil):
+        def call(arr, pads, ceil, local=False):
             out = _pk.max_pool(arr, kernel, strides, pads, dil, ceil, ret, lay.channels_last)
             return out if ret else (out, None)
     elif kind == "avg":
@@ -658,7 +658,7 @@ def _pool_forward(
                        count_include_pad=cip, divisor_override=div, dilation=dil)
         out_dtype = probe.dtype
 
-        def call(arr, pads, ceil):
+        def call(arr, pads, ceil, local=False):
             return avg_fn(arr, kernel, strides, pads, ceil, cip, div, lay.channels_last,
                           dil), None
     else:  # lp
@@ -670,8 +670,8 @@ def _pool_forward(
         extended = (spec.mode != "explicit" or any(spec.begin) or any(spec.end)
                     or any(d != 1 for d in dil))
 
-        def call(arr, pads, ceil):
-            if extended and all(p == (0, 0) for p in pads):
+        def call(arr, pads, ceil, local=False):
+            if local and extended and all(p == (0, 0) for p in pads):
                 # a harmless end pad keeps the separable (padded) Lp path of the global
                 # call: it only adds windows past this task's, which are sliced off
                 j = next(j for j in range(nd) if kernel[j] > 1)
@@ -706,7 +706,7 @@ def _pool_forward(
             # ceil per axis: an axis that does not reach the end takes exactly its windows
             # with ceil_mode=False (its count is exact), so one flag serves every axis
             ceil_any = any(info["ceil"] for info in locs)
-            out, idx = call(np.ascontiguousarray(arr), tuple(pads), ceil_any)
+            out, idx = call(np.ascontiguousarray(arr), tuple(pads), ceil_any, local=True)
             for j, ax in enumerate(lay.spatial):
                 out = _take(out, ax, 0, locs[j]["n"])
                 if idx is not None:
