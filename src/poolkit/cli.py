@@ -149,6 +149,13 @@ def _build_parser() -> _Parser:
                    help="implicit -inf padding on each side: P or PH,PW, at most half the "
                    "kernel (default: 0)")
 
+    # --- poolkit pyramid (poolkit.dask): parsed by poolkit._cli_pyramid ---
+    sub.add_parser(
+        "pyramid",
+        help="write an OME-Zarr pyramid of a .zarr/.npy/TIFF image with poolkit.dask "
+        "(see 'poolkit pyramid --help')",
+        add_help=False,
+    )
     sub.add_parser(
         "bench",
         help="benchmark poolkit's pooling against the alternatives (see 'poolkit bench --help')",
@@ -302,6 +309,16 @@ def _cmd_bench(argv: list[str]) -> int:
     return int(bench.main(argv) or 0)
 
 
+def _cmd_pyramid(argv: list[str]) -> int:
+    try:
+        from . import _cli_pyramid
+    except ImportError as exc:  # dask, zarr or tifffile missing
+        raise _UsageError(
+            f"poolkit pyramid: error: needs the dask extra: pip install 'poolkit[dask]' ({exc})"
+        ) from None
+    return _cli_pyramid.main(argv)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``poolkit`` command line; returns the exit status.
 
@@ -313,6 +330,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser = _build_parser()
     try:
+        if args_list and args_list[0] == "pyramid":
+            return _cmd_pyramid(args_list[1:])
         if args_list and args_list[0] == "bench":
             return _cmd_bench(args_list[1:])
         args = parser.parse_args(args_list)
