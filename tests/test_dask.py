@@ -537,3 +537,36 @@ def test_zz_tally():
     if path:
         with open(path, "w") as fh:
             json.dump(dict(TALLY), fh, indent=1)
+
+
+# --- the top-level functions and the layers, given a dask array ---------------------
+
+
+def test_top_level_functions_return_the_lazy_dask_result():
+    import poolkit.dask as pkd
+
+    x = np.random.default_rng(5).standard_normal((2, 3, 17, 12)).astype(np.float32)
+    dx = da.from_array(x, chunks=(1, 2, 5, 7))
+    calls = []
+    counted = dx.map_blocks(lambda b: (calls.append(1), b)[1], dtype=dx.dtype,
+                            meta=np.empty((0,) * 4, np.float32))
+    lazy = pk.max_pool2d(counted, 3, stride=2, padding=1)
+    assert isinstance(lazy, da.Array) and not calls  # building the graph computed nothing
+    assert lazy.name == pkd.max_pool2d(counted, 3, stride=2, padding=1).name
+    np.testing.assert_array_equal(lazy.compute(), pk.max_pool2d(x, 3, stride=2, padding=1))
+    avg = pk.avg_pool2d(dx, 2)
+    assert isinstance(avg, da.Array)
+    np.testing.assert_array_equal(avg.compute(), pk.avg_pool2d(x, 2))
+    y, idx = pk.max_pool2d(dx, 2, return_indices=True)
+    g = pk.max_pool2d_backward(da.ones_like(y), idx, x.shape)
+    assert isinstance(g, da.Array)
+    ym, im = pk.max_pool2d(x, 2, return_indices=True)
+    np.testing.assert_array_equal(g.compute(), pk.max_pool2d_backward(np.ones_like(ym), im,
+                                                                      x.shape))
+
+
+def test_layers_reject_dask_arrays_naming_poolkit_dask():
+    dx = da.zeros((1, 1, 4, 4), chunks=2)
+    for layer in (pk.MaxPool2d(2), pk.AvgPool2d(2), pk.AdaptiveAvgPool2d(1), pk.GlobalMaxPool()):
+        with pytest.raises(TypeError, match=r"poolkit\.dask"):
+            layer(dx)

@@ -1,4 +1,4 @@
-"""The ``poolkit`` command: ``train``, ``show`` and ``bench``.
+"""The ``poolkit`` command: ``train``, ``show``, ``bench`` and ``pyramid``.
 
 Heavy demo dependencies (scikit-learn, matplotlib, tqdm) are imported only inside the
 command that needs them. Usage errors print one line and exit with status 2.
@@ -336,7 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_bench(args_list[1:])
         args = parser.parse_args(args_list)
         if args.command is None:
-            parser.error("choose a command: train, show or bench (see 'poolkit --help')")
+            parser.error("choose a command: train, show, bench or pyramid (see 'poolkit --help')")
         if args.command == "train":
             return _cmd_train(args)
         return _cmd_show(args)
