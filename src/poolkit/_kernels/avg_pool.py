@@ -26,7 +26,7 @@ call never wakes numba's thread team and a cold process compiles only the path i
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange, types
+from numba import literally, njit, prange, types
 from numba.extending import overload
 
 from ._scalar import accumulate, float_to_half, half_to_float, is_half_bits
@@ -44,7 +44,7 @@ def opmath_zero(like):  # pragma: no cover
     raise NotImplementedError
 
 
-@overload(to_opmath, inline="always")
+@overload(to_opmath)
 def _to_opmath(v):
     """Widen a stored value to the accumulation type (float16 bits -> float32)."""
     if is_half_bits(v):
@@ -52,7 +52,7 @@ def _to_opmath(v):
     return lambda v: v
 
 
-@overload(from_opmath, inline="always")
+@overload(from_opmath)
 def _from_opmath(acc, like):
     """Round an accumulator back to the storage type of ``like``."""
     if is_half_bits(like):
@@ -62,7 +62,7 @@ def _from_opmath(acc, like):
     return lambda acc, like: acc
 
 
-@overload(opmath_zero, inline="always")
+@overload(opmath_zero)
 def _opmath_zero(like):
     """A zero of the accumulation type for values shaped like ``like``."""
     if is_half_bits(like) or (isinstance(like, types.Float) and like.bitwidth == 32):
@@ -70,7 +70,7 @@ def _opmath_zero(like):
     return lambda like: 0.0
 
 
-@njit(inline="always")
+@njit(error_model="numpy", cache=True, nogil=True)
 def _window(o, stride, pad, kernel, length, pad_end):
     """(begin, end, padded_size) of one window in one dim, PyTorch's clipping rules."""
     start = o * stride - pad
@@ -79,7 +79,7 @@ def _window(o, stride, pad, kernel, length, pad_end):
     return max(start, 0), min(end, length), padded
 
 
-@njit(inline="always")
+@njit(error_model="numpy", cache=True, nogil=True)
 def _col_range(e, stride, pad, length, n_out):
     """Outputs ``o`` whose window column ``e`` (``o*stride - pad + e``) lies in [0, length)."""
     lo = max(0, (pad - e + stride - 1) // stride)
@@ -87,7 +87,7 @@ def _col_range(e, stride, pad, length, n_out):
     return lo, hi
 
 
-@njit(inline="always")
+@njit(error_model="numpy", cache=True, nogil=True)
 def _cover(i, stride, pad, kernel, n_out):
     """First and last output whose window covers input position ``i`` (last < first: none)."""
     first = max(0, -((kernel - 1 - i - pad) // stride))
@@ -95,13 +95,13 @@ def _cover(i, stride, pad, kernel, n_out):
     return first, last
 
 
-@njit(inline="always")
+@njit(error_model="numpy", cache=True, nogil=True)
 def _u(i):
     """Unsigned index: numba then skips its negative-index wraparound, so loops vectorize."""
     return np.uint64(i)
 
 
-@njit(inline="always")
+@njit(error_model="numpy", cache=True, nogil=True)
 def _add_run(dst, dst_start, src, src_start, count):
     """``dst[dst_start + i] += src[src_start + i]`` for i < count (each add in order)."""
     d0 = _u(dst_start)
@@ -110,14 +110,14 @@ def _add_run(dst, dst_start, src, src_start, count):
         dst[d0 + i] = accumulate(dst[d0 + i], src[s0 + i])
 
 
-@njit(inline="always")
+@njit(error_model="numpy", cache=True, nogil=True)
 def _plane_row(x, n, c, z0, y0, nh, k, shift):
     """Row ``k`` (row-major over the window's (z, y) rows) of the window at (z0, y0),
     from column ``shift`` on."""
     return x[n, c, z0 + k // nh, y0 + k % nh, shift:]
 
 
-@njit(inline="always")
+@njit(error_model="numpy", cache=True, nogil=True)
 def _edge_output(x, n, c, z0, z1, y0, y1, ow, kw, pw, zero):
     """Sum of one window whose columns may leave the row: padding columns are skipped,
     which equals adding +0.0 (the sum starts at +0.0, so it is never -0.0)."""
@@ -132,7 +132,7 @@ def _edge_output(x, n, c, z0, z1, y0, y1, ow, kw, pw, zero):
     return s
 
 
-@njit(inline="always")
+@njit(error_model="numpy", cache=True, nogil=True)
 def _k3_rows(x, n, c, z0, y0, nh, m, shift, d, q, n_in, zero, like):
     """``d[j] = (+0.0 + the 3 columns of the m rows of window j) / q[j]``, m in 1..3.
 
@@ -180,7 +180,7 @@ def _k3_rows(x, n, c, z0, y0, nh, m, shift, d, q, n_in, zero, like):
             a0 = c0
 
 
-@njit(inline="always")
+@njit(error_model="numpy", cache=True, nogil=True)
 def _k2_rows(x, n, c, z0, y0, nh, m, shift, d, q, n_in, zero, like):
     """:func:`_k3_rows` for two columns (loads 2j, 2j + 1: whole groups already)."""
     one, two = _u(1), _u(2)
@@ -205,52 +205,17 @@ def _k2_rows(x, n, c, z0, y0, nh, m, shift, d, q, n_in, zero, like):
             d[j] = from_opmath(((zero + r0[i]) + r0[i + one]) / q[j], like)
 
 
-@njit(inline="always")
-def _direct_s2_row(x, n, c, z0, z1, y0, y1, dst, div, acc, kw, pw, zero, like):
-    """One output row of a stride-2 window of at most 3 rows, read straight from the input.
-
-    Interior outputs (every window column inside the row): for 2 or 3 columns the
-    whole window sum stays in registers and is divided straight into ``dst``
-    (:func:`_k3_rows`, :func:`_k2_rows`); other widths add column by column into
-    ``acc``. Either way each window is summed in row-major order from +0.0. Edge
-    outputs are summed one by one.
-    """
-    in_w = x.shape[4]
+@njit(error_model="numpy", cache=True, nogil=True)
+def _edge_outputs(x, n, c, z0, z1, y0, y1, dst, div, lo, hi, kw, pw, zero, like):
+    """The edge outputs ``[0, lo)`` and ``[hi, out_w)`` of a direct row, one by one."""
     out_w = dst.shape[0]
-    nh = y1 - y0
-    n_rows = (z1 - z0) * nh
-    lo = min((pw + 1) // 2, out_w)
-    hi = max(lo, min(out_w, (in_w - kw + pw) // 2 + 1))
-    shift = 2 * lo - pw  # input column of the first interior window
-    n_in = _u(hi - lo)
-    d = dst[lo:]
-    q = div[lo:]
-    if n_rows == 0 or n_in == 0:
-        for j in range(n_in):
-            d[j] = from_opmath(zero / q[j], like)
-    elif kw == 3:
-        _k3_rows(x, n, c, z0, y0, nh, n_rows, shift, d, q, n_in, zero, like)
-    elif kw == 2:
-        _k2_rows(x, n, c, z0, y0, nh, n_rows, shift, d, q, n_in, zero, like)
-    else:
-        two = _u(2)
-        for j in range(n_in):
-            acc[j] = zero
-        for k in range(n_rows):
-            r = _plane_row(x, n, c, z0, y0, nh, k, shift)
-            for e in range(kw):
-                re = r[e:]
-                for j in range(n_in):
-                    acc[j] += re[two * j]
-        for j in range(n_in):
-            d[j] = from_opmath(acc[j] / q[j], like)
-    for k in range(lo + out_w - hi):  # the edge outputs [0, lo) and [hi, out_w)
+    for k in range(lo + out_w - hi):
         ow = k if k < lo else k - lo + hi
         s = _edge_output(x, n, c, z0, z1, y0, y1, ow, kw, pw, zero)
         dst[ow] = from_opmath(s / div[ow], like)
 
 
-@njit(inline="always")
+@njit(error_model="numpy", cache=True, nogil=True)
 def _split_row(x, n, c, z, y, buf, ri, pw, sw):
     """Phase-split input row ``x[n, c, z, y]`` (widened to opmath) into ``buf[ri]``.
 
@@ -279,7 +244,7 @@ def _split_row(x, n, c, z, y, buf, ri, pw, sw):
             buf[ri, t % sw, t // sw] = to_opmath(x[n, c, z, y, i])
 
 
-@njit(inline="always")
+@njit(error_model="numpy", cache=True, nogil=True)
 def _add_window_row(acc, buf, ri, kw, sw, out_w):
     """``acc[ow] += buf[ri, e % sw, e // sw + ow]`` for e = 0..kw-1 in order, per output."""
     n = _u(out_w)
@@ -308,24 +273,31 @@ def _add_window_row(acc, buf, ri, kw, sw, out_w):
 
 
 @njit(error_model="numpy", nogil=True, cache=True)
-def forward_direct_range(x, out, divs, params, pad_end, t0, t1):
+def forward_direct_range(x, out, divs, params, pad_end, kw, t0, t1):
     """Tasks (n, c, od) ``t0 <= task < t1`` of the stride-2 direct path.
 
-    ``x`` is float32 and C-contiguous, the column stride 2, every window at most 3 rows
-    deep (``min(kd, D) * min(kh, H) <= 3``). Each output row is summed by
-    :func:`_direct_s2_row` straight from the input rows (no buffer), each window in
+    ``x`` is float32 and C-contiguous, the column stride 2, the window 2 or 3 columns
+    wide (``kw``, a compile-time literal: each width compiles only its own row code) and
+    at most 3 rows deep (``min(kd, D) * min(kh, H) <= 3``). Interior outputs (every
+    window column inside the row) keep the whole window sum in registers
+    (:func:`_k3_rows`, :func:`_k2_rows`), read straight from the input rows, and divide
+    it into the output; edge outputs are summed one by one. Each window is summed in
     row-major order from +0.0. NumPy's error model lets the divisions vectorize (no
     zero-divisor branch; every divisor is >= 1).
     """
-    n_chan, in_d, in_h = x.shape[1], x.shape[2], x.shape[3]
+    literally(kw)
+    n_chan, in_d, in_h, in_w = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
     out_d, out_h, out_w = out.shape[2], out.shape[3], out.shape[4]
-    kd, kh, kw = params[0, 0], params[0, 1], params[0, 2]
+    kd, kh = params[0, 0], params[0, 1]
     sd, sh = params[1, 0], params[1, 1]
     pd, ph, pw = params[2, 0], params[2, 1], params[2, 2]
     ed, eh = pad_end[0], pad_end[1]
     like = x[0, 0, 0, 0, 0]
     zero = opmath_zero(like)
-    acc = np.empty(out_w, dtype=type(zero))
+    lo = min((pw + 1) // 2, out_w)
+    hi = max(lo, min(out_w, (in_w - kw + pw) // 2 + 1))
+    shift = 2 * lo - pw  # input column of the first interior window
+    n_in = _u(hi - lo)
     for task in range(t0, t1):
         n = task // (n_chan * out_d)
         c = (task // out_d) % n_chan
@@ -333,8 +305,17 @@ def forward_direct_range(x, out, divs, params, pad_end, t0, t1):
         z0, z1, _ = _window(od, sd, pd, kd, in_d, ed)
         for oh in range(out_h):
             y0, y1, _ = _window(oh, sh, ph, kh, in_h, eh)
-            _direct_s2_row(x, n, c, z0, z1, y0, y1, out[n, c, od, oh], divs[od, oh], acc,
-                           kw, pw, zero, like)
+            nh = y1 - y0
+            dst = out[n, c, od, oh]
+            div = divs[od, oh]
+            if n_in > 0:
+                if kw == 3:
+                    _k3_rows(x, n, c, z0, y0, nh, (z1 - z0) * nh, shift, dst[lo:], div[lo:],
+                             n_in, zero, like)
+                else:
+                    _k2_rows(x, n, c, z0, y0, nh, (z1 - z0) * nh, shift, dst[lo:], div[lo:],
+                             n_in, zero, like)
+            _edge_outputs(x, n, c, z0, z1, y0, y1, dst, div, lo, hi, kw, pw, zero, like)
 
 
 @njit(error_model="numpy", nogil=True, cache=True)
@@ -512,11 +493,12 @@ def backward_range(grad, dx, divs, params, t0, t1):
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def forward_direct_par(x, out, divs, params, pad_end, n_chunks):
+def forward_direct_par(x, out, divs, params, pad_end, kw, n_chunks):
     """Parallel :func:`forward_direct_range` over all (n, c, od) tasks."""
+    literally(kw)
     n_tasks = out.shape[0] * out.shape[1] * out.shape[2]
     for ch in prange(n_chunks):
-        forward_direct_range(x, out, divs, params, pad_end, ch * n_tasks // n_chunks,
+        forward_direct_range(x, out, divs, params, pad_end, kw, ch * n_tasks // n_chunks,
                              (ch + 1) * n_tasks // n_chunks)
 
 

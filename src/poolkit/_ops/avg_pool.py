@@ -162,6 +162,7 @@ class _Plan:
         "direct",
         "divs",
         "kp",
+        "kw",
         "n_tasks",
         "nd",
         "out_shape",
@@ -189,11 +190,13 @@ class _Plan:
             self.n_tasks = n_batch * n_chan * out_d
         self.work = math.prod(self.out_shape) * math.prod(geom.kernel)
         kd, kh, _ = _engine.lead3(geom.kernel)
-        # the stride-2 direct path: float32 C-contiguous rows, windows of <= 3 rows.
+        # the stride-2 direct path: float32 C-contiguous rows, windows of 2 or 3 columns
+        # and <= 3 rows (other widths gain little over the buffer).
         # Deeper windows reuse each split row more often, and float64 (8 lanes, slower
         # shuffles and divisions) stays memory-bound on the buffer: both keep it.
-        self.direct = (geom.stride[-1] == 2 and dtype == np.float32
-                       and min(kd, in_d) * min(kh, in_h) <= 3)
+        self.direct = (geom.stride[-1] == 2 and geom.kernel[-1] in (2, 3)
+                       and dtype == np.float32 and min(kd, in_d) * min(kh, in_h) <= 3)
+        self.kw = geom.kernel[-1]
 
     def views(self, src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """5-D kernel views: ``(N, C, D, H, W)``, or ``(N, D, H, W, C)`` channels-last."""
@@ -208,7 +211,9 @@ class _Plan:
         if self.channels_last:
             pair = (_k.forward_nhwc_range, _k.forward_nhwc_par)
         elif self.direct and x5.flags.c_contiguous:
-            pair = (_k.forward_direct_range, _k.forward_direct_par)
+            _engine.run_tasks(_k.forward_direct_range, _k.forward_direct_par, self.n_tasks,
+                              self.work, x5, o5, self.divs, self.kp, self.pad_end, self.kw)
+            return out
         else:
             pair = (_k.forward_split_range, _k.forward_split_par)
         _engine.run_tasks(pair[0], pair[1], self.n_tasks, self.work, x5, o5, self.divs,
