@@ -44,7 +44,11 @@ def opmath_zero(like):  # pragma: no cover
     raise NotImplementedError
 
 
-@overload(to_opmath)
+def divide(acc, d):  # pragma: no cover
+    raise NotImplementedError
+
+
+@overload(to_opmath, inline="always")
 def _to_opmath(v):
     """Widen a stored value to the accumulation type (float16 bits -> float32)."""
     if is_half_bits(v):
@@ -52,7 +56,7 @@ def _to_opmath(v):
     return lambda v: v
 
 
-@overload(from_opmath)
+@overload(from_opmath, inline="always")
 def _from_opmath(acc, like):
     """Round an accumulator back to the storage type of ``like``."""
     if is_half_bits(like):
@@ -62,12 +66,20 @@ def _from_opmath(acc, like):
     return lambda acc, like: acc
 
 
-@overload(opmath_zero)
+@overload(opmath_zero, inline="always")
 def _opmath_zero(like):
     """A zero of the accumulation type for values shaped like ``like``."""
     if is_half_bits(like) or (isinstance(like, types.Float) and like.bitwidth == 32):
         return lambda like: np.float32(0.0)
     return lambda like: 0.0
+
+
+@overload(divide, inline="always")
+def _divide(acc, d):
+    """``acc / d`` with the integer ``d`` converted to the accumulator's type (as C++)."""
+    if isinstance(acc, types.Float) and acc.bitwidth == 32:
+        return lambda acc, d: acc / np.float32(d)
+    return lambda acc, d: acc / np.float64(d)
 
 
 @njit(error_model="numpy", cache=True, nogil=True)
@@ -95,7 +107,7 @@ def _cover(i, stride, pad, kernel, n_out):
     return first, last
 
 
-@njit(error_model="numpy", cache=True, nogil=True)
+@njit(inline="always")
 def _u(i):
     """Unsigned index: numba then skips its negative-index wraparound, so loops vectorize."""
     return np.uint64(i)
