@@ -26,7 +26,7 @@ call never wakes numba's thread team and a cold process compiles only the path i
 from __future__ import annotations
 
 import numpy as np
-from numba import literally, njit, prange, types
+from numba import njit, prange, types
 from numba.extending import overload
 
 from ._scalar import accumulate, float_to_half, half_to_float, is_half_bits
@@ -289,15 +289,13 @@ def forward_direct_range(x, out, divs, params, pad_end, kw, t0, t1):
     """Tasks (n, c, od) ``t0 <= task < t1`` of the stride-2 direct path.
 
     ``x`` is float32 and C-contiguous, the column stride 2, the window 2 or 3 columns
-    wide (``kw``, a compile-time literal: each width compiles only its own row code) and
-    at most 3 rows deep (``min(kd, D) * min(kh, H) <= 3``). Interior outputs (every
-    window column inside the row) keep the whole window sum in registers
+    wide (``kw``) and at most 3 rows deep (``min(kd, D) * min(kh, H) <= 3``). Interior
+    outputs (every window column inside the row) keep the whole window sum in registers
     (:func:`_k3_rows`, :func:`_k2_rows`), read straight from the input rows, and divide
     it into the output; edge outputs are summed one by one. Each window is summed in
     row-major order from +0.0. NumPy's error model lets the divisions vectorize (no
     zero-divisor branch; every divisor is >= 1).
     """
-    literally(kw)
     n_chan, in_d, in_h, in_w = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
     out_d, out_h, out_w = out.shape[2], out.shape[3], out.shape[4]
     kd, kh = params[0, 0], params[0, 1]
@@ -507,7 +505,6 @@ def backward_range(grad, dx, divs, params, t0, t1):
 @njit(parallel=True, cache=True, nogil=True)
 def forward_direct_par(x, out, divs, params, pad_end, kw, n_chunks):
     """Parallel :func:`forward_direct_range` over all (n, c, od) tasks."""
-    literally(kw)
     n_tasks = out.shape[0] * out.shape[1] * out.shape[2]
     for ch in prange(n_chunks):
         forward_direct_range(x, out, divs, params, pad_end, kw, ch * n_tasks // n_chunks,

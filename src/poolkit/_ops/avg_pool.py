@@ -167,6 +167,7 @@ class _Plan:
         "nd",
         "out_shape",
         "pad_end",
+        "shapes",
         "work",
     )
 
@@ -197,13 +198,19 @@ class _Plan:
         self.direct = (geom.stride[-1] == 2 and geom.kernel[-1] in (2, 3)
                        and dtype == np.float32 and min(kd, in_d) * min(kh, in_h) <= 3)
         self.kw = geom.kernel[-1]
+        self.shapes = None if backward else (
+            _kernel_shape(n_batch, n_chan, geom.in_size, channels_last),
+            _kernel_shape(n_batch, n_chan, geom.out_size, channels_last))
 
     def views(self, src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """5-D kernel views: ``(N, C, D, H, W)``, or ``(N, D, H, W, C)`` channels-last."""
-        if self.channels_last:
-            return _nhwc_view(src, self.nd, self.batched), _nhwc_view(dst, self.nd, self.batched)
-        return (_engine.kernel_view(src, self.nd, self.batched, False),
-                _engine.kernel_view(dst, self.nd, self.batched, False))
+        """5-D kernel views: ``(N, C, D, H, W)``, or ``(N, D, H, W, C)`` channels-last
+        (forward only: the backward moves the channel axis of channels-last arrays)."""
+        if self.shapes is None:
+            return (_engine.kernel_view(src, self.nd, self.batched, self.channels_last),
+                    _engine.kernel_view(dst, self.nd, self.batched, self.channels_last))
+        # only unit axes are added: always a view, whatever the strides
+        return (_engine.kernel_bits(src).reshape(self.shapes[0]),
+                _engine.kernel_bits(dst).reshape(self.shapes[1]))
 
     def forward(self, arr: np.ndarray) -> np.ndarray:
         out = np.empty(self.out_shape, arr.dtype)
@@ -221,18 +228,15 @@ class _Plan:
         return out
 
     def backward(self, grad: np.ndarray, dx: np.ndarray) -> None:
-        g5 = _engine.kernel_view(grad, self.nd, self.batched, self.channels_last)
-        d5 = _engine.kernel_view(dx, self.nd, self.batched, self.channels_last)
+        g5, d5 = self.views(grad, dx)
         _engine.run_tasks(_k.backward_range, _k.backward_par, self.n_tasks, self.work, g5, d5,
                           self.divs, self.kp)
 
 
-def _nhwc_view(arr: np.ndarray, nd: int, batched: bool) -> np.ndarray:
-    """``(N, D, H, W, C)`` view (float16 as bits) of a channels-last array."""
-    view = _engine.kernel_bits(arr)
-    view = view if batched else view[np.newaxis]
-    lead = KERNEL_NDIM - nd
-    return np.expand_dims(view, tuple(range(1, 1 + lead))) if lead else view
+def _kernel_shape(n_batch: int, n_chan: int, spatial: tuple[int, ...], channels_last: bool):
+    """The forward kernels' 5-D shape: ``(N, C, D, H, W)`` or ``(N, D, H, W, C)``."""
+    dhw = _engine.lead3(spatial)
+    return (n_batch,) + dhw + (n_chan,) if channels_last else (n_batch, n_chan) + dhw
 
 
 def _plan(geom: Geometry, shape: tuple[int, ...], dtype: np.dtype, batched: bool,
