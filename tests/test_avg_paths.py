@@ -22,17 +22,7 @@ import poolkit as pk
 from _family import assert_same
 from poolkit import _engine
 from poolkit import _reference as ref
-
-
-def _special(rng, shape, dtype) -> np.ndarray:
-    x = rng.standard_normal(shape).astype(dtype)
-    u = rng.random(shape)
-    x[u < 0.06] = -0.0
-    x[(u >= 0.06) & (u < 0.07)] = np.nan
-    x[(u >= 0.07) & (u < 0.075)] = np.inf
-    x[(u >= 0.075) & (u < 0.08)] = -np.inf
-    x[(u >= 0.08) & (u < 0.12)] = np.finfo(dtype).max / 2
-    return x
+from test_avg_pool import _special_input as _special
 
 
 def _quiet(fn, *args, **kw):
@@ -175,3 +165,20 @@ def test_first_call_compiles_no_parallel_wrapper(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=env, timeout=120, check=True).stdout
     assert out.strip() == "['forward_direct_range']"
+
+
+@pytest.mark.parametrize("mode", _MODES)
+def test_short_2x2_rows_fixed_width_blocks(mode):
+    """Rows of <= 16 interior 2x2 outputs go through fixed 8/16-wide blocks that write
+    past the row (rewritten later) and read past it (inside the array): every width,
+    height, padding and ceil_mode, the last rows of each task and of the whole array."""
+    rng = np.random.default_rng(77)
+    for width in range(2, 36):
+        for height in (2, 3, 5, 8):
+            x = _special(rng, (2, 3, height, width), np.float32)
+            for pad in ((0, 0), (1, 0), (0, 1), (1, 1)):
+                for ceil in (False, True):
+                    args = ((2, 2), (2, 2), pad, ceil, bool(width % 2))
+                    with _Mode(*mode):
+                        got = _quiet(pk.avg_pool2d, x, *args)
+                    assert_same(got, _quiet(ref.avg_pool, x, *args)), (width, height, pad)

@@ -82,7 +82,7 @@ def _divide(acc, d):
     return lambda acc, d: acc / np.float64(d)
 
 
-@njit(error_model="numpy", cache=True, nogil=True)
+@njit(inline="always")
 def _window(o, stride, pad, kernel, length, pad_end):
     """(begin, end, padded_size) of one window in one dim, PyTorch's clipping rules."""
     start = o * stride - pad
@@ -91,7 +91,7 @@ def _window(o, stride, pad, kernel, length, pad_end):
     return max(start, 0), min(end, length), padded
 
 
-@njit(error_model="numpy", cache=True, nogil=True)
+@njit(inline="always")
 def _col_range(e, stride, pad, length, n_out):
     """Outputs ``o`` whose window column ``e`` (``o*stride - pad + e``) lies in [0, length)."""
     lo = max(0, (pad - e + stride - 1) // stride)
@@ -99,7 +99,7 @@ def _col_range(e, stride, pad, length, n_out):
     return lo, hi
 
 
-@njit(error_model="numpy", cache=True, nogil=True)
+@njit(inline="always")
 def _cover(i, stride, pad, kernel, n_out):
     """First and last output whose window covers input position ``i`` (last < first: none)."""
     first = max(0, -((kernel - 1 - i - pad) // stride))
@@ -113,7 +113,7 @@ def _u(i):
     return np.uint64(i)
 
 
-@njit(error_model="numpy", cache=True, nogil=True)
+@njit(inline="always")
 def _add_run(dst, dst_start, src, src_start, count):
     """``dst[dst_start + i] += src[src_start + i]`` for i < count (each add in order)."""
     d0 = _u(dst_start)
@@ -122,14 +122,14 @@ def _add_run(dst, dst_start, src, src_start, count):
         dst[d0 + i] = accumulate(dst[d0 + i], src[s0 + i])
 
 
-@njit(error_model="numpy", cache=True, nogil=True)
+@njit(inline="always")
 def _plane_row(x, n, c, z0, y0, nh, k, shift):
     """Row ``k`` (row-major over the window's (z, y) rows) of the window at (z0, y0),
     from column ``shift`` on."""
     return x[n, c, z0 + k // nh, y0 + k % nh, shift:]
 
 
-@njit(error_model="numpy", cache=True, nogil=True)
+@njit(inline="always")
 def _edge_output(x, n, c, z0, z1, y0, y1, ow, kw, pw, zero):
     """Sum of one window whose columns may leave the row: padding columns are skipped,
     which equals adding +0.0 (the sum starts at +0.0, so it is never -0.0)."""
@@ -144,7 +144,7 @@ def _edge_output(x, n, c, z0, z1, y0, y1, ow, kw, pw, zero):
     return s
 
 
-@njit(error_model="numpy", cache=True, nogil=True)
+@njit(inline="always")
 def _k3_rows(x, n, c, z0, y0, nh, m, shift, d, q, n_in, zero, like):
     """``d[j] = (+0.0 + the 3 columns of the m rows of window j) / q[j]``, m in 1..3.
 
@@ -192,7 +192,7 @@ def _k3_rows(x, n, c, z0, y0, nh, m, shift, d, q, n_in, zero, like):
             a0 = c0
 
 
-@njit(error_model="numpy", cache=True, nogil=True)
+@njit(inline="always")
 def _k2_rows(x, n, c, z0, y0, nh, m, shift, d, q, n_in, zero, like):
     """:func:`_k3_rows` for two columns (loads 2j, 2j + 1: whole groups already)."""
     one, two = _u(1), _u(2)
@@ -217,7 +217,24 @@ def _k2_rows(x, n, c, z0, y0, nh, m, shift, d, q, n_in, zero, like):
             d[j] = from_opmath(((zero + r0[i]) + r0[i + one]) / q[j], like)
 
 
-@njit(error_model="numpy", cache=True, nogil=True)
+@njit(inline="always")
+def _k2_block(xf, a0, a1, of, o0, qf, q0, width, zero, like):
+    """``width`` (8 or 16, a constant) outputs of 2x2 stride-2 windows on flat arrays:
+    ``of[o0 + j] = ((((0 + r0[2j]) + r0[2j + 1]) + r1[2j]) + r1[2j + 1]) / q[j]`` with the
+    rows ``r0`` and ``r1`` starting at ``a0`` and ``a1``.
+
+    A fixed trip count lets LLVM vectorize rows shorter than its 16-lane loop: the caller
+    guarantees that every index read or written exists and that outputs past the row's
+    interior are rewritten later (edge outputs, or the task's next rows).
+    """
+    one, two = _u(1), _u(2)
+    for j in range(_u(width)):
+        i = two * j
+        s = (((zero + xf[a0 + i]) + xf[a0 + i + one]) + xf[a1 + i]) + xf[a1 + i + one]
+        of[o0 + j] = from_opmath(s / qf[q0 + j], like)
+
+
+@njit(inline="always")
 def _edge_outputs(x, n, c, z0, z1, y0, y1, dst, div, lo, hi, kw, pw, zero, like):
     """The edge outputs ``[0, lo)`` and ``[hi, out_w)`` of a direct row, one by one."""
     out_w = dst.shape[0]
@@ -227,7 +244,7 @@ def _edge_outputs(x, n, c, z0, z1, y0, y1, dst, div, lo, hi, kw, pw, zero, like)
         dst[ow] = from_opmath(s / div[ow], like)
 
 
-@njit(error_model="numpy", cache=True, nogil=True)
+@njit(inline="always")
 def _split_row(x, n, c, z, y, buf, ri, pw, sw):
     """Phase-split input row ``x[n, c, z, y]`` (widened to opmath) into ``buf[ri]``.
 
@@ -256,7 +273,7 @@ def _split_row(x, n, c, z, y, buf, ri, pw, sw):
             buf[ri, t % sw, t // sw] = to_opmath(x[n, c, z, y, i])
 
 
-@njit(error_model="numpy", cache=True, nogil=True)
+@njit(inline="always")
 def _add_window_row(acc, buf, ri, kw, sw, out_w):
     """``acc[ow] += buf[ri, e % sw, e // sw + ow]`` for e = 0..kw-1 in order, per output."""
     n = _u(out_w)
@@ -308,16 +325,32 @@ def forward_direct_range(x, out, divs, params, pad_end, kw, t0, t1):
     hi = max(lo, min(out_w, (in_w - kw + pw) // 2 + 1))
     shift = 2 * lo - pw  # input column of the first interior window
     n_in = _u(hi - lo)
+    # short rows of 2x2 windows: fixed-width blocks of 8 or 16 on flat views
+    width = 8 if n_in <= 8 else 16
+    short = kw == 2 and 0 < n_in <= 16
+    xf, of, qf = x.reshape(x.size), out.reshape(out.size), divs.reshape(divs.size)
     for task in range(t0, t1):
         n = task // (n_chan * out_d)
         c = (task // out_d) % n_chan
         od = task % out_d
         z0, z1, _ = _window(od, sd, pd, kd, in_d, ed)
+        task_out = ((n * n_chan + c) * out_d + od) * out_h * out_w
         for oh in range(out_h):
             y0, y1, _ = _window(oh, sh, ph, kh, in_h, eh)
             nh = y1 - y0
             dst = out[n, c, od, oh]
             div = divs[od, oh]
+            if short and (z1 - z0) * nh == 2 and (oh * out_w + lo + width <= out_h * out_w):
+                # the two window rows as flat offsets (row-major over (z, y))
+                r0 = (((n * n_chan + c) * in_d + z0) * in_h + y0) * in_w + shift
+                r1 = r0 + in_w if nh == 2 else r0 + in_h * in_w
+                q0 = (od * out_h + oh) * out_w + lo
+                if r1 + 2 * width <= x.size and q0 + width <= divs.size:
+                    _k2_block(xf, _u(r0), _u(r1), of, _u(task_out + oh * out_w + lo), qf,
+                              _u(q0), width, zero, like)
+                    _edge_outputs(x, n, c, z0, z1, y0, y1, dst, div, lo, hi, kw, pw, zero,
+                                  like)
+                    continue
             if n_in > 0:
                 if kw == 3:
                     _k3_rows(x, n, c, z0, y0, nh, (z1 - z0) * nh, shift, dst[lo:], div[lo:],
@@ -502,37 +535,40 @@ def backward_range(grad, dx, divs, params, t0, t1):
 # --------------------------------------------------------------------------------------
 
 
+@njit(inline="always")
+def _chunk(ch, tasks_of, n_chunks):
+    """Tasks ``[t0, t1)`` of chunk ``ch``: the tasks are the first three axes of ``tasks_of``."""
+    n_tasks = tasks_of.shape[0] * tasks_of.shape[1] * tasks_of.shape[2]
+    return ch * n_tasks // n_chunks, (ch + 1) * n_tasks // n_chunks
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def forward_direct_par(x, out, divs, params, pad_end, kw, n_chunks):
     """Parallel :func:`forward_direct_range` over all (n, c, od) tasks."""
-    n_tasks = out.shape[0] * out.shape[1] * out.shape[2]
     for ch in prange(n_chunks):
-        forward_direct_range(x, out, divs, params, pad_end, kw, ch * n_tasks // n_chunks,
-                             (ch + 1) * n_tasks // n_chunks)
+        t0, t1 = _chunk(ch, out, n_chunks)
+        forward_direct_range(x, out, divs, params, pad_end, kw, t0, t1)
 
 
 @njit(parallel=True, cache=True, nogil=True)
 def forward_split_par(x, out, divs, params, pad_end, n_chunks):
     """Parallel :func:`forward_split_range` over all (n, c, od) tasks."""
-    n_tasks = out.shape[0] * out.shape[1] * out.shape[2]
     for ch in prange(n_chunks):
-        forward_split_range(x, out, divs, params, pad_end, ch * n_tasks // n_chunks,
-                            (ch + 1) * n_tasks // n_chunks)
+        t0, t1 = _chunk(ch, out, n_chunks)
+        forward_split_range(x, out, divs, params, pad_end, t0, t1)
 
 
 @njit(parallel=True, cache=True, nogil=True)
 def forward_nhwc_par(x, out, divs, params, pad_end, n_chunks):
     """Parallel :func:`forward_nhwc_range` over all (n, od, oh) tasks."""
-    n_tasks = out.shape[0] * out.shape[1] * out.shape[2]
     for ch in prange(n_chunks):
-        forward_nhwc_range(x, out, divs, params, pad_end, ch * n_tasks // n_chunks,
-                           (ch + 1) * n_tasks // n_chunks)
+        t0, t1 = _chunk(ch, out, n_chunks)
+        forward_nhwc_range(x, out, divs, params, pad_end, t0, t1)
 
 
 @njit(parallel=True, cache=True, nogil=True)
 def backward_par(grad, dx, divs, params, n_chunks):
     """Parallel :func:`backward_range` over all (n, c, z) tasks."""
-    n_tasks = dx.shape[0] * dx.shape[1] * dx.shape[2]
     for ch in prange(n_chunks):
-        backward_range(grad, dx, divs, params, ch * n_tasks // n_chunks,
-                       (ch + 1) * n_tasks // n_chunks)
+        t0, t1 = _chunk(ch, dx, n_chunks)
+        backward_range(grad, dx, divs, params, t0, t1)
