@@ -1,4 +1,4 @@
-"""The ``poolkit`` command: ``train``, ``show``, ``bench`` and ``pyramid``.
+"""The ``poolkit`` command: ``train``, ``show``, ``bench``, ``compile`` and ``pyramid``.
 
 Heavy demo dependencies (scikit-learn, matplotlib, tqdm) are imported only inside the
 command that needs them. Usage errors print one line and exit with status 2.
@@ -156,6 +156,26 @@ def _build_parser() -> _Parser:
         "(see 'poolkit pyramid --help')",
         add_help=False,
     )
+    c = sub.add_parser(
+        "compile",
+        help="precompile every kernel into numba's cache (for Docker images and CI)",
+        description="Run every pooling family on tiny inputs of every dtype and layout,\n"
+        "serially and in parallel, so that numba compiles each kernel variant once and\n"
+        "writes it to its cache; later processes load it instead of compiling.",
+        epilog="The cache: NUMBA_CACHE_DIR if set; else __pycache__ beside the kernels\n"
+        "(poolkit/_kernels/) when writable; else numba's user cache (~/.cache/numba).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    c.add_argument("--dry-run", action="store_true", help="list the jobs, compile nothing")
+    c.add_argument("--ops", metavar="FAMILY", action="append", default=None,
+                   help="only this family (repeatable): " + ", ".join(_FAMILY_NAMES))
+    c.add_argument("--dtypes", metavar="DTYPE", action="append", default=None,
+                   help="only this dtype (repeatable), e.g. float32")
+    c.add_argument("--layouts", metavar="LAYOUT", action="append", default=None,
+                   choices=("channels_first", "channels_last"), help="only this layout")
+    c.add_argument("--modes", metavar="MODE", action="append", default=None,
+                   choices=("serial", "parallel"), help="only serial or parallel kernels")
+
     sub.add_parser(
         "bench",
         help="benchmark poolkit's pooling against the alternatives (see 'poolkit bench --help')",
@@ -319,6 +339,73 @@ def _cmd_pyramid(argv: list[str]) -> int:
     return _cli_pyramid.main(argv)
 
 
+_FAMILY_NAMES = ("max_pool", "avg_pool", "lp_pool", "adaptive_avg_pool", "adaptive_max_pool",
+                 "global_pool", "fractional_max_pool")
+
+
+def cache_location() -> str:
+    """Where numba's cache of poolkit's kernels is (or will be) written.
+
+    ``NUMBA_CACHE_DIR`` when set; else ``__pycache__`` beside the kernel sources when
+    that directory can be written (numba's in-tree locator); else numba's user-wide
+    cache directory (``~/.cache/numba/...`` on Linux), as numba falls back to it.
+    """
+    import os
+
+    env = os.environ.get("NUMBA_CACHE_DIR")
+    if env:
+        return env
+    kernels = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_kernels")
+    tree = os.path.join(kernels, "__pycache__")
+    probe = tree if os.path.isdir(tree) else kernels
+    if os.access(probe, os.W_OK):
+        return tree
+    from numba.misc.appdirs import AppDirs
+
+    return AppDirs(appname="numba", appauthor=False).user_cache_dir
+
+
+def _cmd_compile(args: argparse.Namespace) -> int:
+    from . import _precompile
+
+    for name in args.ops or ():
+        if name not in _precompile.FAMILIES:
+            raise _UsageError(f"poolkit compile: error: unknown family {name!r} "
+                              f"(choose from {', '.join(_precompile.FAMILIES)})")
+    for name in args.dtypes or ():
+        if name not in _precompile.DTYPES:
+            raise _UsageError(f"poolkit compile: error: unknown dtype {name!r}")
+    todo = list(_precompile.jobs(args.ops, args.dtypes, args.layouts, args.modes))
+    if args.dry_run:
+        for job in todo:
+            print(job.label)
+        print(f"{len(todo)} jobs; cache: {cache_location()}")
+        return 0
+    bar = None
+    if sys.stderr.isatty():
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            pass
+        else:
+            bar = tqdm(total=len(todo), unit="job", file=sys.stderr, dynamic_ncols=True)
+    start = time.perf_counter()
+    width = len(str(len(todo)))
+    for i, job in enumerate(todo, 1):
+        if bar is not None:
+            bar.set_description(job.label)
+        else:
+            print(f"[{i:>{width}}/{len(todo)}] {job.label}", flush=True)
+        _precompile.run_job(job)
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    print(f"compiled {len(todo)} jobs in {time.perf_counter() - start:.1f} s; "
+          f"cache: {cache_location()}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``poolkit`` command line; returns the exit status.
 
@@ -336,9 +423,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_bench(args_list[1:])
         args = parser.parse_args(args_list)
         if args.command is None:
-            parser.error("choose a command: train, show, bench or pyramid (see 'poolkit --help')")
+            parser.error("choose a command: train, show, bench, compile or pyramid "
+                         "(see 'poolkit --help')")
         if args.command == "train":
             return _cmd_train(args)
+        if args.command == "compile":
+            return _cmd_compile(args)
         return _cmd_show(args)
     except _UsageError as exc:
         print(str(exc), file=sys.stderr)

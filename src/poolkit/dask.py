@@ -1092,10 +1092,9 @@ def _unpool(nd, x, indices, kernel_size, stride, padding, output_size, channels_
     if ix.shape != x.shape:
         raise ValueError(f"indices must have the shape of x {x.shape}, got {ix.shape}")
     fmt, order = _args.check_index_format(index_format, storage_order)
-    kernel = _args.int_tuple(kernel_size, nd, "kernel_size", minimum=1)
-    strides = kernel if stride is None else _args.int_tuple(stride, nd, "stride", minimum=1)
-    pb, pe = _args.parse_unpool_padding(padding, nd)
-    pe = pb if pe is None else pe
+    kernel, strides = _args.kernel_and_stride(kernel_size, stride, nd)
+    spec = _args.parse_unpool_padding(padding, nd)
+    pb, pe = spec.begin, spec.end
     in_spatial = _spatial(x.shape, lay)
     out_spatial = _unpool_out_size(in_spatial, kernel, strides, pb, pe, output_size, lay)
     out_shape = list(x.shape)
@@ -1145,10 +1144,9 @@ def _unpool_backward(nd, grad_output, indices, input_shape, kernel_size, stride,
     if ix.shape != shape:
         raise ValueError(f"indices must have the shape of x {shape}, got {ix.shape}")
     fmt, order = _args.check_index_format(index_format, storage_order)
-    kernel = _args.int_tuple(kernel_size, nd, "kernel_size", minimum=1)
-    strides = kernel if stride is None else _args.int_tuple(stride, nd, "stride", minimum=1)
-    pb, pe = _args.parse_unpool_padding(padding, nd)
-    pe = pb if pe is None else pe
+    kernel, strides = _args.kernel_and_stride(kernel_size, stride, nd)
+    spec = _args.parse_unpool_padding(padding, nd)
+    pb, pe = spec.begin, spec.end
     in_spatial = _spatial(shape, lay)
     out_spatial = _spatial(grad.shape, lay)
     try:

@@ -1,11 +1,26 @@
-"""Compiled average pooling kernels on 5-D ``(N, C, D, H, W)`` views.
+"""Compiled average pooling kernels on 5-D ``(N, C, D, H, W)`` (or ``(N, D, H, W, C)``)
+views.
 
 Arithmetic follows PyTorch's CPU kernels so results are bit-identical: each window is
 summed in row-major order in the "opmath" type (float32 for float16 and float32,
-float64 for float64), divided once by the integer divisor, and cast back; the
+float64 for float64) from +0.0, divided once by the window's divisor, and cast back; the
 backward divides each output gradient by its divisor (rounded to the gradient dtype)
-and adds it to every input of the window, planes in parallel, outputs in row-major
-order. float16 arrays travel as their uint16 bits (see :mod:`._scalar`).
+and adds it to every input of the window, outputs in row-major order. float16 arrays
+travel as their uint16 bits (see :mod:`._scalar`). The divisors come in as a
+``(out_d, out_h, out_w)`` table in the opmath type (computed by the caller).
+
+Every path is a serial function over a range of tasks (``*_range(..., t0, t1)``; tasks
+never share outputs) and a small ``parallel=True`` wrapper (``*_par``) that splits the
+tasks into chunks; the caller picks one (:func:`poolkit._engine.run_tasks`), so a small
+call never wakes numba's thread team and a cold process compiles only the path it runs:
+
+* :func:`forward_direct_range`: column stride 2, float32, C-contiguous, windows of at
+  most 3 rows (the common 1-D/2-D downsampling): window columns read straight from the
+  input rows;
+* :func:`forward_split_range`: everything else channels-first: rows phase-split into a
+  buffer so the window sums run over unit-stride runs;
+* :func:`forward_nhwc_range`: channels-last, vectorised over the channels;
+* :func:`backward_range`: the channels-first gradient.
 """
 
 from __future__ import annotations
@@ -77,15 +92,6 @@ def _window(o, stride, pad, kernel, length, pad_end):
 
 
 @njit(inline="always")
-def _divisor(pd, ph, pw, cd, ch, cw, count_include_pad, divisor_override):
-    if divisor_override != 0:
-        return divisor_override
-    if count_include_pad:
-        return pd * ph * pw
-    return cd * ch * cw
-
-
-@njit(inline="always")
 def _col_range(e, stride, pad, length, n_out):
     """Outputs ``o`` whose window column ``e`` (``o*stride - pad + e``) lies in [0, length)."""
     lo = max(0, (pad - e + stride - 1) // stride)
@@ -102,18 +108,6 @@ def _cover(i, stride, pad, kernel, n_out):
 
 
 @njit(inline="always")
-def _row_divisors(out_w, sw, pw, kw, in_w, ew):
-    """Per output column: (clipped element count, padded window length)."""
-    cnt = np.empty(out_w, dtype=np.int64)
-    padded = np.empty(out_w, dtype=np.int64)
-    for ow in range(out_w):
-        x0, x1, xp = _window(ow, sw, pw, kw, in_w, ew)
-        cnt[ow] = x1 - x0
-        padded[ow] = xp
-    return cnt, padded
-
-
-@njit(inline="always")
 def _u(i):
     """Unsigned index: numba then skips its negative-index wraparound, so loops vectorize."""
     return np.uint64(i)
@@ -126,28 +120,6 @@ def _add_run(dst, dst_start, src, src_start, count):
     s0 = _u(src_start)
     for i in range(_u(count)):
         dst[d0 + i] = accumulate(dst[d0 + i], src[s0 + i])
-
-
-def is_c_layout(a):  # pragma: no cover - replaced by the overload in compiled code
-    raise NotImplementedError
-
-
-@overload(is_c_layout, inline="always")
-def _is_c_layout(a):
-    """Compile-time: is ``a`` typed as a C-contiguous array (unit inner stride known)?"""
-    c_layout = isinstance(a, types.Array) and a.layout == "C"
-    return lambda a: c_layout
-
-
-def is_float32(a):  # pragma: no cover
-    raise NotImplementedError
-
-
-@overload(is_float32, inline="always")
-def _is_float32_array(a):
-    """Compile-time: does ``a`` hold float32 values?"""
-    f32 = isinstance(a.dtype, types.Float) and a.dtype.bitwidth == 32
-    return lambda a: f32
 
 
 @njit(inline="always")
@@ -246,79 +218,30 @@ def _k2_rows(x, n, c, z0, y0, nh, m, shift, d, q, n_in, zero, like):
 
 
 @njit(inline="always")
-def _direct_s2_row(x, n, c, z0, z1, y0, y1, dst, div, acc, kw, pw, zero, like):
-    """One output row of a stride-2 window of at most 3 rows, read straight from the input.
+def _k2_block(xf, a0, a1, of, o0, qf, q0, width, zero, like):
+    """``width`` (8 or 16, a constant) outputs of 2x2 stride-2 windows on flat arrays:
+    ``of[o0 + j] = ((((0 + r0[2j]) + r0[2j + 1]) + r1[2j]) + r1[2j + 1]) / q[j]`` with the
+    rows ``r0`` and ``r1`` starting at ``a0`` and ``a1``.
 
-    Interior outputs (every window column inside the row): for 2 or 3 columns the
-    whole window sum stays in registers and is divided straight into ``dst``
-    (:func:`_k3_rows`, :func:`_k2_rows`); other widths add column by column into
-    ``acc``. Either way each window is summed in row-major order from +0.0. Edge
-    outputs are summed one by one.
+    A fixed trip count lets LLVM vectorize rows shorter than its 16-lane loop: the caller
+    guarantees that every index read or written exists and that outputs past the row's
+    interior are rewritten later (edge outputs, or the task's next rows).
     """
-    in_w = x.shape[4]
+    one, two = _u(1), _u(2)
+    for j in range(_u(width)):
+        i = two * j
+        s = (((zero + xf[a0 + i]) + xf[a0 + i + one]) + xf[a1 + i]) + xf[a1 + i + one]
+        of[o0 + j] = from_opmath(s / qf[q0 + j], like)
+
+
+@njit(inline="always")
+def _edge_outputs(x, n, c, z0, z1, y0, y1, dst, div, lo, hi, kw, pw, zero, like):
+    """The edge outputs ``[0, lo)`` and ``[hi, out_w)`` of a direct row, one by one."""
     out_w = dst.shape[0]
-    nh = y1 - y0
-    n_rows = (z1 - z0) * nh
-    lo = min((pw + 1) // 2, out_w)
-    hi = max(lo, min(out_w, (in_w - kw + pw) // 2 + 1))
-    shift = 2 * lo - pw  # input column of the first interior window
-    n_in = _u(hi - lo)
-    d = dst[lo:]
-    q = div[lo:]
-    if n_rows == 0 or n_in == 0:
-        for j in range(n_in):
-            d[j] = from_opmath(zero / q[j], like)
-    elif kw == 3:
-        _k3_rows(x, n, c, z0, y0, nh, n_rows, shift, d, q, n_in, zero, like)
-    elif kw == 2:
-        _k2_rows(x, n, c, z0, y0, nh, n_rows, shift, d, q, n_in, zero, like)
-    else:
-        two = _u(2)
-        for j in range(n_in):
-            acc[j] = zero
-        for k in range(n_rows):
-            r = _plane_row(x, n, c, z0, y0, nh, k, shift)
-            for e in range(kw):
-                re = r[e:]
-                for j in range(n_in):
-                    acc[j] += re[two * j]
-        for j in range(n_in):
-            d[j] = from_opmath(acc[j] / q[j], like)
-    for k in range(lo + out_w - hi):  # the edge outputs [0, lo) and [hi, out_w)
+    for k in range(lo + out_w - hi):
         ow = k if k < lo else k - lo + hi
         s = _edge_output(x, n, c, z0, z1, y0, y1, ow, kw, pw, zero)
         dst[ow] = from_opmath(s / div[ow], like)
-
-
-@njit(error_model="numpy", nogil=True, cache=True)
-def _direct_s2_tasks(x, out, divs, params, pad_end, first, last, zero):
-    """Tasks ``first <= task < last`` of :func:`avg_pool_forward` by :func:`_direct_s2_row`.
-
-    A separate function (not inlined into the ``prange`` body, whose reduction analysis
-    trips over the carried loads), compiled with NumPy's error model so the divisions
-    vectorize (no zero-divisor branch; every divisor is >= 1).
-    """
-    n_chan, in_d, in_h = x.shape[1], x.shape[2], x.shape[3]
-    out_d, out_h, out_w = out.shape[2], out.shape[3], out.shape[4]
-    kd, kh, kw = params[0, 0], params[0, 1], params[0, 2]
-    sd, sh = params[1, 0], params[1, 1]
-    pd, ph, pw = params[2, 0], params[2, 1], params[2, 2]
-    ed, eh = pad_end[0], pad_end[1]
-    like = x[0, 0, 0, 0, 0]
-    acc = np.empty(out_w, dtype=type(zero))
-    for task in range(first, last):
-        n = task // (n_chan * out_d)
-        c = (task // out_d) % n_chan
-        od = task % out_d
-        z0, z1, _ = _window(od, sd, pd, kd, in_d, ed)
-        for oh in range(out_h):
-            y0, y1, _ = _window(oh, sh, ph, kh, in_h, eh)
-            _direct_s2_row(x, n, c, z0, z1, y0, y1, out[n, c, od, oh], divs[od, oh], acc,
-                           kw, pw, zero, like)
-
-
-#: Forward tasks are run in this many chunks (each reuses one phase buffer).
-_CHUNKS = 256
 
 
 @njit(inline="always")
@@ -373,29 +296,85 @@ def _add_window_row(acc, buf, ri, kw, sw, out_w):
                 acc[ow] += buf[ri, r, q + ow]
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def avg_pool_forward(x, out, params, pad_end, count_include_pad, divisor_override):
-    """Average of each window; ``divisor_override`` 0 means "no override".
+# --------------------------------------------------------------------------------------
+# serial task ranges (the whole call on this thread, or one chunk of a parallel call)
+# --------------------------------------------------------------------------------------
 
-    ``params`` is the (4, 3) table of :meth:`Geometry.kernel_params` (dilation 1),
-    ``pad_end`` the three end paddings. A window with no input element gives 0.
 
-    Tasks (n, c, od) run in chunks, each with one phase buffer whose padding slots are
-    zeroed once; per task the input rows of the depth window are phase-split once into
-    it (see :func:`_split_row`). Divisors come from one table for all planes. Then one
-    output row at a time: for every window offset (z, y, e) in row-major order the
-    whole row of accumulators adds its element (a unit-stride run of the buffer), so
-    each window is still summed in row-major order. Padding slots add +0.0, which
-    leaves every sum bit-identical to skipping them (an accumulator starting at +0.0 is
-    never -0.0; NaN and inf are kept), exactly PyTorch's loop; the runs vectorize
-    across outputs.
+@njit(error_model="numpy", nogil=True, cache=True)
+def forward_direct_range(x, out, divs, params, pad_end, kw, t0, t1):
+    """Tasks (n, c, od) ``t0 <= task < t1`` of the stride-2 direct path.
 
-    Column stride 2 on float32 C-contiguous input with windows of at most 3 rows (the
-    common 1-D/2-D downsampling) skips the buffer: :func:`_direct_s2_tasks`
-    reads the window columns straight from the input rows, the same sums in the same
-    order.
+    ``x`` is float32 and C-contiguous, the column stride 2, the window 2 or 3 columns
+    wide (``kw``) and at most 3 rows deep (``min(kd, D) * min(kh, H) <= 3``). Interior
+    outputs (every window column inside the row) keep the whole window sum in registers
+    (:func:`_k3_rows`, :func:`_k2_rows`), read straight from the input rows, and divide
+    it into the output; edge outputs are summed one by one. Each window is summed in
+    row-major order from +0.0. NumPy's error model lets the divisions vectorize (no
+    zero-divisor branch; every divisor is >= 1).
     """
-    n_batch, n_chan, in_d, in_h, in_w = x.shape
+    n_chan, in_d, in_h, in_w = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
+    out_d, out_h, out_w = out.shape[2], out.shape[3], out.shape[4]
+    kd, kh = params[0, 0], params[0, 1]
+    sd, sh = params[1, 0], params[1, 1]
+    pd, ph, pw = params[2, 0], params[2, 1], params[2, 2]
+    ed, eh = pad_end[0], pad_end[1]
+    like = x[0, 0, 0, 0, 0]
+    zero = opmath_zero(like)
+    lo = min((pw + 1) // 2, out_w)
+    hi = max(lo, min(out_w, (in_w - kw + pw) // 2 + 1))
+    shift = 2 * lo - pw  # input column of the first interior window
+    n_in = _u(hi - lo)
+    # short rows of 2x2 windows: fixed-width blocks of 8 or 16 on flat views
+    width = 8 if n_in <= 8 else 16
+    short = kw == 2 and 0 < n_in <= 16
+    xf, of, qf = x.reshape(x.size), out.reshape(out.size), divs.reshape(divs.size)
+    for task in range(t0, t1):
+        n = task // (n_chan * out_d)
+        c = (task // out_d) % n_chan
+        od = task % out_d
+        z0, z1, _ = _window(od, sd, pd, kd, in_d, ed)
+        task_out = ((n * n_chan + c) * out_d + od) * out_h * out_w
+        for oh in range(out_h):
+            y0, y1, _ = _window(oh, sh, ph, kh, in_h, eh)
+            nh = y1 - y0
+            dst = out[n, c, od, oh]
+            div = divs[od, oh]
+            if short and (z1 - z0) * nh == 2 and (oh * out_w + lo + width <= out_h * out_w):
+                # the two window rows as flat offsets (row-major over (z, y))
+                r0 = (((n * n_chan + c) * in_d + z0) * in_h + y0) * in_w + shift
+                r1 = r0 + in_w if nh == 2 else r0 + in_h * in_w
+                q0 = (od * out_h + oh) * out_w + lo
+                if r1 + 2 * width <= x.size and q0 + width <= divs.size:
+                    _k2_block(xf, _u(r0), _u(r1), of, _u(task_out + oh * out_w + lo), qf,
+                              _u(q0), width, zero, like)
+                    _edge_outputs(x, n, c, z0, z1, y0, y1, dst, div, lo, hi, kw, pw, zero,
+                                  like)
+                    continue
+            if n_in > 0:
+                if kw == 3:
+                    _k3_rows(x, n, c, z0, y0, nh, (z1 - z0) * nh, shift, dst[lo:], div[lo:],
+                             n_in, zero, like)
+                else:
+                    _k2_rows(x, n, c, z0, y0, nh, (z1 - z0) * nh, shift, dst[lo:], div[lo:],
+                             n_in, zero, like)
+            _edge_outputs(x, n, c, z0, z1, y0, y1, dst, div, lo, hi, kw, pw, zero, like)
+
+
+@njit(error_model="numpy", nogil=True, cache=True)
+def forward_split_range(x, out, divs, params, pad_end, t0, t1):
+    """Tasks (n, c, od) ``t0 <= task < t1`` of the phase-buffer path (any dtype/stride).
+
+    One phase buffer serves the range; its padding slots are zeroed once. Per task the
+    input rows of the depth window are phase-split once into it (see :func:`_split_row`).
+    Then one output row at a time: for every window offset (z, y, e) in row-major order
+    the whole row of accumulators adds its element (a unit-stride run of the buffer), so
+    each window is still summed in row-major order. Padding slots add +0.0, which leaves
+    every sum bit-identical to skipping them (an accumulator starting at +0.0 is never
+    -0.0; NaN and inf are kept), exactly PyTorch's loop; the runs vectorize across
+    outputs.
+    """
+    n_chan, in_d, in_h, in_w = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
     out_d, out_h, out_w = out.shape[2], out.shape[3], out.shape[4]
     kd, kh, kw = params[0, 0], params[0, 1], params[0, 2]
     sd, sh, sw = params[1, 0], params[1, 1], params[1, 2]
@@ -403,79 +382,83 @@ def avg_pool_forward(x, out, params, pad_end, count_include_pad, divisor_overrid
     ed, eh = pad_end[0], pad_end[1]
     like = x[0, 0, 0, 0, 0]
     zero = opmath_zero(like)
-    divs = _divisor_table(in_d, in_h, in_w, out_d, out_h, out_w, params, pad_end,
-                          count_include_pad, divisor_override, zero)
     # padded columns 0 .. n_col*sw - 1 cover every window column of every output
     n_col = max(out_w + (kw - 1) // sw, (in_w + pw + sw - 1) // sw)
-    n_tasks = n_batch * n_chan * out_d
-    n_chunks = min(n_tasks, _CHUNKS)
     rows_max = min(kd, in_d) * in_h
-    # stride 2 on float32 C-contiguous rows: no buffer, direct interleaved loads.
-    # Deeper windows reuse each split row more often, and float64 (8 lanes, slower
-    # shuffles and divisions) stays memory-bound on the buffer: both keep it.
-    direct = (sw == 2 and is_float32(x) and is_c_layout(x)
-              and min(kd, in_d) * min(kh, in_h) <= 3)
-    for chunk in prange(n_chunks):
-        first = chunk * n_tasks // n_chunks
-        last = (chunk + 1) * n_tasks // n_chunks
-        if direct:
-            _direct_s2_tasks(x, out, divs, params, pad_end, first, last, zero)
-            continue
-        acc = np.empty(out_w, dtype=type(zero))
-        buf = np.empty((max(rows_max, 1), sw, n_col), dtype=type(zero))
-        for ri in range(rows_max):  # the padding slots, never overwritten by a split
-            for t in range(pw):
-                buf[ri, t % sw, t // sw] = zero
-            for t in range(pw + in_w, n_col * sw):
-                buf[ri, t % sw, t // sw] = zero
-        for task in range(first, last):
-            n = task // (n_chan * out_d)
-            c = (task // out_d) % n_chan
-            od = task % out_d
-            z0, z1, _ = _window(od, sd, pd, kd, in_d, ed)
+    acc = np.empty(out_w, dtype=type(zero))
+    buf = np.empty((max(rows_max, 1), sw, n_col), dtype=type(zero))
+    for ri in range(rows_max):  # the padding slots, never overwritten by a split
+        for t in range(pw):
+            buf[ri, t % sw, t // sw] = zero
+        for t in range(pw + in_w, n_col * sw):
+            buf[ri, t % sw, t // sw] = zero
+    for task in range(t0, t1):
+        n = task // (n_chan * out_d)
+        c = (task // out_d) % n_chan
+        od = task % out_d
+        z0, z1, _ = _window(od, sd, pd, kd, in_d, ed)
+        for z in range(z0, z1):
+            for y in range(in_h):
+                _split_row(x, n, c, z, y, buf, (z - z0) * in_h + y, pw, sw)
+        for oh in range(out_h):
+            y0, y1, _ = _window(oh, sh, ph, kh, in_h, eh)
+            for ow in range(_u(out_w)):
+                acc[ow] = zero
             for z in range(z0, z1):
-                for y in range(in_h):
-                    _split_row(x, n, c, z, y, buf, (z - z0) * in_h + y, pw, sw)
-            for oh in range(out_h):
-                y0, y1, _ = _window(oh, sh, ph, kh, in_h, eh)
-                for ow in range(_u(out_w)):
-                    acc[ow] = zero
-                for z in range(z0, z1):
-                    for y in range(y0, y1):
-                        _add_window_row(acc, buf, (z - z0) * in_h + y, kw, sw, out_w)
-                for ow in range(_u(out_w)):
-                    out[n, c, od, oh, ow] = from_opmath(acc[ow] / divs[od, oh, ow], like)
+                for y in range(y0, y1):
+                    _add_window_row(acc, buf, (z - z0) * in_h + y, kw, sw, out_w)
+            dst = out[n, c, od, oh]
+            q = divs[od, oh]
+            for ow in range(_u(out_w)):
+                dst[ow] = from_opmath(acc[ow] / q[ow], like)
 
 
-@njit(inline="always")
-def _divisor_table(in_d, in_h, in_w, out_d, out_h, out_w, params, pad_end,
-                   count_include_pad, divisor_override, zero):
-    """Every output's divisor (opmath type); 1 where the window has no input element,
-    whose sum is then +0 / 1 = 0, PyTorch's result there."""
+@njit(error_model="numpy", nogil=True, cache=True)
+def forward_nhwc_range(x, out, divs, params, pad_end, t0, t1):
+    """Channels-last tasks (n, od, oh) ``t0 <= task < t1``: ``x`` is ``(N, D, H, W, C)``.
+
+    Per output, a row of C accumulators (one per channel) adds the window's elements in
+    row-major order from +0.0; each element is a run of C values (unit stride for a
+    contiguous input), so the adds vectorize across channels, and the run is divided
+    once by the window's divisor.
+    """
+    in_d, in_h, in_w, n_chan = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
+    out_d, out_h, out_w = out.shape[1], out.shape[2], out.shape[3]
     kd, kh, kw = params[0, 0], params[0, 1], params[0, 2]
     sd, sh, sw = params[1, 0], params[1, 1], params[1, 2]
     pd, ph, pw = params[2, 0], params[2, 1], params[2, 2]
     ed, eh, ew = pad_end[0], pad_end[1], pad_end[2]
-    xcnt, xpad = _row_divisors(out_w, sw, pw, kw, in_w, ew)
-    divs = np.empty((out_d, out_h, out_w), dtype=type(zero))
-    for od in range(out_d):
-        z0, z1, zp = _window(od, sd, pd, kd, in_d, ed)
-        for oh in range(out_h):
-            y0, y1, yp = _window(oh, sh, ph, kh, in_h, eh)
-            for ow in range(out_w):
-                if z0 >= z1 or y0 >= y1 or xcnt[ow] <= 0:
-                    divs[od, oh, ow] = 1
-                else:
-                    divs[od, oh, ow] = _divisor(
-                        zp, yp, xpad[ow], z1 - z0, y1 - y0, xcnt[ow],
-                        count_include_pad, divisor_override,
-                    )
-    return divs
+    like = x[0, 0, 0, 0, 0]
+    zero = opmath_zero(like)
+    nc = _u(n_chan)
+    acc = np.empty(n_chan, dtype=type(zero))
+    for task in range(t0, t1):
+        n = task // (out_d * out_h)
+        od = (task // out_h) % out_d
+        oh = task % out_h
+        z0, z1, _ = _window(od, sd, pd, kd, in_d, ed)
+        y0, y1, _ = _window(oh, sh, ph, kh, in_h, eh)
+        q = divs[od, oh]
+        for ow in range(out_w):
+            x0, x1, _ = _window(ow, sw, pw, kw, in_w, ew)
+            for c in range(nc):
+                acc[c] = zero
+            for z in range(z0, z1):
+                for y in range(y0, y1):
+                    for i in range(x0, x1):
+                        src = x[n, z, y, i]
+                        for c in range(nc):
+                            acc[c] += to_opmath(src[c])
+            dst = out[n, od, oh, ow]
+            d = q[ow]
+            for c in range(nc):
+                dst[c] = from_opmath(acc[c] / d, like)
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def avg_pool_backward(grad, dx, params, pad_end, count_include_pad, divisor_override):
-    """Gradient of average pooling, written into every element of ``dx``.
+@njit(error_model="numpy", nogil=True, cache=True)
+def backward_range(grad, dx, divs, params, t0, t1):
+    """Tasks (n, c, z) ``t0 <= task < t1`` of the gradient: every element of the input
+    rows ``dx[n, c, z]`` is written.
 
     Each input element receives ``grad / divisor`` (rounded to the gradient dtype)
     from every window covering it, added in output row-major order starting from 0:
@@ -484,15 +467,13 @@ def avg_pool_backward(grad, dx, params, pad_end, count_include_pad, divisor_over
     that each window offset adds a contiguous run of deltas; window columns run
     backwards so each element still sees its outputs in increasing order.
     """
-    n_batch, n_chan, in_d, in_h, in_w = dx.shape
+    n_chan, in_d, in_h, in_w = dx.shape[1], dx.shape[2], dx.shape[3], dx.shape[4]
     out_d, out_h, out_w = grad.shape[2], grad.shape[3], grad.shape[4]
     kd, kh, kw = params[0, 0], params[0, 1], params[0, 2]
     sd, sh, sw = params[1, 0], params[1, 1], params[1, 2]
     pd, ph, pw = params[2, 0], params[2, 1], params[2, 2]
     like = grad[0, 0, 0, 0, 0]
     phase_len = (in_w + sw - 1) // sw
-    divs = _divisor_table(in_d, in_h, in_w, out_d, out_h, out_w, params, pad_end,
-                          count_include_pad, divisor_override, opmath_zero(like))
     # per window column e (visited backwards): output run [lo, hi) and its phase offset
     runs = np.empty((kw, 3), dtype=np.int64)
     for k in range(kw):
@@ -502,22 +483,24 @@ def avg_pool_backward(grad, dx, params, pad_end, count_include_pad, divisor_over
         runs[k, 0] = lo
         runs[k, 1] = hi
         runs[k, 2] = (off % sw) * phase_len + lo + off // sw
-    for task in prange(n_batch * n_chan * in_d):
+    acc = np.empty(sw * phase_len, dtype=grad.dtype)
+    delta = np.empty(min(kd, out_d) * out_h * out_w, dtype=grad.dtype)
+    for task in range(t0, t1):
         n = task // (n_chan * in_d)
         c = (task // in_d) % n_chan
         z = task % in_d
         fd, ld = _cover(z, sd, pd, kd, out_d)
         n_od = max(ld - fd + 1, 0)
-        delta = np.empty(n_od * out_h * out_w, dtype=grad.dtype)
+        if n_od * out_h * out_w > delta.shape[0]:
+            delta = np.empty(n_od * out_h * out_w, dtype=grad.dtype)
         for i in range(n_od):
             od = fd + i
             for oh in range(out_h):
                 base = _u((i * out_h + oh) * out_w)
+                q = divs[od, oh]
+                g = grad[n, c, od, oh]
                 for ow in range(_u(out_w)):
-                    delta[base + ow] = from_opmath(
-                        to_opmath(grad[n, c, od, oh, ow]) / divs[od, oh, ow], like
-                    )
-        acc = np.empty(sw * phase_len, dtype=grad.dtype)
+                    delta[base + ow] = from_opmath(to_opmath(g[ow]) / q[ow], like)
         for y in range(in_h):
             fh, lh = _cover(y, sh, ph, kh, out_h)
             for j in range(sw * phase_len):
@@ -530,16 +513,62 @@ def avg_pool_backward(grad, dx, params, pad_end, count_include_pad, divisor_over
                         hi = runs[k, 1]
                         if hi > lo:
                             _add_run(acc, runs[k, 2], delta, base + lo, hi - lo)
+            row = dx[n, c, z, y]
             if sw == 2:
                 for j in range(_u(in_w // 2)):
-                    dx[n, c, z, y, _u(2) * j] = acc[j]
-                    dx[n, c, z, y, _u(2) * j + _u(1)] = acc[_u(phase_len) + j]
+                    row[_u(2) * j] = acc[j]
+                    row[_u(2) * j + _u(1)] = acc[_u(phase_len) + j]
                 if in_w % 2:
-                    dx[n, c, z, y, in_w - 1] = acc[in_w // 2]
+                    row[in_w - 1] = acc[in_w // 2]
                 continue
             step = _u(sw)
-            row = dx[n, c, z, y]
             for r in range(sw):
                 src0 = _u(r * phase_len)
                 for j in range(_u((in_w - r + sw - 1) // sw)):
                     row[j * step + _u(r)] = acc[src0 + j]
+
+
+# --------------------------------------------------------------------------------------
+# parallel wrappers: contiguous chunks of tasks, handed out one at a time (the caller,
+# :func:`poolkit._engine.run_parallel`, sets numba's parallel chunk size to 1). Each is
+# compiled only when a call first runs in parallel.
+# --------------------------------------------------------------------------------------
+
+
+@njit(inline="always")
+def _chunk(ch, tasks_of, n_chunks):
+    """Tasks ``[t0, t1)`` of chunk ``ch``: the tasks are the first three axes of ``tasks_of``."""
+    n_tasks = tasks_of.shape[0] * tasks_of.shape[1] * tasks_of.shape[2]
+    return ch * n_tasks // n_chunks, (ch + 1) * n_tasks // n_chunks
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def forward_direct_par(x, out, divs, params, pad_end, kw, n_chunks):
+    """Parallel :func:`forward_direct_range` over all (n, c, od) tasks."""
+    for ch in prange(n_chunks):
+        t0, t1 = _chunk(ch, out, n_chunks)
+        forward_direct_range(x, out, divs, params, pad_end, kw, t0, t1)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def forward_split_par(x, out, divs, params, pad_end, n_chunks):
+    """Parallel :func:`forward_split_range` over all (n, c, od) tasks."""
+    for ch in prange(n_chunks):
+        t0, t1 = _chunk(ch, out, n_chunks)
+        forward_split_range(x, out, divs, params, pad_end, t0, t1)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def forward_nhwc_par(x, out, divs, params, pad_end, n_chunks):
+    """Parallel :func:`forward_nhwc_range` over all (n, od, oh) tasks."""
+    for ch in prange(n_chunks):
+        t0, t1 = _chunk(ch, out, n_chunks)
+        forward_nhwc_range(x, out, divs, params, pad_end, t0, t1)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def backward_par(grad, dx, divs, params, n_chunks):
+    """Parallel :func:`backward_range` over all (n, c, z) tasks."""
+    for ch in prange(n_chunks):
+        t0, t1 = _chunk(ch, dx, n_chunks)
+        backward_range(grad, dx, divs, params, t0, t1)

@@ -8,13 +8,16 @@ window-sum path of :mod:`poolkit._window_sum`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from .. import _args, _docs, _engine
+from .._engine import KERNEL_NDIM
 from .._geometry import Geometry, PaddingSpec, empty_windows, output_shape
 from .._kernels import LazyModule
 from .._types import IntOrTuple, Padding
@@ -116,6 +119,133 @@ def _divisors(geom: Geometry, include_pad: bool, divisor: int, dtype: np.dtype) 
     return window_counts(geom, include_pad).astype(dtype)
 
 
+def _axis_divisors(n: int, k: int, s: int, pb: int, pe: int, n_out: int, include_pad: bool):
+    """Per window of one dim: its clipped element count and padded length (PyTorch's
+    rules: the window may not run past the end padding)."""
+    start = np.arange(n_out, dtype=np.int64) * s - pb
+    end = np.minimum(start + k, n + pe)
+    count = np.minimum(end, n) - np.maximum(start, 0)
+    return count, (end - start if include_pad else count)
+
+
+@lru_cache(maxsize=256)
+def divisor_table(geom: Geometry, include_pad: bool, divisor: int, dtype: np.dtype) -> np.ndarray:
+    """Read-only ``(out_d, out_h, out_w)`` divisors in the opmath ``dtype`` of a dilation-1
+    geometry: the override, or the padded or clipped window size; 1 where a window has
+    no input element (its sum +0 then gives 0, PyTorch's result)."""
+    lead = KERNEL_NDIM - len(geom.kernel)
+    dims = ((1, 1, 1, 0, 0, 1),) * lead + tuple(zip(
+        geom.in_size, geom.kernel, geom.stride, geom.pad_begin, geom.pad_end, geom.out_size))
+    counts, sizes = zip(*(_axis_divisors(*d, include_pad) for d in dims))
+    empty = (counts[0][:, None, None] <= 0) | (counts[1][None, :, None] <= 0) | (
+        counts[2][None, None, :] <= 0)
+    if divisor:
+        table = np.full(empty.shape, divisor, dtype=np.int64)
+    else:
+        table = sizes[0][:, None, None] * sizes[1][None, :, None] * sizes[2][None, None, :]
+    table = np.where(empty, 1, table).astype(dtype)
+    table.flags.writeable = False
+    return table
+
+
+class _Plan:
+    """What one average-pooling call on a (geometry, shape, dtype, layout) runs: the
+    kernel pair, its tables, the task count and the work estimate."""
+
+    __slots__ = (
+        "batched",
+        "channels_last",
+        "direct",
+        "divs",
+        "kp",
+        "kw",
+        "n_tasks",
+        "nd",
+        "out_shape",
+        "pad_end",
+        "shapes",
+        "work",
+    )
+
+    def __init__(self, geom: Geometry, shape: tuple[int, ...], dtype: np.dtype, batched: bool,
+                 channels_last: bool, include_pad: bool, divisor: int, backward: bool):
+        nd = len(geom.kernel)
+        self.nd, self.batched, self.channels_last = nd, batched, channels_last
+        self.divs = divisor_table(geom, include_pad, divisor, _opmath(dtype))
+        self.kp = _engine.kernel_table(geom.kernel, geom.stride, geom.pad_begin, geom.dilation)
+        self.pad_end = _engine.pad_end_table(geom.pad_end)
+        self.out_shape = output_shape(shape, nd, geom.out_size, channels_last)
+        n_batch = shape[0] if batched else 1
+        n_chan = shape[-1] if channels_last else shape[-nd - 1]
+        in_d, in_h, _ = _engine.lead3(geom.in_size)
+        out_d, out_h, _ = _engine.lead3(geom.out_size)
+        if backward:
+            self.n_tasks = n_batch * n_chan * in_d
+        elif channels_last:
+            self.n_tasks = n_batch * out_d * out_h
+        else:
+            self.n_tasks = n_batch * n_chan * out_d
+        self.work = math.prod(self.out_shape) * math.prod(geom.kernel)
+        kd, kh, _ = _engine.lead3(geom.kernel)
+        # the stride-2 direct path: float32 C-contiguous rows, windows of 2 or 3 columns
+        # and <= 3 rows (other widths gain little over the buffer).
+        # Deeper windows reuse each split row more often, and float64 (8 lanes, slower
+        # shuffles and divisions) stays memory-bound on the buffer: both keep it.
+        self.direct = (geom.stride[-1] == 2 and geom.kernel[-1] in (2, 3)
+                       and dtype == np.float32 and min(kd, in_d) * min(kh, in_h) <= 3)
+        self.kw = geom.kernel[-1]
+        self.shapes = None if backward else (
+            _kernel_shape(n_batch, n_chan, geom.in_size, channels_last),
+            _kernel_shape(n_batch, n_chan, geom.out_size, channels_last))
+
+    def views(self, src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """5-D kernel views: ``(N, C, D, H, W)``, or ``(N, D, H, W, C)`` channels-last
+        (forward only: the backward moves the channel axis of channels-last arrays)."""
+        if self.shapes is None:
+            return (_engine.kernel_view(src, self.nd, self.batched, self.channels_last),
+                    _engine.kernel_view(dst, self.nd, self.batched, self.channels_last))
+        # only unit axes are added: always a view, whatever the strides
+        return (_engine.kernel_bits(src).reshape(self.shapes[0]),
+                _engine.kernel_bits(dst).reshape(self.shapes[1]))
+
+    def forward(self, arr: np.ndarray) -> np.ndarray:
+        out = np.empty(self.out_shape, arr.dtype)
+        x5, o5 = self.views(arr, out)
+        if self.channels_last:
+            pair = (_k.forward_nhwc_range, _k.forward_nhwc_par)
+        elif self.direct and x5.flags.c_contiguous:
+            _engine.run_tasks(_k.forward_direct_range, _k.forward_direct_par, self.n_tasks,
+                              self.work, x5, o5, self.divs, self.kp, self.pad_end, self.kw)
+            return out
+        else:
+            pair = (_k.forward_split_range, _k.forward_split_par)
+        _engine.run_tasks(pair[0], pair[1], self.n_tasks, self.work, x5, o5, self.divs,
+                          self.kp, self.pad_end)
+        return out
+
+    def backward(self, grad: np.ndarray, dx: np.ndarray) -> None:
+        g5, d5 = self.views(grad, dx)
+        _engine.run_tasks(_k.backward_range, _k.backward_par, self.n_tasks, self.work, g5, d5,
+                          self.divs, self.kp)
+
+
+def _kernel_shape(n_batch: int, n_chan: int, spatial: tuple[int, ...], channels_last: bool):
+    """The forward kernels' 5-D shape: ``(N, C, D, H, W)`` or ``(N, D, H, W, C)``."""
+    dhw = _engine.lead3(spatial)
+    return (n_batch,) + dhw + (n_chan,) if channels_last else (n_batch, n_chan) + dhw
+
+
+def _plan(geom: Geometry, shape: tuple[int, ...], dtype: np.dtype, batched: bool,
+          channels_last: bool, include_pad: bool, divisor: int, backward: bool) -> _Plan:
+    key = ("avg", geom, shape, dtype, batched, channels_last, include_pad, divisor, backward)
+    plan = _engine.plans.get(key)
+    if plan is None:
+        plan = _Plan(geom, shape, dtype, batched, channels_last, include_pad, divisor,
+                     backward)
+        _engine.plans.put(key, plan)
+    return plan
+
+
 def forward_on(
     arr: np.ndarray,
     geom: Geometry,
@@ -137,7 +267,6 @@ def forward_on(
     >>> forward_on(np.array([[[1.0, 3.0, 2.0, 0.0]]]), g, True, False, True)
     array([[[2., 1.]]])
     """
-    nd = len(geom.kernel)
     if _separable(geom):
         work = _opmath(arr.dtype)
         planes = _engine.channels_first(arr, batched, channels_last).astype(work, copy=False)
@@ -145,24 +274,8 @@ def forward_on(
             out = window_sums(planes, geom) / _divisors(geom, count_include_pad,
                                                         divisor_override, work)
         return _engine.from_channels_first(out, batched, channels_last, arr.dtype)
-    out = np.empty(output_shape(arr.shape, nd, geom.out_size, channels_last), arr.dtype)
-    _run(_k.avg_pool_forward, arr, out, geom, batched, channels_last, count_include_pad,
-         divisor_override)
-    return out
-
-
-def _run(kernel: Any, src: np.ndarray, dst: np.ndarray, geom: Geometry, batched: bool,
-         channels_last: bool, count_include_pad: bool, divisor_override: int) -> None:
-    """Call an average-pooling kernel on the 5-D views of ``src`` and ``dst``."""
-    nd = len(geom.kernel)
-    kernel(
-        _engine.kernel_view(src, nd, batched, channels_last),
-        _engine.kernel_view(dst, nd, batched, channels_last),
-        _engine.kernel_table(geom.kernel, geom.stride, geom.pad_begin, geom.dilation),
-        _engine.pad_end_table(geom.pad_end),
-        count_include_pad,
-        divisor_override,
-    )
+    return _plan(geom, arr.shape, arr.dtype, batched, channels_last, count_include_pad,
+                 divisor_override, False).forward(arr)
 
 
 def backward_on(
@@ -188,8 +301,8 @@ def backward_on(
             _engine.from_channels_first(dx, batched, channels_last, grad.dtype), out
         )
     dx = _engine.gradient_buffer(shape, grad.dtype, out, zeroed=False)  # fully written
-    _run(_k.avg_pool_backward, grad, dx, geom, batched, channels_last, count_include_pad,
-         divisor_override)
+    _plan(geom, shape, grad.dtype, batched, channels_last, count_include_pad,
+          divisor_override, True).backward(grad, dx)
     return dx
 
 
@@ -199,8 +312,19 @@ def pool(x: Any, p: AvgPoolParams) -> np.ndarray:
     _args.check_dtype(arr, "x", AVG_DTYPES)
     if arr.dtype.kind != "f":
         arr = arr.astype(np.float64)
-    batched = _args.check_input(arr.shape, p.nd, "x", p.channels_last)
-    geom = p.geometry(_args.spatial_shape(arr.shape, p.nd, p.channels_last))
+    key = ("avg pool", p, arr.shape, arr.dtype)
+    hit = _engine.plans.get(key)
+    if hit is None:  # first call with these options/shape/dtype: validate and plan
+        batched = _args.check_input(arr.shape, p.nd, "x", p.channels_last)
+        geom = p.geometry(_args.spatial_shape(arr.shape, p.nd, p.channels_last))
+        plan = None if _separable(geom) else _plan(
+            geom, arr.shape, arr.dtype, batched, p.channels_last, p.count_include_pad,
+            p.divisor_override, False)
+        hit = (batched, geom, plan)
+        _engine.plans.put(key, hit)
+    batched, geom, plan = hit
+    if plan is not None:
+        return plan.forward(arr)
     return forward_on(arr, geom, batched, p.channels_last, p.count_include_pad,
                       p.divisor_override)
 

@@ -1,0 +1,184 @@
+"""Every average-pooling kernel path, serial and parallel, bit for bit against the reference.
+
+The paths (``poolkit._kernels.avg_pool``): the stride-2 direct rows (float32, C-contiguous,
+windows of at most 3 rows), the phase buffer (everything else channels-first), the
+channels-last kernel (vectorised over C) and the backward; each runs as a serial task
+range or through its parallel wrapper (``_engine.SERIAL_WORK`` forced either way here),
+at 1 and 2 threads. Inputs carry -0.0, NaN, +-inf and huge values (float32 sums overflow
+to inf; float16 results overflow to inf through the divisor override).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import poolkit as pk
+from _family import assert_same
+from poolkit import _engine
+from poolkit import _reference as ref
+from test_avg_pool import _special_input as _special
+
+
+def _quiet(fn, *args, **kw):
+    with np.errstate(over="ignore", invalid="ignore"):
+        return fn(*args, **kw)
+
+
+class _Mode:
+    """Force the serial task range or the parallel wrapper, at a thread count."""
+
+    def __init__(self, parallel: bool, threads: int) -> None:
+        self.parallel, self.threads = parallel, threads
+
+    def __enter__(self):
+        self.old = (_engine.SERIAL_WORK, pk.get_num_threads())
+        _engine.SERIAL_WORK = 0 if self.parallel else 1 << 62
+        pk.set_num_threads(min(self.threads, pk._threads._limit()))
+
+    def __exit__(self, *exc):
+        _engine.SERIAL_WORK, threads = self.old
+        pk.set_num_threads(threads)
+
+
+_MODES = [(False, 1), (True, 1), (True, 2)]
+
+
+def _layout(x: np.ndarray, name: str, nd: int):
+    """(array given to poolkit, channels_last flag) for a channels-first ``x``."""
+    if name in ("cl", "cl strided"):
+        y = np.ascontiguousarray(np.moveaxis(x, -nd - 1, -1))
+        if name == "cl strided":
+            wide = np.zeros(y.shape[:-1] + (2 * y.shape[-1],), y.dtype)
+            wide[..., ::2] = y
+            y = wide[..., ::2]
+        return y, True
+    if name == "strided":
+        wide = np.zeros(x.shape[:-1] + (2 * x.shape[-1],), x.dtype)
+        wide[..., ::2] = x
+        return wide[..., ::2], False
+    return x, False
+
+
+def _to_first(y: np.ndarray, cl: bool, nd: int) -> np.ndarray:
+    return np.ascontiguousarray(np.moveaxis(y, -1, -nd - 1)) if cl else y
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    nd=st.integers(1, 3),
+    dtype=st.sampled_from([np.float16, np.float32, np.float64]),
+    layout=st.sampled_from(["contiguous", "strided", "cl", "cl strided"]),
+    batched=st.booleans(),
+    mode=st.sampled_from(_MODES),
+    data=st.data(),
+)
+def test_forward_and_backward_paths_match_reference(nd, dtype, layout, batched, mode, data):
+    kernel = tuple(data.draw(st.integers(1, 4)) for _ in range(nd))
+    stride = tuple(data.draw(st.sampled_from([1, 2, 2, 3])) for _ in range(nd))
+    padding = tuple(data.draw(st.integers(0, k // 2)) for k in kernel)
+    lead = tuple(data.draw(st.integers(max(1, k - 2 * p), k + 5))
+                 for k, p in zip(kernel[:-1], padding[:-1]))
+    width = data.draw(st.integers(max(1, kernel[-1] - 2 * padding[-1]), 70 if nd < 3 else 20))
+    n_chan = data.draw(st.sampled_from([1, 2, 3, 7, 16, 17, 33] if "cl" in layout else [1, 3]))
+    ceil, cip = data.draw(st.booleans()), data.draw(st.booleans())
+    div = data.draw(st.sampled_from([None, None, 1, 3])) if nd > 1 else None
+    shape = ((2,) if batched else ()) + (n_chan,) + lead + (width,)
+    x = _special(np.random.default_rng(data.draw(st.integers(0, 2**32 - 1))), shape, dtype)
+    args = (kernel, stride, padding, ceil, cip) + ((div,) if nd > 1 else ())
+    expected = _quiet(ref.avg_pool, x if batched else x[None], *args)
+    expected = expected if batched else expected[0]
+    arr, cl = _layout(x, layout, nd)
+    fwd = getattr(pk, f"avg_pool{nd}d")
+    bwd = getattr(pk, f"avg_pool{nd}d_backward")
+    with _Mode(*mode):
+        got = _quiet(fwd, arr, *args, channels_last=cl)
+    assert_same(_to_first(got, cl, nd), expected)
+    # backward of a finite gradient (the reference scatters in output order)
+    g = np.random.default_rng(1).standard_normal(expected.shape).astype(dtype)
+    g_ref = _quiet(ref.avg_pool_backward, g if batched else g[None],
+                   x.shape if batched else (1,) + x.shape, *args)
+    g_ref = g_ref if batched else g_ref[0]
+    g_arr = np.ascontiguousarray(np.moveaxis(g, -nd - 1, -1)) if cl else g
+    in_shape = arr.shape
+    with _Mode(*mode):
+        dx = _quiet(bwd, g_arr, in_shape, *args, channels_last=cl)
+    assert_same(_to_first(dx, cl, nd), g_ref)
+
+
+@pytest.mark.parametrize("mode", _MODES)
+def test_float16_overflow_to_inf_and_signed_zero(mode):
+    """float16 windows whose opmath average leaves the float16 range become inf; a window
+    of -0.0 averages to +0.0 (the sum starts from +0.0); in every layout and mode."""
+    x = np.full((1, 19, 6, 37), 60000.0, np.float16)
+    x[0, :, :, ::5] = -0.0
+    x[0, 3] = -0.0
+    args = ((2, 3), (2, 2), (1, 1), True, True, 1)
+    expected = _quiet(ref.avg_pool, x, *args)
+    assert np.isinf(expected).any() and (expected == 0).any()
+    for layout in ("contiguous", "strided", "cl", "cl strided"):
+        arr, cl = _layout(x, layout, 2)
+        with _Mode(*mode):
+            got = _quiet(pk.avg_pool2d, arr, *args, channels_last=cl)
+        assert_same(_to_first(got, cl, 2), expected)
+        assert not np.signbit(_to_first(got, cl, 2)[0, 3]).any()
+
+
+def test_same_bits_at_one_and_two_threads_channels_last():
+    x = _special(np.random.default_rng(5), (3, 14, 14, 64), np.float32)
+    results = []
+    for mode in _MODES:
+        with _Mode(*mode):
+            results.append(pk.avg_pool2d(x, 3, 2, 1, channels_last=True))
+    for y in results[1:]:
+        assert_same(y, results[0])
+
+
+def test_small_call_stays_serial(monkeypatch):
+    """A tiny call runs the serial range: the parallel wrapper is never called."""
+    from poolkit._ops import avg_pool
+
+    calls = []
+    real = avg_pool._k.forward_direct_par
+    monkeypatch.setattr(avg_pool._k, "forward_direct_par",
+                        lambda *a: calls.append(1) or real(*a))
+    x = np.ones((1, 1, 4, 4), np.float32)
+    assert_same(pk.avg_pool2d(x, 2), np.ones((1, 1, 2, 2), np.float32))
+    assert not calls
+
+
+def test_first_call_compiles_no_parallel_wrapper(tmp_path):
+    """In a fresh numba cache a small call compiles only its serial range."""
+    code = (
+        "import numpy as np, poolkit as pk\n"
+        "from poolkit._kernels import avg_pool as k\n"
+        "pk.avg_pool2d(np.ones((1, 1, 4, 4), np.float32), 2)\n"
+        "print(sorted(n for n in dir(k) if n.endswith(('_range', '_par'))"
+        " and getattr(k, n).signatures))\n"
+    )
+    env = {"NUMBA_CACHE_DIR": str(tmp_path), "PATH": "", "PYTHONPATH": ":".join(sys.path)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, timeout=120, check=True).stdout
+    assert out.strip() == "['forward_direct_range']"
+
+
+@pytest.mark.parametrize("mode", _MODES)
+def test_short_2x2_rows_fixed_width_blocks(mode):
+    """Rows of <= 16 interior 2x2 outputs go through fixed 8/16-wide blocks that write
+    past the row (rewritten later) and read past it (inside the array): every width,
+    height, padding and ceil_mode, the last rows of each task and of the whole array."""
+    rng = np.random.default_rng(77)
+    for width in range(2, 36):
+        for height in (2, 3, 5, 8):
+            x = _special(rng, (2, 3, height, width), np.float32)
+            for pad in ((0, 0), (1, 0), (0, 1), (1, 1)):
+                for ceil in (False, True):
+                    args = ((2, 2), (2, 2), pad, ceil, bool(width % 2))
+                    with _Mode(*mode):
+                        got = _quiet(pk.avg_pool2d, x, *args)
+                    assert_same(got, _quiet(ref.avg_pool, x, *args)), (width, height, pad)
