@@ -6,8 +6,6 @@ import os
 import subprocess
 import sys
 
-import pytest
-
 from poolkit import _precompile
 from poolkit.cli import cache_location, main
 
@@ -39,7 +37,6 @@ def test_cache_location_follows_numba_cache_dir(monkeypatch, tmp_path):
     assert cache_location() == str(tmp_path)
 
 
-@pytest.mark.timeout(120) if hasattr(pytest.mark, "timeout") else (lambda f: f)
 def test_compile_one_job_fills_a_fresh_cache(tmp_path):
     """``python -m poolkit compile`` on one cheap job writes numba cache files."""
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path),

@@ -38,7 +38,7 @@ def _same(a: np.ndarray, b: np.ndarray) -> None:
     np.testing.assert_array_equal(a, b)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(
     dtype=st.sampled_from(UNSIGNED),
     nd=st.integers(1, 3),
