@@ -161,3 +161,17 @@ def test_unpool_layer_backward_out():
     out = np.full(y.shape, np.nan, np.float32)
     assert layer.backward(np.ones_like(u), out=out) is out
     np.testing.assert_array_equal(out, fresh)
+
+
+def test_index_shape_errors_name_what_they_compare_with():
+    """Regression: the backward passes compare indices with grad_output, not with x."""
+    g = np.ones((1, 1, 2, 2), np.float32)
+    bad = np.zeros((1, 1, 3, 3), np.int64)
+    with pytest.raises(ValueError, match=r"indices must have the shape of grad_output"):
+        pk.adaptive_max_pool2d_backward(g, bad, (1, 1, 4, 4))
+    with pytest.raises(ValueError, match=r"indices must have the shape of grad_output"):
+        pk.global_max_pool_backward(np.ones((1, 1)), bad, (1, 1, 4, 4))
+    with pytest.raises(ValueError, match=r"indices must have the shape of the forward x"):
+        pk.max_unpool2d_backward(np.ones((1, 1, 4, 4)), bad, (1, 1, 2, 2), 2)
+    with pytest.raises(ValueError, match=r"indices must have the shape of x"):
+        pk.max_unpool2d(np.ones((1, 1, 2, 2)), bad, 2)

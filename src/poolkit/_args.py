@@ -476,13 +476,14 @@ def check_adaptive_output_size(
     return sizes
 
 
-def check_index_array(idx: Any, shape: tuple[int, ...], name: str = "indices") -> np.ndarray:
-    """An integer index array of a given shape, as int64."""
+def check_index_array(idx: Any, shape: tuple[int, ...], name: str = "indices",
+                      like: str = "x") -> np.ndarray:
+    """An integer index array of the shape of ``like`` (named in the message), as int64."""
     arr = as_array(idx, name)
     if arr.dtype.kind not in "iu":
         raise TypeError(f"{name} must be an integer array, got dtype {arr.dtype}")
     if tuple(arr.shape) != tuple(shape):
-        raise ValueError(f"{name} must have the shape of x {tuple(shape)}, got {arr.shape}")
+        raise ValueError(f"{name} must have the shape of {like} {tuple(shape)}, got {arr.shape}")
     return arr.astype(np.int64, copy=False)
 
 

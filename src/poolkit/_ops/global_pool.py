@@ -261,7 +261,7 @@ def global_max_pool_backward(
     """
     g5, shape, nd, channels_last, out = _global_grad(grad_output, input_shape, channels_last,
                                                      out, indices)
-    idx = _args.check_index_array(indices, np.shape(grad_output))
+    idx = _args.check_index_array(indices, np.shape(grad_output), like="grad_output")
     n_out = (1,) * nd
     g = g5.reshape(output_shape(shape, nd, n_out, channels_last))
     i = idx.reshape(g.shape)

@@ -147,7 +147,7 @@ def backward(grad_output: Any, indices: Any, input_shape: Any, p: UnpoolParams,
     _args.check_dtype(grad, "grad_output", _args.FLOAT_DTYPES)
     shape = _args.check_shape_arg(input_shape, "input_shape")
     _args.check_input(shape, p.nd, "input_shape", p.channels_last)
-    idx = _args.check_index_array(indices, shape)
+    idx = _args.check_index_array(indices, shape, like="the forward x (input_shape)")
     if grad.ndim != len(shape):
         raise ValueError(
             f"grad_output must have as many dimensions as input_shape {shape}, "
