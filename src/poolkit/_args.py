@@ -368,12 +368,14 @@ def backward_args(
     nd: int,
     channels_last: bool,
     out: Any = None,
+    *inputs: Any,
 ) -> tuple[np.ndarray, tuple[int, ...], bool, np.ndarray | None]:
     """The one validator of every ``*_backward`` call: ``(grad, shape, batched, out)``.
 
     ``grad_output`` must be a float array with as many dims as ``input_shape``, agreeing
     with it on the batch and channel dims (each operation then checks its spatial sizes);
-    ``out``, when given, is checked by :func:`check_out`.
+    ``out``, when given, is checked by :func:`check_out` against ``grad_output`` and the
+    call's other array ``inputs``.
     """
     grad = as_array(grad_output, "grad_output")
     check_dtype(grad, "grad_output", FLOAT_DTYPES)
@@ -392,7 +394,7 @@ def backward_args(
             f"grad_output {grad.shape} and input_shape {shape} must agree on the batch and "
             "channel dimensions"
         )
-    return grad, shape, batched, check_out(out, shape, grad.dtype, grad)
+    return grad, shape, batched, check_out(out, shape, grad.dtype, grad, *inputs)
 
 
 def check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype, *inputs: Any) -> Any:

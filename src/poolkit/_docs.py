@@ -48,9 +48,6 @@ def fields(nd: int) -> dict[str, Any]:
         "row2": "(1, 1) + (1,) * " + str(nd - 1) + " + (2,)",
         "k2": "(1,) * " + str(nd - 1) + " + (2,)",
         "ones": "(1,) * " + str(nd + 1) + " + (1,)",
-        "fours": ", 4" * nd,
-        "nd1": nd - 1,
-        "nd2": nd + 2,
     }
 
 

@@ -507,10 +507,8 @@ def _spatial(shape, lay: _Layout) -> tuple[int, ...]:
 
 
 def _pool_ints(nd, kernel_size, stride, dilation):
-    kernel = _args.int_tuple(kernel_size, nd, "kernel_size", minimum=1)
-    strides = kernel if stride is None else _args.int_tuple(stride, nd, "stride", minimum=1)
-    dil = _args.int_tuple(dilation, nd, "dilation", minimum=1)
-    return kernel, strides, dil
+    kernel, strides = _args.kernel_and_stride(kernel_size, stride, nd)
+    return kernel, strides, _args.int_tuple(dilation, nd, "dilation", minimum=1)
 
 
 # --------------------------------------------------------------------------- running

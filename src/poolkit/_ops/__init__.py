@@ -14,7 +14,8 @@ module                 entry point on a geometry
 ``avg_pool``           ``forward_on(arr, geom, batched, channels_last, include_pad, divisor)``
                        ``backward_on(grad, geom, shape, batched, channels_last, ...)``
 ``lp_pool``            ``sums_on(arr, geom, batched, channels_last, p)``
-``global_pool``        ``plane_mean(arr, nd, channels_last, out)``, ``plane_max(...)``
+``global_pool``        ``plane_mean(arr, nd, channels_last, out)``
+``unpool``             ``scatter_on(arr, plane_idx, shape, nd, channels_last)``
 ``argmax``             ``route(grad, plane_indices, shape, nd, channels_last, ...)``
 =====================  =============================================================
 

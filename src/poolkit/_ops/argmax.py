@@ -104,8 +104,8 @@ def backward(grad_output: Any, indices: Any, input_shape: Any, nd: int, channels
     """Validated backward of an op whose indices are plane indices that always name an
     input element (adaptive, fractional max pooling): the router with -1 rejected."""
     channels_last = _args.check_bool(channels_last, "channels_last")
-    grad, shape, _, out = _args.backward_args(grad_output, input_shape, nd, channels_last, out)
+    grad, shape, _, out = _args.backward_args(grad_output, input_shape, nd, channels_last, out,
+                                              indices)
     _args.check_input(grad.shape, nd, "grad_output", channels_last)
     idx = _args.check_index_array(indices, grad.shape, like="grad_output")
-    _args.check_out(out, shape, grad.dtype, indices)
     return route(grad, idx, shape, nd, channels_last, allow_missing=False, out=out)

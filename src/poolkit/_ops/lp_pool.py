@@ -133,9 +133,8 @@ def backward(grad_output: Any, x: Any, p: LpPoolParams, out: Any = None) -> np.n
     _args.check_dtype(arr, "x", _args.FLOAT_DTYPES)
     a = p.avg
     grad, shape, batched, out = _args.backward_args(
-        grad_output, tuple(arr.shape), a.nd, a.channels_last, out
+        grad_output, tuple(arr.shape), a.nd, a.channels_last, out, arr
     )
-    _args.check_out(out, shape, grad.dtype, arr)
     geom = a.geometry(_args.spatial_shape(shape, a.nd, a.channels_last))
     _args.check_grad_shape(grad, output_shape(shape, a.nd, geom.out_size, a.channels_last))
     x64 = arr.astype(np.float64)

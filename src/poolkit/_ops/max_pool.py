@@ -262,7 +262,7 @@ def backward(
     index_format, storage_order = _args.check_index_format(index_format, storage_order)
     idx = _args.as_array(indices, "indices")
     grad, shape, batched, out = _args.backward_args(
-        grad_output, input_shape, nd, channels_last, out
+        grad_output, input_shape, nd, channels_last, out, idx
     )
     if idx.dtype.kind not in "iu":
         raise TypeError(f"indices must be an integer array, got dtype {idx.dtype}")
@@ -270,7 +270,6 @@ def backward(
         raise ValueError(
             f"indices must have the shape of grad_output {grad.shape}, got {idx.shape}"
         )
-    _args.check_out(out, shape, grad.dtype, idx)
     idx = _indices.to_plane(
         idx.astype(np.int64, copy=False), shape, nd, batched, channels_last, index_format,
         storage_order,
