@@ -328,7 +328,16 @@ def first_call_latency(cache_dir: str) -> float:
 # ------------------------------------------------------------------------------------
 
 
-def _table(rows: list[list[str]]) -> str:
+def markdown_table(rows: list[list[str]]) -> str:
+    """Rows of cells (the first is the header) as an aligned markdown table.
+
+    Examples
+    --------
+    >>> print(markdown_table([["a", "bb"], ["1", "2"]]))
+    | a | bb |
+    |---|----|
+    | 1 | 2  |
+    """
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = []
     for j, r in enumerate(rows):
@@ -346,7 +355,7 @@ def _import_torch() -> Any:
     return torch
 
 
-class _OneLineErrorParser(argparse.ArgumentParser):
+class OneLineErrorParser(argparse.ArgumentParser):
     """Usage errors as one line (``poolkit bench: error: ...``) and exit status 2, as the
     ``poolkit`` command reports its own, instead of argparse's usage block."""
 
@@ -354,7 +363,14 @@ class _OneLineErrorParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """argparse type of the benchmark commands' counts: an integer >= 1.
+
+    Examples
+    --------
+    >>> positive_int("3")
+    3
+    """
     try:
         value = int(text)
     except ValueError:
@@ -394,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
 
             rest = [a for a in argv if a != flag]
             return int(importlib.import_module(f"poolkit.{module}").main(rest) or 0)
-    parser = _OneLineErrorParser(
+    parser = OneLineErrorParser(
         prog="poolkit bench",
         description="Benchmark poolkit's max pooling. With --peers: against onnxruntime and "
         "PyTorch (see 'poolkit bench --peers --help'); with --cold: first calls in a fresh "
@@ -402,10 +418,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="small shapes (seconds)")
     parser.add_argument(
-        "--threads", type=_positive_int, default=None, help="threads for both libraries"
+        "--threads", type=positive_int, default=None, help="threads for both libraries"
     )
     parser.add_argument(
-        "--repeat", type=_positive_int, default=None, help="timed repetitions per case"
+        "--repeat", type=positive_int, default=None, help="timed repetitions per case"
     )
     parser.add_argument("--no-baseline", action="store_true", help="skip the im2col baseline")
     parser.add_argument("--no-torch", action="store_true", help="skip PyTorch")
@@ -452,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row.cells())
         print("  done:", row.label, row.shape, flush=True)
     print()
-    print(_table(rows))
+    print(markdown_table(rows))
     print(
         "torch ms: PyTorch NCHW, or channels_last for the CL rows; vs: time / poolkit time;"
         " of bw limit: (bytes read + written) / memcpy bandwidth / poolkit time."

@@ -38,7 +38,7 @@ import sys
 import tempfile
 
 import poolkit as pk
-from poolkit.bench import _OneLineErrorParser, _positive_int, _table
+from poolkit.bench import OneLineErrorParser, markdown_table, positive_int
 
 __all__ = ["OPERATIONS", "cold_call", "main"]
 
@@ -141,13 +141,13 @@ def main(argv: list[str] | None = None) -> int:
     >>> main(["--runs", "1", "--ops", "avg_pool2d"])  # doctest: +SKIP
     0
     """
-    parser = _OneLineErrorParser(
+    parser = OneLineErrorParser(
         prog="poolkit bench --cold",
         description="First call of an operation in a fresh process and numba cache.",
     )
     parser.add_argument(
         "--runs",
-        type=_positive_int,
+        type=positive_int,
         default=2,
         help="cold runs per operation, each with a new cache dir (default 2)",
     )
@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         "numba's compilation (and numba's import: 'import poolkit' does not load numba)."
     )
     print()
-    print(_table(table))
+    print(markdown_table(table))
     return 0
 
 

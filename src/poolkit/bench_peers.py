@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 import poolkit as pk
-from poolkit.bench import _OneLineErrorParser, _positive_int, _table, memcpy_bandwidth
+from poolkit.bench import OneLineErrorParser, markdown_table, memcpy_bandwidth, positive_int
 
 __all__ = ["PEERS", "PeerRow", "interleaved_best", "main", "peer_rows"]
 
@@ -515,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
     # numba's and PyTorch's OpenMP pools spin after each call; onnxruntime runs with its
     # spinning off, so every peer gets the same (set before any of them starts a pool)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    parser = _OneLineErrorParser(
+    parser = OneLineErrorParser(
         prog="poolkit bench --peers",
         description="Time poolkit against onnxruntime and PyTorch, interleaved, best of N.",
     )
@@ -527,7 +527,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--repeat",
-        type=_positive_int,
+        type=positive_int,
         default=9,
         help="samples per peer; the best is reported (default 9)",
     )
@@ -693,7 +693,7 @@ def main(argv: list[str] | None = None) -> int:
         "opset 18, intra_op_num_threads = thr, inter_op 1, spinning off."
     )
     print()
-    print(_table(table))
+    print(markdown_table(table))
     print()
     for msg in notes:
         print(f"Note: {msg}")
