@@ -10,30 +10,13 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
 
+from .cli import Parser, UsageError, positive_int
+
 __all__ = ["main"]
-
-
-class PyramidError(Exception):
-    """A bad command line or input: one line, exit status 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise PyramidError(f"{self.prog}: error: {message}")
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def _chunks(text: str) -> tuple[int, ...]:
@@ -48,8 +31,8 @@ def _chunks(text: str) -> tuple[int, ...]:
     return values
 
 
-def build_parser() -> _Parser:
-    p = _Parser(
+def build_parser() -> Parser:
+    p = Parser(
         prog="poolkit pyramid",
         description="Write an OME-Zarr (NGFF 0.5) multiscale pyramid of a .zarr, .npy or "
         "TIFF image: each level max- or average-pools the previous one by --factor "
@@ -60,9 +43,9 @@ def build_parser() -> _Parser:
     p.add_argument("output", metavar="OUTPUT", help="the zarr v3 store to write (a path)")
     p.add_argument("--method", choices=("max", "avg"), default="max",
                    help="pooling of each level (default: max)")
-    p.add_argument("--factor", type=_positive, default=2, metavar="N",
+    p.add_argument("--factor", type=positive_int, default=2, metavar="N",
                    help="downsampling factor per space axis, >= 2 (default: 2)")
-    p.add_argument("--levels", type=_positive, default=None, metavar="N",
+    p.add_argument("--levels", type=positive_int, default=None, metavar="N",
                    help="number of levels including the input (default: until every space "
                    "axis is <= 256)")
     p.add_argument("--chunks", type=_chunks, default=None, metavar="C0,C1,...",
@@ -70,7 +53,7 @@ def build_parser() -> _Parser:
                    "on t/c, 256 (2-D) or 64 (3-D) on space axes)")
     p.add_argument("--axes", default=None, metavar="AXES",
                    help="axis names, e.g. cyx (default by rank: yx, zyx, czyx, tczyx)")
-    p.add_argument("--workers", type=_positive, default=None, metavar="N",
+    p.add_argument("--workers", type=positive_int, default=None, metavar="N",
                    help="run on a local dask.distributed cluster of N worker processes "
                    "(default: dask's threaded scheduler)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
@@ -87,7 +70,7 @@ def _open(path: str) -> Any:
     import dask.array as da
 
     if not os.path.exists(path):
-        raise PyramidError(f"poolkit pyramid: error: input not found: {path}")
+        raise UsageError(f"poolkit pyramid: error: input not found: {path}")
     lower = path.lower().rstrip("/\\")
     try:
         if lower.endswith(".npy"):
@@ -116,12 +99,12 @@ def _open(path: str) -> Any:
                 _OME_AXES[id(arr)] = "".join(a["name"] for a in scales[0].get("axes", []))
                 return arr
             raise ValueError("a zarr group that is not an OME-Zarr image")
-    except PyramidError:
+    except UsageError:
         raise
     except Exception as exc:
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise PyramidError(f"poolkit pyramid: error: cannot read {path}: {text}") from None
-    raise PyramidError(
+        raise UsageError(f"poolkit pyramid: error: cannot read {path}: {text}") from None
+    raise UsageError(
         f"poolkit pyramid: error: cannot read {path}: unknown format (expected .zarr, .npy, "
         ".tif or .tiff)"
     )
@@ -137,16 +120,16 @@ def _check(x: Any, args: argparse.Namespace) -> None:
     from . import dask as pkd
 
     if x.ndim < 2 or x.ndim > 5:
-        raise PyramidError(
+        raise UsageError(
             f"poolkit pyramid: error: {args.input} has {x.ndim} dimension(s) (shape "
             f"{tuple(x.shape)}); an image needs 2 to 5 (axes t, c, z, y, x)"
         )
     if args.factor < 2:
-        raise PyramidError("poolkit pyramid: error: --factor must be at least 2")
+        raise UsageError("poolkit pyramid: error: --factor must be at least 2")
     try:
         names = pkd._pyramid_axes(x.ndim, args.axes)
     except ValueError as exc:
-        raise PyramidError(f"poolkit pyramid: error: {exc}") from None
+        raise UsageError(f"poolkit pyramid: error: {exc}") from None
     nd = sum(n in "zyx" for n in names)
     try:  # the in-memory functions decide which dtypes are supported
         import dask.array as da
@@ -154,12 +137,12 @@ def _check(x: Any, args: argparse.Namespace) -> None:
         pkd._pool_level(da.zeros((1,) * x.ndim, dtype=x.dtype), nd, args.factor, args.method)
     except TypeError:
         names_ = ", ".join(d.name for d in _args.MAX_POOL_DTYPES)
-        raise PyramidError(
+        raise UsageError(
             f"poolkit pyramid: error: {args.input} has dtype {x.dtype}, which {args.method} "
             f"pooling does not support; supported dtypes: {names_}"
         ) from None
     if args.chunks is not None and len(args.chunks) != x.ndim:
-        raise PyramidError(
+        raise UsageError(
             f"poolkit pyramid: error: --chunks needs {x.ndim} sizes (one per axis of "
             f"{args.input}), got {len(args.chunks)}"
         )
@@ -170,17 +153,17 @@ def main(argv: Sequence[str]) -> int:
     try:
         args = build_parser().parse_args(list(argv))
         if os.path.exists(args.output) and not args.overwrite:
-            raise PyramidError(
+            raise UsageError(
                 f"poolkit pyramid: error: {args.output} exists; pass --overwrite to replace it"
             )
         if os.path.abspath(args.output) == os.path.abspath(args.input):
-            raise PyramidError("poolkit pyramid: error: OUTPUT must differ from INPUT")
+            raise UsageError("poolkit pyramid: error: OUTPUT must differ from INPUT")
         x = _open(args.input)
         if args.axes is None and _OME_AXES.get(id(x)):
             args.axes = _OME_AXES.pop(id(x))
         _check(x, args)
         return _write(x, args)
-    except PyramidError as exc:
+    except UsageError as exc:
         print(str(exc), file=sys.stderr)
         return 2
 

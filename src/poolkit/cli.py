@@ -10,7 +10,7 @@ import argparse
 import contextlib
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn
 
 __all__ = ["main"]
@@ -35,43 +35,46 @@ an arrow from each output cell to the one pixel its gradient flows to.
 """
 
 
-class _UsageError(Exception):
+class UsageError(Exception):
     """A bad command line or input file: reported in one line, exit status 2."""
 
 
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors raise :class:`UsageError` (one line, exit
+    status 2) instead of printing argparse's usage block."""
+
     def error(self, message: str) -> NoReturn:
-        raise _UsageError(f"{self.prog}: error: {message}")
+        raise UsageError(f"{self.prog}: error: {message}")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def number(
+    convert: Callable[[str], Any], accept: Callable[[Any], bool], expected: str
+) -> Callable[[str], Any]:
+    """An argparse type: ``convert(text)`` where that succeeds and ``accept`` holds for
+    it, else the error ``expected <expected>, got '<text>'``.
+
+    Examples
+    --------
+    >>> number(int, lambda v: v % 2 == 0, "an even integer")("4")
+    4
+    """
+
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+            ok = accept(value)
+        except ValueError:
+            ok = False
+        if not ok:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    return parse
 
 
-def _nonneg_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
+positive_int = number(int, lambda v: v >= 1, "a positive integer")
+_nonneg_int = number(int, lambda v: v >= 0, "an integer >= 0")
+_positive_float = number(float, lambda v: 0 < v < float("inf"), "a positive number")
 
 
 def _int_or_pair(text: str) -> int | tuple[int, int]:
@@ -90,13 +93,13 @@ def _int_or_pair(text: str) -> int | tuple[int, int]:
     return values[0] if len(values) == 1 else (values[0], values[1])
 
 
-def _build_parser() -> _Parser:
-    parser = _Parser(
+def _build_parser() -> Parser:
+    parser = Parser(
         prog="poolkit",
         description="poolkit: exact, fast max pooling for NumPy - a convnet demo, a picture "
         "of the layer, and benchmarks.",
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
     t = sub.add_parser(
         "train",
@@ -106,9 +109,9 @@ def _build_parser() -> _Parser:
         epilog=_EPILOG_TRAIN,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    t.add_argument("--epochs", type=_positive_int, default=30, metavar="N",
+    t.add_argument("--epochs", type=positive_int, default=30, metavar="N",
                    help="passes over the training set (default: 30)")
-    t.add_argument("--batch-size", type=_positive_int, default=64, metavar="N",
+    t.add_argument("--batch-size", type=positive_int, default=64, metavar="N",
                    help="images per mini-batch (default: 64)")
     t.add_argument("--lr", type=_positive_float, default=3e-3,
                    help="initial learning rate, decayed to 0 on a cosine schedule "
@@ -122,7 +125,7 @@ def _build_parser() -> _Parser:
                    "(default: scikit-learn's bundled digits)")
     t.add_argument("--save", metavar="FILE", default=None,
                    help="save the trained parameters to this .npz file")
-    t.add_argument("--threads", type=_positive_int, default=1, metavar="N",
+    t.add_argument("--threads", type=positive_int, default=1, metavar="N",
                    help="CPU threads for the pooling kernels and BLAS; the demo network is "
                    "small, so 1 is fastest (default: 1)")
 
@@ -250,7 +253,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     try:
         ds = load_dataset(args.data)
     except (DataError, ImportError) as exc:
-        raise _UsageError(f"poolkit train: error: {exc}") from None
+        raise UsageError(f"poolkit train: error: {exc}") from None
     rng = np.random.default_rng(args.seed)
     _, h, w = ds.image_shape
     model = nn.lenet(1, (h, w), ds.num_classes, channels=(32, 64), rng=rng)
@@ -287,7 +290,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         try:
             model.save(args.save)
         except OSError as exc:
-            raise _UsageError(f"poolkit train: error: cannot write {args.save!r}: {exc}") from None
+            raise UsageError(f"poolkit train: error: cannot write {args.save!r}: {exc}") from None
         print(f"saved model parameters to {args.save}")
     print(f"test loss: {test_loss:.4f}  ({time.perf_counter() - start:.1f} s)")
     print(f"test accuracy: {test_acc:.4f}", flush=True)
@@ -306,11 +309,11 @@ def _cmd_show(args: argparse.Namespace) -> int:
             source = f"bundled digit #{args.index}"
         routing = viz.pooling_routing(image, args.kernel_size, args.stride, args.padding)
     except (ValueError, TypeError, ImportError) as exc:
-        raise _UsageError(f"poolkit show: error: {exc}") from None
+        raise UsageError(f"poolkit show: error: {exc}") from None
     try:
         viz.plot_pooling(routing, args.out)
     except OSError as exc:
-        raise _UsageError(f"poolkit show: error: cannot write {args.out!r}: {exc}") from None
+        raise UsageError(f"poolkit show: error: cannot write {args.out!r}: {exc}") from None
     oh, ow = routing.pooled.shape
     print(
         f"wrote {args.out}: {source} ({image.shape[0]}x{image.shape[1]}) -> {oh}x{ow} output; "
@@ -323,7 +326,7 @@ def _cmd_bench(argv: list[str]) -> int:
     try:
         from . import bench
     except ImportError as exc:
-        raise _UsageError(
+        raise UsageError(
             f"poolkit bench: error: the benchmark module poolkit.bench is not available ({exc})"
         ) from None
     return int(bench.main(argv) or 0)
@@ -333,7 +336,7 @@ def _cmd_pyramid(argv: list[str]) -> int:
     try:
         from . import _cli_pyramid
     except ImportError as exc:  # dask, zarr or tifffile missing
-        raise _UsageError(
+        raise UsageError(
             f"poolkit pyramid: error: needs the dask extra: pip install 'poolkit[dask]' ({exc})"
         ) from None
     return _cli_pyramid.main(argv)
@@ -370,11 +373,11 @@ def _cmd_compile(args: argparse.Namespace) -> int:
 
     for name in args.ops or ():
         if name not in _precompile.FAMILIES:
-            raise _UsageError(f"poolkit compile: error: unknown family {name!r} "
+            raise UsageError(f"poolkit compile: error: unknown family {name!r} "
                               f"(choose from {', '.join(_precompile.FAMILIES)})")
     for name in args.dtypes or ():
         if name not in _precompile.DTYPES:
-            raise _UsageError(f"poolkit compile: error: unknown dtype {name!r}")
+            raise UsageError(f"poolkit compile: error: unknown dtype {name!r}")
     todo = list(_precompile.jobs(args.ops, args.dtypes, args.layouts, args.modes))
     if args.dry_run:
         for job in todo:
@@ -430,7 +433,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "compile":
             return _cmd_compile(args)
         return _cmd_show(args)
-    except _UsageError as exc:
+    except UsageError as exc:
         print(str(exc), file=sys.stderr)
         return 2
     except SystemExit as exc:  # --help, or a bench module that exits

@@ -40,11 +40,14 @@ True
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import os
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import dask.array as da
@@ -53,48 +56,10 @@ import numpy as np
 import poolkit as _pk
 from poolkit import _args
 from poolkit._geometry import pooled_size
+from poolkit._indices import IndexLayout
+from poolkit._ops.unpool import UnpoolParams
+from poolkit._types import IntOrTuple, Padding  # noqa: F401 (the annotations of the signatures)
 
-__all__ = [
-    "adaptive_avg_pool1d",
-    "adaptive_avg_pool2d",
-    "adaptive_avg_pool3d",
-    "adaptive_max_pool1d",
-    "adaptive_max_pool2d",
-    "adaptive_max_pool3d",
-    "avg_pool1d",
-    "avg_pool1d_backward",
-    "avg_pool2d",
-    "avg_pool2d_backward",
-    "avg_pool3d",
-    "avg_pool3d_backward",
-    "global_avg_pool",
-    "global_avg_pool_backward",
-    "global_lp_pool",
-    "global_max_pool",
-    "global_max_pool_backward",
-    "lp_pool1d",
-    "lp_pool2d",
-    "lp_pool3d",
-    "max_pool",
-    "max_pool1d",
-    "max_pool1d_backward",
-    "max_pool2d",
-    "max_pool2d_backward",
-    "max_pool3d",
-    "max_pool3d_backward",
-    "max_pool_backward",
-    "max_unpool1d",
-    "max_unpool1d_backward",
-    "max_unpool2d",
-    "max_unpool2d_backward",
-    "max_unpool3d",
-    "max_unpool3d_backward",
-    "plan_chunks",
-    "pyramid",
-    "pyramid_levels",
-]
-
-IntOrTuple = int | tuple[int, ...]
 Chunks = Any  # anything ``dask.array.Array.rechunk`` accepts
 
 
@@ -313,14 +278,16 @@ def _gather_src(cover, total: int, pref: Sequence[int] | None, m: int) -> _Src:
     return _Src(_gather_bounds(cover, total), cover)
 
 
-def _gather_axis(w: _Win, sizes: list[int], pref=None) -> _AxisPlan:
-    """Backward of pooling: a gradient chunk gathers the windows that reach it."""
+def _cover_axis(w: _Win, sizes: list[int], pref=None, region=None) -> _AxisPlan:
+    """A target chunk gathers the windows that reach it, each task's local problem given
+    by ``region``: the gradient of pooling (:func:`_region`) or max unpooling's output
+    (:func:`_unpool_region`, where the windows are those of the pooling being inverted)."""
     bounds = _bounds(sizes)
     cover = _covering(w, bounds)
     src = _gather_src(cover, w.out, pref, len(sizes))
     loc = []
     for q, (lo, hi) in enumerate(cover):
-        info = _region(w, lo, hi) if hi > lo else dict(lo=lo, hi=hi)
+        info = region(w, lo, hi) if hi > lo else dict(lo=lo, hi=hi)
         info.update(a=int(bounds[q]), b=int(bounds[q + 1]))
         loc.append(info)
     return _AxisPlan(tuple(sizes), tuple(sizes), [src, src], loc)
@@ -332,19 +299,6 @@ def _unpool_region(w: _Win, lo: int, hi: int) -> dict:
     r0 = max(w.start(lo), 0)
     r1 = min(w.end(hi - 1), w.length)
     return dict(r0=r0, r1=r1, pads=(r0 - w.start(lo), w.end(hi - 1) - r1), lo=lo, hi=hi)
-
-
-def _unpool_axis(w: _Win, sizes: list[int], pref=None) -> _AxisPlan:
-    """Max unpooling: an output chunk gathers the inputs whose windows reach it."""
-    bounds = _bounds(sizes)
-    cover = _covering(w, bounds)
-    src = _gather_src(cover, w.out, pref, len(sizes))
-    loc = []
-    for q, (lo, hi) in enumerate(cover):
-        info = _unpool_region(w, lo, hi) if hi > lo else dict(lo=lo, hi=hi)
-        info.update(a=int(bounds[q]), b=int(bounds[q + 1]))
-        loc.append(info)
-    return _AxisPlan(tuple(sizes), tuple(sizes), [src, src], loc)
 
 
 def _unpool_backward_axis(w: _Win, sizes: list[int], pref=None) -> _AxisPlan:
@@ -400,8 +354,8 @@ def _make_plan(layout, shape, spatial_chunks, wins, kind, force_single=False,
                pref=None) -> _Plan:
     build = {
         "forward": _forward_axis,
-        "gather": _gather_axis,
-        "unpool": _unpool_axis,
+        "gather": functools.partial(_cover_axis, region=_region),
+        "unpool": functools.partial(_cover_axis, region=_unpool_region),
         "unpool_backward": _unpool_backward_axis,
     }[kind]
     single = force_single or any(w.has_empty() for w in wins if kind != "unpool_backward")
@@ -443,55 +397,18 @@ def _find_forward(match: Callable[[dict], bool]) -> dict | None:
     return None
 
 
-def plan_chunks(
-    x: da.Array,
-    kernel_size: IntOrTuple,
-    stride: IntOrTuple | None = None,
-    padding: Any = 0,
-    dilation: IntOrTuple = 1,
-    ceil_mode: bool = False,
-    channels_last: bool = False,
-    spatial_dims: int | None = None,
-) -> dict:
-    """How a pooling of ``x`` maps to tasks (no computation).
-
-    Parameters
-    ----------
-    x : dask.array.Array
-        The pooling input, ``(N, C, *spatial)`` or ``(C, *spatial)`` (channels last with
-        ``channels_last=True``).
-    kernel_size, stride, padding, dilation, ceil_mode, channels_last
-        As in :func:`max_pool`.
-    spatial_dims : int, optional
-        Number of spatial dims; default ``len(kernel_size)`` for a tuple, else
-        ``x.ndim - 2``.
-
-    Returns
-    -------
-    dict
-        ``input_chunks`` (the spatial chunking the tasks run on, after merging chunks
-        smaller than the halo), ``output_chunks``, ``halo`` (per spatial axis, the
-        right-hand depth read from the next chunk) and ``merged`` (whether the input had
-        to be rechunked).
-
-    Examples
-    --------
-    >>> import dask.array as da, poolkit.dask as pkd
-    >>> x = da.zeros((1, 1, 10, 10), chunks=(1, 1, 4, 5))
-    >>> plan = pkd.plan_chunks(x, (3, 3), stride=2, padding=1)
-    >>> plan["halo"], plan["input_chunks"]  # rows: the 2-row last chunk is merged
-    ((2, 1), ((4, 6), (5, 5)))
-    """
-    x = _require_dask(x)
+def _plan_chunks(args) -> dict:
+    """:func:`plan_chunks`, on its bound arguments."""
+    x, kernel_size, spatial_dims = _require_dask(args.x), args.kernel_size, args.spatial_dims
     if spatial_dims is not None:
         nd = spatial_dims
     elif isinstance(kernel_size, (tuple, list)):
         nd = len(kernel_size)
     else:
         nd = x.ndim - 2
-    lay = _layout(x.shape, nd, channels_last)
-    kernel, strides, dil = _pool_ints(nd, kernel_size, stride, dilation)
-    wins = _resolve(_spatial(x.shape, lay), kernel, strides, padding, dil, ceil_mode)
+    lay = _layout(x.shape, nd, args.channels_last)
+    kernel, strides, dil = _pool_ints(nd, kernel_size, args.stride, args.dilation)
+    wins = _resolve(_spatial(x.shape, lay), kernel, strides, args.padding, dil, args.ceil_mode)
     plan = _make_plan(lay, x.shape, [x.chunks[a] for a in lay.spatial], wins, "forward")
     drive = tuple(a.drive for a in plan.axes)
     return dict(
@@ -557,63 +474,27 @@ def _pad_zeros(block: np.ndarray, axis: int, size: int) -> np.ndarray:
     return np.pad(block, widths)
 
 
-# --- index layouts (plane / global, row- or column-major), computed per task ----------
+# --- index layouts (plane / global, row- or column-major), per task: poolkit._indices --
 
 
-def _lead_ids(lay: _Layout, shape, n0: int, c0: int, n_chan: int):
-    """Broadcastable global batch and channel coordinates of a block's elements."""
-    nd = lay.ndim
-    cshape = [1] * nd
-    cshape[lay.chan] = shape[lay.chan]
-    c = (np.arange(shape[lay.chan], dtype=np.int64) + c0).reshape(cshape)
-    if lay.batched:
-        nshape = [1] * nd
-        nshape[0] = shape[0]
-        n = (np.arange(shape[0], dtype=np.int64) + n0).reshape(nshape)
-    else:
-        n = np.zeros((1,) * nd, dtype=np.int64)
-    return n, c
+def _index_layout(lay: _Layout, shape, fmt: str, order: int) -> IndexLayout:
+    """The layout of indices into a whole array of ``shape``."""
+    return IndexLayout(tuple(shape), lay.nd, lay.batched, lay.channels_last, fmt, order)
 
 
-def _to_layout(coords, valid, lay, g_spatial, fmt, order, n, c, n_chan):
-    within = np.ravel_multi_index(coords, g_spatial, order="F" if order else "C")
-    if fmt == "global":
-        plane = math.prod(g_spatial)
-        within = (n * plane + within) * n_chan + c if lay.channels_last else (
-            (n * n_chan + c) * plane + within)
-    return np.where(valid, within, -1)
+def _block_start(lay: _Layout, chunks, block_id) -> tuple[int, int]:
+    """Batch and channel of the first element of a block."""
+    offs = _block_offsets(chunks, block_id)
+    return (offs[0] if lay.batched else 0, offs[lay.chan])
 
 
-def _from_layout(idx, lay, g_spatial, fmt, order, n, c, n_chan, name="indices"):
-    """Global spatial coordinates (tuple of arrays) and the valid mask of ``idx``."""
-    idx = np.asarray(idx).astype(np.int64, copy=False)
-    plane = math.prod(g_spatial)
-    if np.any(idx < -1):
-        raise _args.bad_indices(f"must be >= 0 or -1, got minimum {int(idx.min())}")
-    valid = idx >= 0
-    if fmt == "global":
-        if lay.channels_last:
-            rest, cc = np.divmod(idx, n_chan)
-            nn, within = np.divmod(rest, plane)
-            own = (nn == n) & (cc == c)
-        else:
-            owner, within = np.divmod(idx, plane)
-            own = owner == n * n_chan + c
-        if np.any(valid & ~own):
-            raise _args.bad_indices(
-                "in index_format='global' must point into the (n, c) plane of their own "
-                "output element; some point into another plane"
-            )
-    else:
-        within = idx
-        if np.any(idx >= plane):
-            raise _args.bad_indices(
-                f"must lie in [0, {plane}) (the flattened spatial plane {tuple(g_spatial)}) "
-                f"or be -1; got maximum {int(idx.max())}"
-            )
-    safe = np.where(valid, within, 0)
-    coords = np.unravel_index(safe, g_spatial, order="F" if order else "C")
-    return coords, valid
+def _global_coords(idx, layout: IndexLayout, start: tuple[int, int]):
+    """Global spatial coordinates (tuple of arrays) and the valid mask of a block of
+    indices in ``layout`` (checked as the in-memory conversion checks them)."""
+    plane = layout.to_plane(np.asarray(idx), start, check=True)
+    valid = plane >= 0
+    spatial = _args.spatial_shape(layout.in_shape, layout.nd, layout.channels_last)
+    return np.unravel_index(np.where(valid, plane, 0), spatial), valid
 
 
 # --------------------------------------------------------------------------- forward
@@ -627,41 +508,43 @@ def _probe(fn: Callable, dtype, kernel, dil, **kw):
     return out
 
 
-def _pool_forward(
-    x, nd, kind, kernel_size, stride, padding, dilation, ceil_mode, channels_last, *,
-    return_indices=False, index_format="plane", storage_order=0, avg=None, norm_type=None,
-):
-    """Shared forward of max / avg / Lp pooling."""
-    x = _require_dask(x)
-    lay = _layout(x.shape, nd, channels_last)
-    kernel, strides, dil = _pool_ints(nd, kernel_size, stride, dilation)
+def _pool_forward(args, memory: Callable, nd: int | None, kind: str):
+    """The forward of max / avg / Lp pooling; ``args`` holds the arguments of the in-memory
+    function ``memory``, which every task calls on its region."""
+    if nd is None:  # the general max_pool
+        nd = _args.spatial_ndim_of(args.kernel_size)
+    norm_type = _args.check_norm_type(args.norm_type) if kind == "lp" else None
+    x = _require_dask(args.x)
+    padding, ceil_mode = args.padding, args.ceil_mode
+    lay = _layout(x.shape, nd, args.channels_last)
+    kernel, strides, dil = _pool_ints(nd, args.kernel_size, args.stride, args.dilation)
     _args.check_bool(ceil_mode, "ceil_mode")
-    ret = _args.check_bool(return_indices, "return_indices")
-    fmt, order = _args.check_index_format(index_format, storage_order)
+    ret = _args.check_bool(getattr(args, "return_indices", False), "return_indices")
+    fmt, order = _args.check_index_format(getattr(args, "index_format", "plane"),
+                                          getattr(args, "storage_order", 0))
     in_spatial = _spatial(x.shape, lay)
     wins = _resolve(in_spatial, kernel, strides, padding, dil, ceil_mode)
     out_spatial = tuple(w.out for w in wins)
+    extended = False
     if kind == "max":
-        probe = _probe(_pk.max_pool, x.dtype, kernel, dil, kernel_size=kernel,
-                       dilation=dil, return_indices=ret)
+        probe = _probe(memory, x.dtype, kernel, dil, kernel_size=kernel, dilation=dil,
+                       return_indices=ret)
         out_dtype = (probe[0] if ret else probe).dtype
 
         def call(arr, pads, ceil, local=False):
-            out = _pk.max_pool(arr, kernel, strides, pads, dil, ceil, ret, lay.channels_last)
+            out = memory(arr, kernel, strides, pads, dil, ceil, ret, lay.channels_last)
             return out if ret else (out, None)
     elif kind == "avg":
-        cip, div = avg
-        avg_fn = _AVG[nd]
-        probe = _probe(avg_fn, x.dtype, kernel, dil, kernel_size=kernel,
+        cip, div = args.count_include_pad, args.divisor_override
+        probe = _probe(memory, x.dtype, kernel, dil, kernel_size=kernel,
                        count_include_pad=cip, divisor_override=div, dilation=dil)
         out_dtype = probe.dtype
 
         def call(arr, pads, ceil, local=False):
-            return avg_fn(arr, kernel, strides, pads, ceil, cip, div, lay.channels_last,
+            return memory(arr, kernel, strides, pads, ceil, cip, div, lay.channels_last,
                           dil), None
     else:  # lp
-        lp_fn = _LP[nd]
-        probe = _probe(lp_fn, x.dtype, kernel, dil, norm_type=norm_type, kernel_size=kernel,
+        probe = _probe(memory, x.dtype, kernel, dil, norm_type=norm_type, kernel_size=kernel,
                        dilation=dil)
         out_dtype = probe.dtype
         spec = _args.parse_padding(padding, kernel)
@@ -674,17 +557,16 @@ def _pool_forward(
                 # call: it only adds windows past this task's, which are sliced off
                 j = next(j for j in range(nd) if kernel[j] > 1)
                 pads = tuple((p[0], p[1] + (i == j)) for i, p in enumerate(pads))
-            return lp_fn(arr, norm_type, kernel, strides, ceil, lay.channels_last, pads,
-                         dil), None
+            return memory(arr, norm_type, kernel, strides, ceil, lay.channels_last, pads,
+                          dil), None
 
     # Lp with padding but only 1-wide kernels: no harmless pad exists; whole planes
-    force_single = kind == "lp" and extended and all(k == 1 for k in kernel)
+    force_single = extended and all(k == 1 for k in kernel)
     plan = _make_plan(lay, x.shape, [x.chunks[a] for a in lay.spatial], wins, "forward",
                       force_single)
     src = x.rechunk(plan.src_chunks(0, x.chunks))
     out_chunks = plan.out_chunks(src.chunks)
-    g_spatial = in_spatial
-    n_chan = x.shape[lay.chan]
+    layout = _index_layout(lay, x.shape, fmt, order)
     src_chunks = src.chunks
 
     def task(block, block_id=None):
@@ -718,7 +600,7 @@ def _pool_forward(
         return rec
 
     def _globalise(idx, block, locs, block_id, chunks):
-        if locs is None and fmt == "plane" and order == 0:
+        if locs is None and layout.plain:
             return idx
         l_spatial = tuple(
             (locs[j]["r1"] - locs[j]["r0"]) if locs else block.shape[ax]
@@ -728,10 +610,8 @@ def _pool_forward(
         coords = np.unravel_index(np.where(valid, idx, 0), l_spatial)
         if locs:
             coords = tuple(cd + locs[j]["r0"] for j, cd in enumerate(coords))
-        offs = _block_offsets(chunks, block_id)
-        n, c = _lead_ids(lay, idx.shape, offs[0] if lay.batched else 0, offs[lay.chan],
-                         n_chan)
-        return _to_layout(coords, valid, lay, g_spatial, fmt, order, n, c, n_chan)
+        plane = np.where(valid, np.ravel_multi_index(coords, in_spatial), -1)
+        return layout.from_plane(plane, _block_start(lay, chunks, block_id))
 
     if ret:
         rec_dtype = np.dtype([("v", out_dtype), ("i", np.int64)])
@@ -750,19 +630,6 @@ def _pool_forward(
         for a in range(x.ndim)
     )
     return out
-
-
-_AVG = {1: _pk.avg_pool1d, 2: _pk.avg_pool2d, 3: _pk.avg_pool3d}
-_AVG_BW = {1: _pk.avg_pool1d_backward, 2: _pk.avg_pool2d_backward, 3: _pk.avg_pool3d_backward}
-_LP = {1: _pk.lp_pool1d, 2: _pk.lp_pool2d, 3: _pk.lp_pool3d}
-_UNPOOL = {1: _pk.max_unpool1d, 2: _pk.max_unpool2d, 3: _pk.max_unpool3d}
-_UNPOOL_BW = {
-    1: _pk.max_unpool1d_backward, 2: _pk.max_unpool2d_backward, 3: _pk.max_unpool3d_backward
-}
-_ADAPTIVE_MAX = {1: _pk.adaptive_max_pool1d, 2: _pk.adaptive_max_pool2d,
-                 3: _pk.adaptive_max_pool3d}
-_ADAPTIVE_AVG = {1: _pk.adaptive_avg_pool1d, 2: _pk.adaptive_avg_pool2d,
-                 3: _pk.adaptive_avg_pool3d}
 
 
 # --------------------------------------------------------------------------- gathering
@@ -837,7 +704,9 @@ def _lead_only(chunks, lay: _Layout, lead_base: tuple) -> tuple:
 
 
 def _gather_windows(plan: _Plan, block_id, blocks, which: Sequence[int]):
-    """Slice each source block to the windows its task needs; per-axis local infos."""
+    """Slice each source block to the windows its task needs. Returns the blocks, the
+    per-axis local infos and the shape of the task's output chunk (None when no window
+    reaches it: the output is zeros)."""
     locs = []
     out = list(blocks)
     for j, ax in enumerate(plan.layout.spatial):
@@ -849,7 +718,27 @@ def _gather_windows(plan: _Plan, block_id, blocks, which: Sequence[int]):
             lo, hi = src.need[q]
             start = _src_start(src, q)
             out[i] = _take(out[i], ax, lo - start, hi - start)
-    return [np.ascontiguousarray(b) for b in out], locs
+    chunk_shape = list(out[0].shape)
+    for j, ax in enumerate(plan.layout.spatial):
+        chunk_shape[ax] = locs[j]["b"] - locs[j]["a"]
+    reached = all(info["hi"] > info["lo"] for info in locs)
+    return [np.ascontiguousarray(b) for b in out], locs, tuple(chunk_shape), reached
+
+
+def _index_source(indices: Any, shape: tuple[int, ...], like: str) -> da.Array:
+    """The ``indices`` argument: an integer dask array of ``shape`` (that of ``like``)."""
+    ix = _require_dask(indices, "indices")
+    if ix.dtype.kind not in "iu":
+        raise TypeError(f"indices must be an integer array, got dtype {ix.dtype}")
+    if ix.shape != tuple(shape):
+        raise ValueError(f"indices must have the shape of {like} {tuple(shape)}, got {ix.shape}")
+    return ix
+
+
+def _float_grad(grad_output: Any) -> da.Array:
+    grad = _require_dask(grad_output, "grad_output")
+    _args.check_dtype(np.empty(0, grad.dtype), "grad_output", _args.FLOAT_DTYPES)
+    return grad
 
 
 def _place(chunk_shape, dtype, region, lay, locs):
@@ -871,20 +760,30 @@ def _place(chunk_shape, dtype, region, lay, locs):
 # --------------------------------------------------------------------------- max backward
 
 
-def _max_backward(grad_output, indices, input_shape, nd, channels_last, index_format,
-                  storage_order, chunks, geometry):
-    grad = _require_dask(grad_output, "grad_output")
-    idx = _require_dask(indices, "indices")
-    _args.check_dtype(np.empty(0, grad.dtype), "grad_output", _args.FLOAT_DTYPES)
-    if idx.dtype.kind not in "iu":
-        raise TypeError(f"indices must be an integer array, got dtype {idx.dtype}")
-    if idx.shape != grad.shape:
+def _spatial_dims(input_shape: Any, spatial_dims: Any) -> int:
+    """The rank of the general max_pool_backward: ``spatial_dims``, else that of a batched
+    ``input_shape`` (as :func:`poolkit.max_pool_backward` infers it)."""
+    if spatial_dims is not None:
+        return _args.int_tuple(spatial_dims, 1, "spatial_dims", minimum=1)[0]
+    rank = len(_args.check_shape_arg(input_shape, "input_shape"))
+    if rank < 3:
         raise ValueError(
-            f"indices must have the shape of grad_output {grad.shape}, got {idx.shape}"
+            "input_shape must have at least 3 dimensions (N, C, *spatial) when "
+            f"spatial_dims is not given, got {tuple(input_shape)}"
         )
-    shape = _check_shape(input_shape, grad.ndim)
-    lay = _layout(shape, nd, channels_last, "input_shape")
-    fmt, order = _args.check_index_format(index_format, storage_order)
+    return rank - 2
+
+
+def _max_backward(args, memory: Callable, nd: int | None):
+    """The gathering backward of max pooling (``memory``: the in-memory backward)."""
+    rank = {}  # the general backward is told the rank
+    if nd is None:
+        nd = rank["spatial_dims"] = _spatial_dims(args.input_shape, args.spatial_dims)
+    grad = _float_grad(args.grad_output)
+    idx = _index_source(args.indices, grad.shape, "grad_output")
+    shape = _check_shape(args.input_shape, grad.ndim)
+    lay = _layout(shape, nd, args.channels_last, "input_shape")
+    fmt, order = _args.check_index_format(args.index_format, args.storage_order)
     if any(shape[a] != grad.shape[a] for a in range(grad.ndim) if a not in lay.spatial):
         raise ValueError(
             f"grad_output {grad.shape} and input_shape {shape} must agree on the batch and "
@@ -895,9 +794,10 @@ def _max_backward(grad_output, indices, input_shape, nd, channels_last, index_fo
                                    registered["lay"] != lay):
         registered = None
     wins = None
-    if geometry is not None and geometry[0] is not None:
-        kernel, strides, dil = _pool_ints(nd, geometry[0], geometry[1], geometry[3])
-        wins = _resolve(_spatial(shape, lay), kernel, strides, geometry[2], dil, geometry[4])
+    if args.kernel_size is not None:
+        kernel, strides, dil = _pool_ints(nd, args.kernel_size, args.stride, args.dilation)
+        wins = _resolve(_spatial(shape, lay), kernel, strides, args.padding, dil,
+                        args.ceil_mode)
     elif registered is not None:
         wins = registered["wins"]
     if wins is not None and tuple(w.out for w in wins) != _spatial(grad.shape, lay):
@@ -905,12 +805,9 @@ def _max_backward(grad_output, indices, input_shape, nd, channels_last, index_fo
             f"grad_output {grad.shape} does not have the pooled size of input_shape "
             f"{shape} for the given geometry"
         )
-    target = _gradient_target(grad, shape, lay, wins or [None] * nd, chunks, registered)
+    target = _gradient_target(grad, shape, lay, wins or [None] * nd, args.chunks, registered)
     lead = _lead_only(tuple(grad.chunks), lay, tuple(target))
     if wins is None:  # geometry unknown: every plane in one task (still bitwise)
-        wins = [
-            _Win(shape[ax], 1, 1, 0, 0, 1, False, grad.shape[ax]) for ax in lay.spatial
-        ]
         axes = []
         for ax in lay.spatial:
             whole = _Src(np.array([0, grad.shape[ax]]), [(0, grad.shape[ax])])
@@ -922,21 +819,13 @@ def _max_backward(grad_output, indices, input_shape, nd, channels_last, index_fo
                           pref=[grad.chunks[a] for a in lay.spatial])
         if any(w.has_empty() for w in wins):
             plan.single = True
-    g_spatial = _spatial(shape, lay)
-    n_chan = shape[lay.chan]
-    src_lead = lead
+    layout = _index_layout(lay, shape, fmt, order)
 
     def task(g, ix, block_id=None):
-        (g, ix), locs = _gather_windows(plan, block_id, [g, ix], (0, 1))
-        chunk_shape = list(g.shape)
-        for j, ax in enumerate(lay.spatial):
-            chunk_shape[ax] = locs[j]["b"] - locs[j]["a"]
-        if any(info["hi"] <= info["lo"] for info in locs):
+        (g, ix), locs, chunk_shape, reached = _gather_windows(plan, block_id, [g, ix], (0, 1))
+        if not reached:
             return np.zeros(chunk_shape, dtype=g.dtype)
-        offs = _block_offsets(src_lead, block_id)
-        n, c = _lead_ids(lay, ix.shape, offs[0] if lay.batched else 0, offs[lay.chan],
-                         n_chan)
-        coords, valid = _from_layout(ix, lay, g_spatial, fmt, order, n, c, n_chan)
+        coords, valid = _global_coords(ix, layout, _block_start(lay, lead, block_id))
         inside = valid.copy()
         local = []
         for j in range(nd):
@@ -945,7 +834,7 @@ def _max_backward(grad_output, indices, input_shape, nd, channels_last, index_fo
             local.append(np.where(inside, cj, 0))
         l_spatial = tuple(chunk_shape[a] for a in lay.spatial)
         flat = np.where(inside, np.ravel_multi_index(tuple(local), l_spatial), -1)
-        return _pk.max_pool_backward(g, flat, tuple(chunk_shape), lay.channels_last, nd)
+        return memory(g, flat, chunk_shape, lay.channels_last, **rank)
 
     return _gather_run(task, [grad, idx], plan, lead, grad.dtype, target)
 
@@ -953,16 +842,16 @@ def _max_backward(grad_output, indices, input_shape, nd, channels_last, index_fo
 # --------------------------------------------------------------------------- avg backward
 
 
-def _avg_backward(nd, grad_output, input_shape, kernel_size, stride, padding, ceil_mode,
-                  count_include_pad, divisor_override, channels_last, dilation, chunks):
-    grad = _require_dask(grad_output, "grad_output")
-    _args.check_dtype(np.empty(0, grad.dtype), "grad_output", _args.FLOAT_DTYPES)
-    shape = _check_shape(input_shape, grad.ndim)
-    lay = _layout(shape, nd, channels_last, "input_shape")
-    kernel, strides, dil = _pool_ints(nd, kernel_size, stride, dilation)
+def _avg_backward(args, memory: Callable, nd: int):
+    """The gathering backward of average pooling (``memory``: the in-memory backward)."""
+    grad = _float_grad(args.grad_output)
+    shape = _check_shape(args.input_shape, grad.ndim)
+    lay = _layout(shape, nd, args.channels_last, "input_shape")
+    kernel, strides, dil = _pool_ints(nd, args.kernel_size, args.stride, args.dilation)
+    padding, ceil_mode, divisor = args.padding, args.ceil_mode, args.divisor_override
     _args.check_bool(ceil_mode, "ceil_mode")
-    cip = _args.check_bool(count_include_pad, "count_include_pad")
-    _args.check_divisor_override(divisor_override)
+    cip = _args.check_bool(args.count_include_pad, "count_include_pad")
+    _args.check_divisor_override(divisor)
     wins = _resolve(_spatial(shape, lay), kernel, strides, padding, dil, ceil_mode)
     expected = tuple(
         wins[lay.spatial.index(a)].out if a in lay.spatial else shape[a]
@@ -978,24 +867,20 @@ def _avg_backward(nd, grad_output, input_shape, kernel_size, stride, padding, ce
         and info["lay"] == lay and info["wins"] == wins
         and tuple(info["out_chunks"]) == tuple(grad.chunks)
     )
-    target = _gradient_target(grad, shape, lay, wins, chunks, registered)
+    target = _gradient_target(grad, shape, lay, wins, args.chunks, registered)
     lead = _lead_only(tuple(grad.chunks), lay, target)
     plan = _make_plan(lay, shape, [target[a] for a in lay.spatial], wins, "gather",
                       pref=[grad.chunks[a] for a in lay.spatial])
-    bw = _AVG_BW[nd]
 
     def task(g, block_id=None):
         if plan.single:
             full = list(g.shape)
             for ax in lay.spatial:
                 full[ax] = shape[ax]
-            return bw(g, tuple(full), kernel, strides, padding, ceil_mode, cip,
-                      divisor_override, lay.channels_last, dil)
-        (g,), locs = _gather_windows(plan, block_id, [g], (0,))
-        chunk_shape = list(g.shape)
-        for j, ax in enumerate(lay.spatial):
-            chunk_shape[ax] = locs[j]["b"] - locs[j]["a"]
-        if any(info["hi"] <= info["lo"] for info in locs):
+            return memory(g, tuple(full), kernel, strides, padding, ceil_mode, cip, divisor,
+                          lay.channels_last, dil)
+        (g,), locs, chunk_shape, reached = _gather_windows(plan, block_id, [g], (0,))
+        if not reached:
             return np.zeros(chunk_shape, dtype=g.dtype)
         region = list(g.shape)
         for j, ax in enumerate(lay.spatial):
@@ -1003,9 +888,9 @@ def _avg_backward(nd, grad_output, input_shape, kernel_size, stride, padding, ce
             region[ax] = locs[j]["r1"] - locs[j]["r0"]
         pads = tuple(info["pads"] for info in locs)
         ceil = any(info["ceil"] for info in locs)
-        res = bw(g, tuple(region), kernel, strides, pads, ceil, cip, divisor_override,
-                 lay.channels_last, dil)
-        return _place(tuple(chunk_shape), g.dtype, res, lay, locs)
+        res = memory(g, tuple(region), kernel, strides, pads, ceil, cip, divisor,
+                     lay.channels_last, dil)
+        return _place(chunk_shape, g.dtype, res, lay, locs)
 
     return _gather_run(task, [grad], plan, lead, grad.dtype, target)
 
@@ -1013,53 +898,27 @@ def _avg_backward(nd, grad_output, input_shape, kernel_size, stride, padding, ce
 # --------------------------------------------------------------------------- unpooling
 
 
-def _unpool_out_size(in_spatial, kernel, strides, pb, pe, output_size, lay):
-    default = tuple(
-        (n - 1) * s - (b + e) + k for n, s, b, e, k in zip(in_spatial, strides, pb, pe, kernel)
-    )
-    if output_size is None:
-        if any(d < 1 for d in default):
-            raise ValueError(
-                f"output size must be >= 1 in every dimension, but x with spatial size "
-                f"{in_spatial} unpools to {default}"
-            )
-        return default
-    if not isinstance(output_size, (tuple, list)):
-        raise TypeError(f"output_size must be None or a tuple of ints, got {output_size!r}")
-    sizes = list(output_size)
-    if len(sizes) == lay.ndim and len(sizes) != lay.nd:
-        sizes = [sizes[a] for a in lay.spatial]
-    if len(sizes) != lay.nd:
-        raise ValueError(
-            f"output_size must have {lay.nd} entries (or the full rank of x), got "
-            f"{tuple(output_size)!r}"
-        )
-    sizes_t = _args.int_tuple(sizes, lay.nd, "output_size")
-    for j, (o, d, s) in enumerate(zip(sizes_t, default, strides)):
-        if not d - s < o < d + s:
-            raise ValueError(
-                f"output_size[{j}] must be strictly between {d - s} and {d + s} (the "
-                f"default size {d} plus or minus the stride), got output_size={sizes_t}"
-            )
-    if any(o < 1 for o in sizes_t):
-        raise ValueError(f"output_size must be >= 1 in every dimension, got {sizes_t}")
-    return sizes_t
-
-
-def _unpool_wins(in_spatial, out_spatial, kernel, strides, pb, pe) -> list[_Win]:
+def _unpool_wins(in_spatial, out_spatial, p: UnpoolParams) -> list[_Win]:
     return [
         _Win(o, k, s, b, e, 1, False, n)
-        for o, k, s, b, e, n in zip(out_spatial, kernel, strides, pb, pe, in_spatial)
+        for o, k, s, b, e, n in zip(out_spatial, p.kernel, p.stride, p.padding.begin,
+                                    p.padding.end, in_spatial)
     ]
 
 
-def _local_indices(ix, lay, g_spatial, fmt, order, offs, n_chan, locs, pos_axis):
+def _unpool_params(args, nd: int) -> UnpoolParams:
+    """The unpooling options, validated as the in-memory functions validate them."""
+    return UnpoolParams.parse(nd, args.kernel_size, args.stride, args.padding,
+                              args.channels_last, args.index_format, args.storage_order)
+
+
+def _local_indices(ix, lay: _Layout, layout: IndexLayout, start, locs, pos_axis):
     """Indices of the unpooled plane -> row-major indices of the task's region; checks
     that every index lies inside its own window (as max pooling produces them)."""
-    n, c = _lead_ids(lay, ix.shape, offs[0] if lay.batched else 0, offs[lay.chan], n_chan)
-    coords, valid = _from_layout(ix, lay, g_spatial, fmt, order, n, c, n_chan)
+    coords, valid = _global_coords(ix, layout, start)
     if not valid.all():
-        raise _args.index_range_error("indices", math.prod(g_spatial), tuple(g_spatial))
+        spatial = _args.spatial_shape(layout.in_shape, layout.nd, layout.channels_last)
+        raise _args.index_range_error("indices", math.prod(spatial), spatial)
     local = []
     region = []
     for j, ax in enumerate(lay.spatial):
@@ -1076,32 +935,25 @@ def _local_indices(ix, lay, g_spatial, fmt, order, offs, n_chan, locs, pos_axis)
             )
         local.append(coords[j] - info["r0"])
         region.append(info["r1"] - info["r0"])
-    return np.ravel_multi_index(tuple(local), tuple(region)), tuple(region)
+    return np.ravel_multi_index(tuple(local), tuple(region))
 
 
-def _unpool(nd, x, indices, kernel_size, stride, padding, output_size, channels_last,
-            index_format, storage_order, chunks):
-    x = _require_dask(x)
-    ix = _require_dask(indices, "indices")
+def _unpool(args, memory: Callable, nd: int):
+    """Max unpooling: every output chunk gathers the inputs whose windows reach it."""
+    p = _unpool_params(args, nd)
+    x = _require_dask(args.x)
     _args.check_dtype(np.empty(0, x.dtype), "x")
-    lay = _layout(x.shape, nd, channels_last)
-    if ix.dtype.kind not in "iu":
-        raise TypeError(f"indices must be an integer array, got dtype {ix.dtype}")
-    if ix.shape != x.shape:
-        raise ValueError(f"indices must have the shape of x {x.shape}, got {ix.shape}")
-    fmt, order = _args.check_index_format(index_format, storage_order)
-    kernel, strides = _args.kernel_and_stride(kernel_size, stride, nd)
-    spec = _args.parse_unpool_padding(padding, nd)
-    pb, pe = spec.begin, spec.end
+    lay = _layout(x.shape, nd, p.channels_last)
+    ix = _index_source(args.indices, x.shape, "x")
     in_spatial = _spatial(x.shape, lay)
-    out_spatial = _unpool_out_size(in_spatial, kernel, strides, pb, pe, output_size, lay)
+    out_spatial = p.out_size(in_spatial, args.output_size, x.ndim)
     out_shape = list(x.shape)
     for j, ax in enumerate(lay.spatial):
         out_shape[ax] = out_spatial[j]
     out_shape = tuple(out_shape)
-    wins = _unpool_wins(in_spatial, out_spatial, kernel, strides, pb, pe)
-    if chunks is not None:
-        target = tuple(da.core.normalize_chunks(chunks, out_shape, dtype=x.dtype))
+    wins = _unpool_wins(in_spatial, out_spatial, p)
+    if args.chunks is not None:
+        target = tuple(da.core.normalize_chunks(args.chunks, out_shape, dtype=x.dtype))
     else:
         target = _lead_chunks(tuple(x.chunks), lay, [
             _derived_input_chunks(w, x.chunks[ax]) for w, ax in zip(wins, lay.spatial)
@@ -1109,64 +961,50 @@ def _unpool(nd, x, indices, kernel_size, stride, padding, output_size, channels_
     lead = _lead_only(tuple(x.chunks), lay, target)
     plan = _make_plan(lay, out_shape, [target[a] for a in lay.spatial], wins, "unpool",
                       pref=[x.chunks[a] for a in lay.spatial])
-    n_chan = x.shape[lay.chan]
-    fn = _UNPOOL[nd]
-    src_lead = lead
+    layout = _index_layout(lay, out_shape, p.index_format, p.storage_order)
 
     def task(xb, ib, block_id=None):
-        (xb, ib), locs = _gather_windows(plan, block_id, [xb, ib], (0, 1))
-        chunk_shape = list(xb.shape)
-        for j, ax in enumerate(lay.spatial):
-            chunk_shape[ax] = locs[j]["b"] - locs[j]["a"]
-        if any(info["hi"] <= info["lo"] for info in locs):
+        (xb, ib), locs, chunk_shape, reached = _gather_windows(plan, block_id, [xb, ib],
+                                                               (0, 1))
+        if not reached:
             return np.zeros(chunk_shape, dtype=xb.dtype)
-        offs = _block_offsets(src_lead, block_id)
-        flat, _ = _local_indices(ib, lay, out_spatial, fmt, order, offs, n_chan, locs,
-                                 wins)
+        flat = _local_indices(ib, lay, layout, _block_start(lay, lead, block_id), locs,
+                              wins)
         pads = tuple(info["pads"] for info in locs)
-        res = fn(xb, flat, kernel, strides, pads, None, lay.channels_last)
-        return _place(tuple(chunk_shape), xb.dtype, res, lay, locs)
+        res = memory(xb, flat, p.kernel, p.stride, pads, None, lay.channels_last)
+        return _place(chunk_shape, xb.dtype, res, lay, locs)
 
     return _gather_run(task, [x, ix], plan, lead, x.dtype, target)
 
 
-def _unpool_backward(nd, grad_output, indices, input_shape, kernel_size, stride, padding,
-                     channels_last, index_format, storage_order, chunks):
-    grad = _require_dask(grad_output, "grad_output")
-    ix = _require_dask(indices, "indices")
-    _args.check_dtype(np.empty(0, grad.dtype), "grad_output", _args.FLOAT_DTYPES)
-    shape = _check_shape(input_shape, grad.ndim)
-    lay = _layout(shape, nd, channels_last, "input_shape")
-    if ix.dtype.kind not in "iu":
-        raise TypeError(f"indices must be an integer array, got dtype {ix.dtype}")
-    if ix.shape != shape:
-        raise ValueError(f"indices must have the shape of x {shape}, got {ix.shape}")
-    fmt, order = _args.check_index_format(index_format, storage_order)
-    kernel, strides = _args.kernel_and_stride(kernel_size, stride, nd)
-    spec = _args.parse_unpool_padding(padding, nd)
-    pb, pe = spec.begin, spec.end
+def _unpool_backward(args, memory: Callable, nd: int):
+    """The backward of max unpooling, gathered per chunk of the unpooled input."""
+    p = _unpool_params(args, nd)
+    grad = _float_grad(args.grad_output)
+    shape = _check_shape(args.input_shape, grad.ndim)
+    lay = _layout(shape, nd, p.channels_last, "input_shape")
+    ix = _index_source(args.indices, shape, "x")
     in_spatial = _spatial(shape, lay)
     out_spatial = _spatial(grad.shape, lay)
     try:
-        _unpool_out_size(in_spatial, kernel, strides, pb, pe, out_spatial, lay)
+        p.out_size(in_spatial, out_spatial, len(shape))
     except ValueError as exc:
         raise ValueError(f"grad_output has an impossible unpooled size: {exc}") from None
-    wins = _unpool_wins(in_spatial, out_spatial, kernel, strides, pb, pe)
-    target = (tuple(da.core.normalize_chunks(chunks, shape, dtype=grad.dtype))
-              if chunks is not None else tuple(ix.chunks))
+    wins = _unpool_wins(in_spatial, out_spatial, p)
+    target = (tuple(da.core.normalize_chunks(args.chunks, shape, dtype=grad.dtype))
+              if args.chunks is not None else tuple(ix.chunks))
     lead = _lead_only(tuple(grad.chunks), lay, target)
     plan = _make_plan(lay, shape, [target[a] for a in lay.spatial], wins, "unpool_backward",
                       pref=[grad.chunks[a] for a in lay.spatial])
-    n_chan = shape[lay.chan]
-    fn = _UNPOOL_BW[nd]
-    src_lead = lead
+    unpooled = tuple(grad.shape[a] if a in lay.spatial else shape[a] for a in range(len(shape)))
+    layout = _index_layout(lay, unpooled, p.index_format, p.storage_order)
 
     def task(g, ib, block_id=None):
-        (g, ib), locs = _gather_windows(plan, block_id, [g, ib], (0, 1))
-        offs = list(_block_offsets(src_lead, block_id))
-        flat, _ = _local_indices(ib, lay, out_spatial, fmt, order, offs, n_chan, locs, wins)
+        (g, ib), locs, _, _ = _gather_windows(plan, block_id, [g, ib], (0, 1))
+        flat = _local_indices(ib, lay, layout, _block_start(lay, lead, block_id), locs,
+                              wins)
         pads = tuple(info["pads"] for info in locs)
-        res = fn(g, flat, tuple(ib.shape), kernel, strides, pads, lay.channels_last)
+        res = memory(g, flat, tuple(ib.shape), p.kernel, p.stride, pads, lay.channels_last)
         for j, ax in enumerate(lay.spatial):
             res = _take(res, ax, locs[j]["a"] - locs[j]["lo"], locs[j]["b"] - locs[j]["lo"])
         return res
@@ -1175,6 +1013,12 @@ def _unpool_backward(nd, grad_output, indices, input_shape, kernel_size, stride,
 
 
 # --------------------------------------------------------------------------- public API
+#
+# Every public function mirrors the in-memory function of the same name: it takes that
+# function's parameters (read from its signature, so the two cannot drift apart), binds a
+# call as the in-memory function would, and hands the bound arguments to one generic
+# implementation per family (``_pool_forward``, ``_max_backward``, ...), which calls the
+# in-memory function on each task's region.
 
 _SHAPE_DOC = {
     1: ("(N, C, L)", "(C, L)"),
@@ -1182,131 +1026,164 @@ _SHAPE_DOC = {
     3: ("(N, C, D, H, W)", "(C, D, H, W)"),
 }
 
+_KEYWORD = inspect.Parameter.KEYWORD_ONLY
+#: ``chunks=``: the chunking of a gathered result, a keyword only poolkit.dask has
+_CHUNKS = inspect.Parameter("chunks", _KEYWORD, default=None, annotation="Chunks")
 
-def max_pool(
-    x: da.Array,
-    kernel_size: tuple[int, ...],
-    stride: IntOrTuple | None = None,
-    padding: Any = 0,
-    dilation: IntOrTuple = 1,
-    ceil_mode: bool = False,
-    return_indices: bool = False,
-    channels_last: bool = False,
-    index_format: str = "plane",
-    storage_order: int = 0,
-) -> da.Array | tuple[da.Array, da.Array]:
+
+def _dask_annotation(annotation: Any) -> Any:
+    """An in-memory annotation with dask arrays in place of NumPy ones."""
+    if not isinstance(annotation, str):
+        return annotation
+    return annotation.replace("np.ndarray", "da.Array").replace("ArrayLike", "da.Array")
+
+
+#: the names of the public functions, in order of definition (``__all__``: at the end)
+_PUBLIC: list[str] = []
+
+
+def _public(name: str, impl: Callable, doc: str, params: list[inspect.Parameter],
+            returns: str | None = None, **facts: Any):
+    """The public ``poolkit.dask.<name>`` with the parameters ``params`` (which
+    ``inspect.signature`` and ``help`` show): a call binds its arguments to them
+    (defaults filled in) and returns ``impl(args, **facts)``, ``args`` holding each
+    argument as an attribute."""
+    if returns is None:
+        returns = ("da.Array | tuple[da.Array, da.Array]"
+                   if any(p.name == "return_indices" for p in params) else "da.Array")
+    signature = inspect.Signature(params, return_annotation=returns)
+
+    def public(*args: Any, **kwargs: Any) -> Any:
+        try:
+            bound = signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{name}() {exc}") from None
+        bound.apply_defaults()
+        return impl(SimpleNamespace(**bound.arguments), **facts)
+
+    public.__name__ = public.__qualname__ = name
+    public.__doc__ = doc
+    public.__signature__ = signature
+    public.__annotations__ = {p.name: p.annotation for p in params} | {"return": returns}
+    _PUBLIC.append(name)
+    return public
+
+
+def _parameters(name: str, keep: Sequence[str] | None = None) -> list[inspect.Parameter]:
+    """The parameters of the in-memory ``poolkit.<name>`` (only ``keep``, if given; never
+    ``out``: a dask result is always a new array), annotated for dask arrays."""
+    own = inspect.signature(getattr(_pk, name)).parameters.values()
+    return [p.replace(annotation=_dask_annotation(p.annotation)) for p in own
+            if p.name != "out" and (keep is None or p.name in keep)]
+
+
+def _mirror(name: str, impl: Callable, doc: str, *extra: inspect.Parameter, **facts: Any):
+    """The dask version of the in-memory ``poolkit.<name>``: its parameters, then the
+    keyword-only ``extra``; runs ``impl(args, memory=poolkit.<name>, **facts)``."""
+    return _public(name, impl, doc, _parameters(name) + list(extra),
+                   memory=getattr(_pk, name), **facts)
+
+
+def _geometry_keywords(forward: str) -> list[inspect.Parameter]:
+    """The geometry options of the in-memory ``forward`` as keyword-only parameters, with
+    ``kernel_size`` optional: how a max backward is told the windows."""
+    params = inspect.signature(getattr(_pk, forward)).parameters
+    out = []
+    for name in ("kernel_size", "stride", "padding", "dilation", "ceil_mode"):
+        p = params[name].replace(kind=_KEYWORD)
+        if name == "kernel_size":
+            p = p.replace(default=None, annotation=f"{p.annotation} | None")
+        out.append(p)
+    return out
+
+
+def _numpydoc(summary: str, parameters: str, returns: str, examples: str) -> str:
+    """A numpydoc docstring: ``summary`` (and any further paragraphs), then the sections
+    Parameters, Returns and Examples (their bodies written indented by four spaces)."""
+    return (f"{summary}\n\n    Parameters\n    ----------\n{parameters}\n\n"
+            f"    Returns\n    -------\n{returns}\n\n    Examples\n    --------\n{examples}\n    ")
+
+
+#: the first line of every example
+_IMPORTS = "    >>> import numpy as np, dask.array as da, poolkit.dask as pkd"
+
+plan_chunks = _public("plan_chunks", _plan_chunks, _numpydoc(
+    """How a pooling of ``x`` maps to tasks (no computation).""",
+    """    x : dask.array.Array
+        The pooling input, ``(N, C, *spatial)`` or ``(C, *spatial)`` (channels last with
+        ``channels_last=True``).
+    kernel_size, stride, padding, dilation, ceil_mode, channels_last
+        As in :func:`max_pool`.
+    spatial_dims : int, optional
+        Number of spatial dims; default ``len(kernel_size)`` for a tuple, else
+        ``x.ndim - 2``.""",
+    """    dict
+        ``input_chunks`` (the spatial chunking the tasks run on, after merging chunks
+        smaller than the halo), ``output_chunks``, ``halo`` (per spatial axis, the
+        right-hand depth read from the next chunk) and ``merged`` (whether the input had
+        to be rechunked).""",
+    """    >>> import dask.array as da, poolkit.dask as pkd
+    >>> x = da.zeros((1, 1, 10, 10), chunks=(1, 1, 4, 5))
+    >>> plan = pkd.plan_chunks(x, (3, 3), stride=2, padding=1)
+    >>> plan["halo"], plan["input_chunks"]  # rows: the 2-row last chunk is merged
+    ((2, 1), ((4, 6), (5, 5)))"""),
+    # the geometry options of max_pool, then the rank
+    _parameters("max_pool", ("x", "kernel_size", "stride", "padding", "dilation",
+                             "ceil_mode", "channels_last"))
+    + [inspect.Parameter("spatial_dims", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                         default=None, annotation="int | None")],
+    returns="dict")
+
+max_pool = _mirror("max_pool", _pool_forward, _numpydoc(
     """Max pooling of a dask array over any number of trailing spatial dimensions.
 
     Lazy and bit-identical to :func:`poolkit.max_pool` for every option and any input
-    chunking (see the module docstring for the chunk/task rule).
-
-    Parameters
-    ----------
-    x : dask.array.Array
+    chunking (see the module docstring for the chunk/task rule).""",
+    """    x : dask.array.Array
         ``(N, C, *spatial)`` or ``(C, *spatial)``; ``(N, *spatial, C)`` or
         ``(*spatial, C)`` with ``channels_last=True``. Any chunking.
     kernel_size, stride, padding, dilation, ceil_mode, return_indices, channels_last, \
 index_format, storage_order
         As in :func:`poolkit.max_pool`; indices are global (into the whole input plane,
-        or the whole input with ``index_format="global"``).
-
-    Returns
-    -------
-    out : dask.array.Array
+        or the whole input with ``index_format="global"``).""",
+    """    out : dask.array.Array
         The pooled array; its spatial chunks are the windows each input chunk owns.
     indices : dask.array.Array of int64, optional
-        With ``return_indices=True``, chunked like ``out``.
-
-    Examples
-    --------
-    >>> import numpy as np, dask.array as da, poolkit.dask as pkd
+        With ``return_indices=True``, chunked like ``out``.""",
+    f"""{_IMPORTS}
     >>> x = da.from_array(np.arange(16.0).reshape(1, 1, 4, 4), chunks=2)
     >>> pkd.max_pool(x, (2, 2)).compute()[0, 0]
     array([[ 5.,  7.],
-           [13., 15.]])
-    """
-    nd = _args.spatial_ndim_of(kernel_size)
-    res = _pool_forward(x, nd, "max", kernel_size, stride, padding, dilation, ceil_mode,
-                        channels_last, return_indices=return_indices,
-                        index_format=index_format, storage_order=storage_order)
-    return res
+           [13., 15.]])"""), nd=None, kind="max")
 
 
 def _make_max(nd: int):
-    def pool(
-        x: da.Array,
-        kernel_size: IntOrTuple,
-        stride: IntOrTuple | None = None,
-        padding: Any = 0,
-        dilation: IntOrTuple = 1,
-        ceil_mode: bool = False,
-        return_indices: bool = False,
-        channels_last: bool = False,
-        index_format: str = "plane",
-        storage_order: int = 0,
-    ) -> da.Array | tuple[da.Array, da.Array]:
-        return _pool_forward(x, nd, "max", kernel_size, stride, padding, dilation,
-                             ceil_mode, channels_last, return_indices=return_indices,
-                             index_format=index_format, storage_order=storage_order)
-
-    def backward(
-        grad_output: da.Array,
-        indices: da.Array,
-        input_shape: tuple[int, ...],
-        channels_last: bool = False,
-        index_format: str = "plane",
-        storage_order: int = 0,
-        *,
-        chunks: Chunks = None,
-        kernel_size: IntOrTuple | None = None,
-        stride: IntOrTuple | None = None,
-        padding: Any = 0,
-        dilation: IntOrTuple = 1,
-        ceil_mode: bool = False,
-    ) -> da.Array:
-        return _max_backward(grad_output, indices, input_shape, nd, channels_last,
-                             index_format, storage_order, chunks,
-                             (kernel_size, stride, padding, dilation, ceil_mode))
-
     first, unbatched = _SHAPE_DOC[nd]
-    pool.__name__ = pool.__qualname__ = f"max_pool{nd}d"
-    backward.__name__ = backward.__qualname__ = f"max_pool{nd}d_backward"
-    pool.__doc__ = f"""{nd}-D max pooling of a dask array, lazy and bit-identical to
-    :func:`poolkit.max_pool{nd}d`.
-
-    Parameters
-    ----------
-    x : dask.array.Array
+    pool = _mirror(f"max_pool{nd}d", _pool_forward, _numpydoc(
+        f"""{nd}-D max pooling of a dask array, lazy and bit-identical to
+    :func:`poolkit.max_pool{nd}d`.""",
+        f"""    x : dask.array.Array
         ``{first}`` or ``{unbatched}`` (channels last with ``channels_last=True``), any
         chunking.
     kernel_size, stride, padding, dilation, ceil_mode, return_indices, channels_last, \
 index_format, storage_order
         As in :func:`poolkit.max_pool{nd}d`. Indices are global: into the whole input
-        plane (or the whole input with ``index_format="global"``).
-
-    Returns
-    -------
-    out : dask.array.Array
+        plane (or the whole input with ``index_format="global"``).""",
+        """    out : dask.array.Array
         Pooled values; spatial chunks: the windows each input chunk owns.
     indices : dask.array.Array of int64, optional
-        With ``return_indices=True``.
-
-    Examples
-    --------
-    >>> import numpy as np, dask.array as da, poolkit.dask as pkd
+        With ``return_indices=True``.""",
+        f"""{_IMPORTS}
     >>> x = da.from_array(np.arange(6.0).reshape((1, 1) + (1,) * {nd - 1} + (6,)), chunks=2)
     >>> pkd.max_pool{nd}d(x, (1,) * {nd - 1} + (2,)).compute().ravel()
-    array([1., 3., 5.])
-    """
-    backward.__doc__ = f"""Gradient of :func:`max_pool{nd}d` (dask), gathered per chunk.
+    array([1., 3., 5.])"""), nd=nd, kind="max")
+    backward = _mirror(f"max_pool{nd}d_backward", _max_backward, _numpydoc(
+        f"""Gradient of :func:`max_pool{nd}d` (dask), gathered per chunk.
 
     Every gradient chunk pulls the output gradients and indices of the windows that reach
     it and runs :func:`poolkit.max_pool{nd}d_backward` on them, in output order: the result
-    is bit-identical to the in-memory backward.
-
-    Parameters
-    ----------
-    grad_output, indices : dask.array.Array
+    is bit-identical to the in-memory backward.""",
+        f"""    grad_output, indices : dask.array.Array
         Shaped like the forward output; ``indices`` as the forward returned them.
     input_shape : tuple of int
         Shape of the forward input.
@@ -1317,22 +1194,15 @@ index_format, storage_order
         ``indices`` comes from :func:`max_pool{nd}d` (else derived from the windows).
     kernel_size, stride, padding, dilation, ceil_mode : optional
         The forward geometry. Not needed when ``indices`` comes from
-        :func:`max_pool{nd}d`; without either, each plane is one task.
-
-    Returns
-    -------
-    grad_input : dask.array.Array
-        Shape ``input_shape``, dtype of ``grad_output``.
-
-    Examples
-    --------
-    >>> import numpy as np, dask.array as da, poolkit.dask as pkd
+        :func:`max_pool{nd}d`; without either, each plane is one task.""",
+        """    grad_input : dask.array.Array
+        Shape ``input_shape``, dtype of ``grad_output``.""",
+        f"""{_IMPORTS}
     >>> x = da.from_array(np.array([1.0, 3.0, 2.0, 0.0]).reshape((1, 1) + (1,) * {nd - 1}
     ...                   + (4,)), chunks=2)
     >>> y, idx = pkd.max_pool{nd}d(x, (1,) * {nd - 1} + (2,), return_indices=True)
     >>> pkd.max_pool{nd}d_backward(da.ones_like(y), idx, x.shape).compute().ravel()
-    array([0., 1., 1., 0.])
-    """
+    array([0., 1., 1., 0.])"""), _CHUNKS, *_geometry_keywords(f"max_pool{nd}d"), nd=nd)
     return pool, backward
 
 
@@ -1340,156 +1210,64 @@ max_pool1d, max_pool1d_backward = _make_max(1)
 max_pool2d, max_pool2d_backward = _make_max(2)
 max_pool3d, max_pool3d_backward = _make_max(3)
 
-
-def max_pool_backward(
-    grad_output: da.Array,
-    indices: da.Array,
-    input_shape: tuple[int, ...],
-    channels_last: bool = False,
-    spatial_dims: int | None = None,
-    index_format: str = "plane",
-    storage_order: int = 0,
-    *,
-    chunks: Chunks = None,
-    kernel_size: tuple[int, ...] | None = None,
-    stride: IntOrTuple | None = None,
-    padding: Any = 0,
-    dilation: IntOrTuple = 1,
-    ceil_mode: bool = False,
-) -> da.Array:
-    """Gradient of :func:`max_pool` (dask), any number of spatial dims.
-
-    Parameters
-    ----------
-    grad_output, indices : dask.array.Array
+max_pool_backward = _mirror("max_pool_backward", _max_backward, _numpydoc(
+    """Gradient of :func:`max_pool` (dask), any number of spatial dims.""",
+    """    grad_output, indices : dask.array.Array
         Shaped like the forward output.
     input_shape : tuple of int
         Shape of the forward input.
     channels_last, spatial_dims, index_format, storage_order
         As in :func:`poolkit.max_pool_backward`.
     chunks, kernel_size, stride, padding, dilation, ceil_mode : optional
-        As in :func:`max_pool2d_backward`.
-
-    Returns
-    -------
-    grad_input : dask.array.Array
-        Shape ``input_shape``.
-
-    Examples
-    --------
-    >>> import numpy as np, dask.array as da, poolkit.dask as pkd
+        As in :func:`max_pool2d_backward`.""",
+    """    grad_input : dask.array.Array
+        Shape ``input_shape``.""",
+    f"""{_IMPORTS}
     >>> x = da.from_array(np.array([[[[1.0, 3.0], [2.0, 0.0]]]]), chunks=1)
     >>> y, idx = pkd.max_pool(x, (2, 2), return_indices=True)
     >>> pkd.max_pool_backward(da.ones_like(y), idx, x.shape).compute()[0, 0]
     array([[0., 1.],
-           [0., 0.]])
-    """
-    if spatial_dims is None:
-        if not isinstance(input_shape, (tuple, list)):
-            raise TypeError(f"input_shape must be a tuple of ints, got {input_shape!r}")
-        nd = len(input_shape) - 2
-        if nd < 1:
-            raise ValueError(
-                "input_shape must have at least 3 dimensions (N, C, *spatial) when "
-                f"spatial_dims is not given, got {tuple(input_shape)}"
-            )
-    else:
-        nd = _args.int_tuple(spatial_dims, 1, "spatial_dims", minimum=1)[0]
-    return _max_backward(grad_output, indices, input_shape, nd, channels_last, index_format,
-                         storage_order, chunks,
-                         (kernel_size, stride, padding, dilation, ceil_mode))
+           [0., 0.]])"""), _CHUNKS, *_geometry_keywords("max_pool"), nd=None)
 
 
 def _make_avg(nd: int):
-    def pool(
-        x: da.Array,
-        kernel_size: IntOrTuple,
-        stride: IntOrTuple | None = None,
-        padding: Any = 0,
-        ceil_mode: bool = False,
-        count_include_pad: bool = True,
-        divisor_override: int | None = None,
-        channels_last: bool = False,
-        dilation: IntOrTuple = 1,
-    ) -> da.Array:
-        return _pool_forward(x, nd, "avg", kernel_size, stride, padding, dilation, ceil_mode,
-                             channels_last, avg=(count_include_pad, divisor_override))
-
-    def backward(
-        grad_output: da.Array,
-        input_shape: tuple[int, ...],
-        kernel_size: IntOrTuple,
-        stride: IntOrTuple | None = None,
-        padding: Any = 0,
-        ceil_mode: bool = False,
-        count_include_pad: bool = True,
-        divisor_override: int | None = None,
-        channels_last: bool = False,
-        dilation: IntOrTuple = 1,
-        *,
-        chunks: Chunks = None,
-    ) -> da.Array:
-        return _avg_backward(nd, grad_output, input_shape, kernel_size, stride, padding,
-                             ceil_mode, count_include_pad, divisor_override, channels_last,
-                             dilation, chunks)
-
     first, unbatched = _SHAPE_DOC[nd]
-    pool.__name__ = pool.__qualname__ = f"avg_pool{nd}d"
-    backward.__name__ = backward.__qualname__ = f"avg_pool{nd}d_backward"
-    pool.__doc__ = f"""{nd}-D average pooling of a dask array, bit-identical to
+    pool = _mirror(f"avg_pool{nd}d", _pool_forward, _numpydoc(
+        f"""{nd}-D average pooling of a dask array, bit-identical to
     :func:`poolkit.avg_pool{nd}d` for any chunking.
 
     Each task runs the in-memory kernel on exactly its windows (explicit per-chunk pads),
     so sums, the divisor rules (``count_include_pad``, the ceil overhang past the end
-    padding, ``divisor_override``) and the rounding are the in-memory ones.
-
-    Parameters
-    ----------
-    x : dask.array.Array
+    padding, ``divisor_override``) and the rounding are the in-memory ones.""",
+        f"""    x : dask.array.Array
         ``{first}`` or ``{unbatched}`` (channels last with ``channels_last=True``).
     kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, \
 channels_last, dilation
-        As in :func:`poolkit.avg_pool{nd}d`.
-
-    Returns
-    -------
-    dask.array.Array
-        Pooled array (float64 for integer inputs, as in memory).
-
-    Examples
-    --------
-    >>> import numpy as np, dask.array as da, poolkit.dask as pkd
+        As in :func:`poolkit.avg_pool{nd}d`.""",
+        """    dask.array.Array
+        Pooled array (float64 for integer inputs, as in memory).""",
+        f"""{_IMPORTS}
     >>> x = da.from_array(np.arange(4.0).reshape((1, 1) + (1,) * {nd - 1} + (4,)), chunks=1)
     >>> pkd.avg_pool{nd}d(x, (1,) * {nd - 1} + (2,)).compute().ravel()
-    array([0.5, 2.5])
-    """
-    backward.__doc__ = f"""Gradient of :func:`avg_pool{nd}d` (dask), gathered per chunk.
-
-    Parameters
-    ----------
-    grad_output : dask.array.Array
+    array([0.5, 2.5])"""), nd=nd, kind="avg")
+    backward = _mirror(f"avg_pool{nd}d_backward", _avg_backward, _numpydoc(
+        f"""Gradient of :func:`avg_pool{nd}d` (dask), gathered per chunk.""",
+        f"""    grad_output : dask.array.Array
         Shaped like the forward output.
     input_shape, kernel_size, stride, padding, ceil_mode, count_include_pad, \
 divisor_override, channels_last, dilation
         As in :func:`poolkit.avg_pool{nd}d_backward`.
     chunks : optional
         Chunking of the returned gradient; default: the forward input's (when
-        ``grad_output`` is chunked like a :func:`avg_pool{nd}d` output), else derived.
-
-    Returns
-    -------
-    dask.array.Array
-        Shape ``input_shape``, bit-identical to the in-memory backward.
-
-    Examples
-    --------
-    >>> import numpy as np, dask.array as da, poolkit.dask as pkd
+        ``grad_output`` is chunked like a :func:`avg_pool{nd}d` output), else derived.""",
+        """    dask.array.Array
+        Shape ``input_shape``, bit-identical to the in-memory backward.""",
+        f"""{_IMPORTS}
     >>> g = da.ones((1, 1) + (1,) * {nd - 1} + (2,), chunks=1)
     >>> shape = (1, 1) + (1,) * {nd - 1} + (4,)
     >>> k = (1,) * {nd - 1} + (2,)
     >>> pkd.avg_pool{nd}d_backward(g, shape, k).compute().ravel()
-    array([0.5, 0.5, 0.5, 0.5])
-    """
+    array([0.5, 0.5, 0.5, 0.5])"""), _CHUNKS, nd=nd)
     return pool, backward
 
 
@@ -1499,45 +1277,20 @@ avg_pool3d, avg_pool3d_backward = _make_avg(3)
 
 
 def _make_lp(nd: int):
-    def pool(
-        x: da.Array,
-        norm_type: float,
-        kernel_size: IntOrTuple,
-        stride: IntOrTuple | None = None,
-        ceil_mode: bool = False,
-        channels_last: bool = False,
-        padding: Any = 0,
-        dilation: IntOrTuple = 1,
-    ) -> da.Array:
-        norm = _args.check_norm_type(norm_type)
-        return _pool_forward(x, nd, "lp", kernel_size, stride, padding, dilation, ceil_mode,
-                             channels_last, norm_type=norm)
-
     first, unbatched = _SHAPE_DOC[nd]
-    pool.__name__ = pool.__qualname__ = f"lp_pool{nd}d"
-    pool.__doc__ = f"""{nd}-D power-average (Lp) pooling of a dask array, bit-identical to
-    :func:`poolkit.lp_pool{nd}d`.
-
-    Parameters
-    ----------
-    x : dask.array.Array
+    return _mirror(f"lp_pool{nd}d", _pool_forward, _numpydoc(
+        f"""{nd}-D power-average (Lp) pooling of a dask array, bit-identical to
+    :func:`poolkit.lp_pool{nd}d`.""",
+        f"""    x : dask.array.Array
         ``{first}`` or ``{unbatched}``, float16/32/64.
     norm_type, kernel_size, stride, ceil_mode, channels_last, padding, dilation
-        As in :func:`poolkit.lp_pool{nd}d`.
-
-    Returns
-    -------
-    dask.array.Array
-
-    Examples
-    --------
-    >>> import numpy as np, dask.array as da, poolkit.dask as pkd
+        As in :func:`poolkit.lp_pool{nd}d`.""",
+        "    dask.array.Array",
+        f"""{_IMPORTS}
     >>> x = da.from_array(np.array([3.0, 4.0]).reshape((1, 1) + (1,) * {nd - 1} + (2,)),
     ...                   chunks=1)
     >>> pkd.lp_pool{nd}d(x, 2, (1,) * {nd - 1} + (2,)).compute().ravel()
-    array([5.])
-    """
-    return pool
+    array([5.])"""), nd=nd, kind="lp")
 
 
 lp_pool1d = _make_lp(1)
@@ -1546,101 +1299,49 @@ lp_pool3d = _make_lp(3)
 
 
 def _make_unpool(nd: int):
-    def unpool(
-        x: da.Array,
-        indices: da.Array,
-        kernel_size: IntOrTuple,
-        stride: IntOrTuple | None = None,
-        padding: Any = 0,
-        output_size: tuple[int, ...] | None = None,
-        channels_last: bool = False,
-        index_format: str = "plane",
-        storage_order: int = 0,
-        *,
-        chunks: Chunks = None,
-    ) -> da.Array:
-        return _unpool(nd, x, indices, kernel_size, stride, padding, output_size,
-                       channels_last, index_format, storage_order, chunks)
-
-    def backward(
-        grad_output: da.Array,
-        indices: da.Array,
-        input_shape: tuple[int, ...],
-        kernel_size: IntOrTuple,
-        stride: IntOrTuple | None = None,
-        padding: Any = 0,
-        channels_last: bool = False,
-        index_format: str = "plane",
-        storage_order: int = 0,
-        *,
-        chunks: Chunks = None,
-    ) -> da.Array:
-        return _unpool_backward(nd, grad_output, indices, input_shape, kernel_size, stride,
-                                padding, channels_last, index_format, storage_order, chunks)
-
     first, unbatched = _SHAPE_DOC[nd]
-    unpool.__name__ = unpool.__qualname__ = f"max_unpool{nd}d"
-    backward.__name__ = backward.__qualname__ = f"max_unpool{nd}d_backward"
-    unpool.__doc__ = f"""{nd}-D max unpooling of dask arrays, bit-identical to
+    unpool = _mirror(f"max_unpool{nd}d", _unpool, _numpydoc(
+        f"""{nd}-D max unpooling of dask arrays, bit-identical to
     :func:`poolkit.max_unpool{nd}d`.
 
     Every output chunk gathers the inputs whose windows reach it (in input order, so the
     last write wins as in memory). Each index must lie inside its own pooling window, as
     max pooling with the same ``kernel_size``, ``stride`` and ``padding`` returns them
-    (checked; a ValueError otherwise).
-
-    Parameters
-    ----------
-    x, indices : dask.array.Array
+    (checked; a ValueError otherwise).""",
+        f"""    x, indices : dask.array.Array
         ``{first}`` or ``{unbatched}``, chunked alike.
     kernel_size, stride, padding, output_size, channels_last, index_format, storage_order
         As in :func:`poolkit.max_unpool{nd}d`.
     chunks : optional
         Chunking of the output; default: each chunk starts where the windows of an input
-        chunk start.
-
-    Returns
-    -------
-    dask.array.Array
-
-    Examples
-    --------
-    >>> import numpy as np, dask.array as da, poolkit.dask as pkd
+        chunk start.""",
+        "    dask.array.Array",
+        f"""{_IMPORTS}
     >>> x = da.from_array(np.array([1.0, 3.0, 2.0, 0.0]).reshape((1, 1) + (1,) * {nd - 1}
     ...                   + (4,)), chunks=2)
     >>> k = (1,) * {nd - 1} + (2,)
     >>> y, idx = pkd.max_pool{nd}d(x, k, return_indices=True)
     >>> pkd.max_unpool{nd}d(y, idx, k).compute().ravel()
-    array([0., 3., 2., 0.])
-    """
-    backward.__doc__ = f"""Gradient of :func:`max_unpool{nd}d` (dask), bit-identical to
-    :func:`poolkit.max_unpool{nd}d_backward`.
-
-    Parameters
-    ----------
-    grad_output : dask.array.Array
+    array([0., 3., 2., 0.])"""), _CHUNKS, nd=nd)
+    backward = _mirror(f"max_unpool{nd}d_backward", _unpool_backward, _numpydoc(
+        f"""Gradient of :func:`max_unpool{nd}d` (dask), bit-identical to
+    :func:`poolkit.max_unpool{nd}d_backward`.""",
+        f"""    grad_output : dask.array.Array
         Shaped like the unpooled output.
     indices : dask.array.Array
         The unpooling indices (shape ``input_shape``).
     input_shape, kernel_size, stride, padding, channels_last, index_format, storage_order
         As in :func:`poolkit.max_unpool{nd}d_backward`.
     chunks : optional
-        Chunking of the returned gradient; default: the chunking of ``indices``.
-
-    Returns
-    -------
-    dask.array.Array
-        Shape ``input_shape``.
-
-    Examples
-    --------
-    >>> import numpy as np, dask.array as da, poolkit.dask as pkd
+        Chunking of the returned gradient; default: the chunking of ``indices``.""",
+        """    dask.array.Array
+        Shape ``input_shape``.""",
+        f"""{_IMPORTS}
     >>> idx = da.from_array(np.array([1, 2]).reshape((1, 1) + (1,) * {nd - 1} + (2,)))
     >>> g = da.arange(4.0).reshape((1, 1) + (1,) * {nd - 1} + (4,))
     >>> k = (1,) * {nd - 1} + (2,)
     >>> pkd.max_unpool{nd}d_backward(g, idx, idx.shape, k).compute().ravel()
-    array([1., 2.])
-    """
+    array([1., 2.])"""), _CHUNKS, nd=nd)
     return unpool, backward
 
 
@@ -1677,125 +1378,43 @@ def _whole_planes(x: da.Array, lay: _Layout, fn, out_spatial, dtype, keep=True, 
     return _fields(res, dtype) if rec else res
 
 
-def _global_layout(x, channels_last) -> _Layout:
-    x = _require_dask(x)
-    if x.ndim < 3:
-        raise ValueError(
-            f"x must have at least 3 dimensions (N, C, *spatial) for global pooling, got "
-            f"shape {x.shape}"
-        )
-    return _layout(x.shape, x.ndim - 2, channels_last)
+def _plane_forward(args, memory: Callable, nd: int | None = None):
+    """Global (``nd=None``: every dim after N and C) and adaptive pooling: ``memory`` on
+    whole planes, given the call's other arguments as they are."""
+    x = _require_dask(args.x)
+    if nd is None:
+        if x.ndim < 3:
+            raise ValueError(
+                f"x must have at least 3 dimensions (N, C, *spatial) for global pooling, "
+                f"got shape {x.shape}"
+            )
+        nd = x.ndim - 2
+    lay = _layout(x.shape, nd, args.channels_last)
+    keep = _args.check_bool(getattr(args, "keepdims", True), "keepdims")
+    ret = _args.check_bool(getattr(args, "return_indices", False), "return_indices")
+    options = {k: v for k, v in vars(args).items() if k != "x"}
+    probe_options = dict(options)
+    if "output_size" in options:  # adaptive
+        sizes = _args.check_adaptive_output_size(args.output_size, _spatial(x.shape, lay))
+        probe_options["output_size"] = 1
+    else:
+        sizes = (1,) * nd
+    probe = memory(np.zeros((1, 1) + (1,) * nd, x.dtype), **probe_options)
+    dtype = (probe[0] if isinstance(probe, tuple) else probe).dtype
+    return _whole_planes(x, lay, lambda b: memory(b, **options), sizes, dtype, keep, ret)
 
 
-def global_max_pool(
-    x: da.Array, keepdims: bool = True, return_indices: bool = False,
-    channels_last: bool = False,
-) -> da.Array | tuple[da.Array, da.Array]:
-    """Max over all spatial dims of a dask array (:func:`poolkit.global_max_pool`).
-
-    The spatial axes are brought to one chunk (batch and channel chunks are kept), so a
-    task pools whole planes.
-
-    Parameters
-    ----------
-    x : dask.array.Array
-        ``(N, C, *spatial)`` (``(N, *spatial, C)`` with ``channels_last=True``).
-    keepdims, return_indices, channels_last
-        As in :func:`poolkit.global_max_pool`.
-
-    Returns
-    -------
-    out : dask.array.Array
-    indices : dask.array.Array, optional
-
-    Examples
-    --------
-    >>> import numpy as np, dask.array as da, poolkit.dask as pkd
-    >>> x = da.from_array(np.array([[[1.0, 4.0], [3.0, 2.0]]])[None], chunks=1)
-    >>> pkd.global_max_pool(x, keepdims=False).compute()
-    array([[4.]])
-    """
-    lay = _global_layout(x, channels_last)
-    keep = _args.check_bool(keepdims, "keepdims")
-    ret = _args.check_bool(return_indices, "return_indices")
-    probe = _pk.global_max_pool(np.zeros((1, 1) + (1,) * lay.nd, x.dtype))
-    return _whole_planes(
-        x, lay, lambda b: _pk.global_max_pool(b, keep, ret, lay.channels_last),
-        (1,) * lay.nd, probe.dtype, keep, ret,
-    )
-
-
-def global_avg_pool(x: da.Array, keepdims: bool = True, channels_last: bool = False) -> da.Array:
-    """Mean over all spatial dims of a dask array (:func:`poolkit.global_avg_pool`).
-
-    Bitwise only with whole planes in a task: the spatial axes are brought to one chunk
-    (a mean of per-chunk partial sums would round differently).
-
-    Parameters
-    ----------
-    x : dask.array.Array
-        ``(N, C, *spatial)`` (``(N, *spatial, C)`` with ``channels_last=True``).
-    keepdims, channels_last
-        As in :func:`poolkit.global_avg_pool`.
-
-    Returns
-    -------
-    dask.array.Array
-
-    Examples
-    --------
-    >>> import numpy as np, dask.array as da, poolkit.dask as pkd
-    >>> x = da.from_array(np.arange(8.0).reshape(2, 1, 4), chunks=1)
-    >>> pkd.global_avg_pool(x, keepdims=False).compute()
-    array([[1.5],
-           [5.5]])
-    """
-    lay = _global_layout(x, channels_last)
-    keep = _args.check_bool(keepdims, "keepdims")
-    probe = _pk.global_avg_pool(np.zeros((1, 1) + (1,) * lay.nd, x.dtype))
-    return _whole_planes(x, lay, lambda b: _pk.global_avg_pool(b, keep, lay.channels_last),
-                         (1,) * lay.nd, probe.dtype, keep)
-
-
-def global_lp_pool(
-    x: da.Array, p: float = 2.0, keepdims: bool = True, channels_last: bool = False
-) -> da.Array:
-    """Lp norm over all spatial dims of a dask array (:func:`poolkit.global_lp_pool`),
-    whole planes per task.
-
-    Parameters
-    ----------
-    x : dask.array.Array
-        ``(N, C, *spatial)``.
-    p, keepdims, channels_last
-        As in :func:`poolkit.global_lp_pool`.
-
-    Returns
-    -------
-    dask.array.Array
-
-    Examples
-    --------
-    >>> import numpy as np, dask.array as da, poolkit.dask as pkd
-    >>> x = da.from_array(np.array([3.0, 4.0]).reshape(1, 1, 2), chunks=1)
-    >>> pkd.global_lp_pool(x, 2.0, keepdims=False).compute()
-    array([[5.]])
-    """
-    lay = _global_layout(x, channels_last)
-    keep = _args.check_bool(keepdims, "keepdims")
-    probe = _pk.global_lp_pool(np.zeros((1, 1) + (1,) * lay.nd, x.dtype), p)
-    return _whole_planes(x, lay, lambda b: _pk.global_lp_pool(b, p, keep, lay.channels_last),
-                         (1,) * lay.nd, probe.dtype, keep)
-
-
-def _global_backward(grad_output, input_shape, channels_last, fn, indices=None, chunks=None):
-    grad = _require_dask(grad_output, "grad_output")
-    shape = _args.check_shape_arg(input_shape, "input_shape")
+def _global_backward(args, memory: Callable):
+    """The backward of global pooling: ``memory`` on whole planes."""
+    grad = _require_dask(args.grad_output, "grad_output")
+    shape = _args.check_shape_arg(args.input_shape, "input_shape")
     if len(shape) < 3:
         raise ValueError(f"input_shape must have at least 3 dimensions, got {shape}")
-    lay = _layout(shape, len(shape) - 2, channels_last, "input_shape")
+    lay = _layout(shape, len(shape) - 2, args.channels_last, "input_shape")
     keep = grad.ndim == len(shape)
-    srcs = [grad] + ([] if indices is None else [_require_dask(indices, "indices")])
+    srcs = [grad]
+    if hasattr(args, "indices"):
+        srcs.append(_require_dask(args.indices, "indices"))
     lead_axes = [a for a in range(len(shape)) if a not in lay.spatial]
     out_chunks = [None] * len(shape)
     for a in range(len(shape)):
@@ -1803,8 +1422,7 @@ def _global_backward(grad_output, input_shape, channels_last, fn, indices=None, 
             out_chunks[a] = (shape[a],)
     for i, a in enumerate(lead_axes):
         out_chunks[a] = grad.chunks[a if keep else i]
-    srcs = [s.rechunk({a: -1 for a in range(s.ndim) if (a in lay.spatial) or (not keep and
-                       False)}) for s in srcs]
+    srcs = [s.rechunk({a: -1 for a in range(s.ndim) if a in lay.spatial}) for s in srcs]
     srcs = [srcs[0]] + [s.rechunk(srcs[0].chunks) for s in srcs[1:]]
     meta = np.empty((0,) * len(shape), dtype=grad.dtype)
 
@@ -1812,128 +1430,109 @@ def _global_backward(grad_output, input_shape, channels_last, fn, indices=None, 
         full = list(shape)
         for i, a in enumerate(lead_axes):
             full[a] = blocks[0].shape[a if keep else i]
-        return fn(*blocks, tuple(full))
+        return memory(*blocks, tuple(full), args.channels_last)
 
     kw = {} if keep else dict(new_axis=list(lay.spatial))
     res = da.map_blocks(task, *srcs, chunks=tuple(out_chunks), dtype=grad.dtype, meta=meta,
                         **kw)
-    if chunks is not None:
-        res = res.rechunk(da.core.normalize_chunks(chunks, shape, dtype=grad.dtype))
+    if args.chunks is not None:
+        res = res.rechunk(da.core.normalize_chunks(args.chunks, shape, dtype=grad.dtype))
     return res
 
 
-def global_avg_pool_backward(
-    grad_output: da.Array, input_shape: tuple[int, ...], channels_last: bool = False,
-    *, chunks: Chunks = None,
-) -> da.Array:
-    """Gradient of :func:`global_avg_pool` (dask): whole planes per task.
+global_max_pool = _mirror("global_max_pool", _plane_forward, _numpydoc(
+    """Max over all spatial dims of a dask array (:func:`poolkit.global_max_pool`).
 
-    Parameters
-    ----------
-    grad_output : dask.array.Array
+    The spatial axes are brought to one chunk (batch and channel chunks are kept), so a
+    task pools whole planes.""",
+    """    x : dask.array.Array
+        ``(N, C, *spatial)`` (``(N, *spatial, C)`` with ``channels_last=True``).
+    keepdims, return_indices, channels_last
+        As in :func:`poolkit.global_max_pool`.""",
+    """    out : dask.array.Array
+    indices : dask.array.Array, optional""",
+    f"""{_IMPORTS}
+    >>> x = da.from_array(np.array([[[1.0, 4.0], [3.0, 2.0]]])[None], chunks=1)
+    >>> pkd.global_max_pool(x, keepdims=False).compute()
+    array([[4.]])"""))
+
+global_avg_pool = _mirror("global_avg_pool", _plane_forward, _numpydoc(
+    """Mean over all spatial dims of a dask array (:func:`poolkit.global_avg_pool`).
+
+    Bitwise only with whole planes in a task: the spatial axes are brought to one chunk
+    (a mean of per-chunk partial sums would round differently).""",
+    """    x : dask.array.Array
+        ``(N, C, *spatial)`` (``(N, *spatial, C)`` with ``channels_last=True``).
+    keepdims, channels_last
+        As in :func:`poolkit.global_avg_pool`.""",
+    "    dask.array.Array",
+    f"""{_IMPORTS}
+    >>> x = da.from_array(np.arange(8.0).reshape(2, 1, 4), chunks=1)
+    >>> pkd.global_avg_pool(x, keepdims=False).compute()
+    array([[1.5],
+           [5.5]])"""))
+
+global_lp_pool = _mirror("global_lp_pool", _plane_forward, _numpydoc(
+    """Lp norm over all spatial dims of a dask array (:func:`poolkit.global_lp_pool`),
+    whole planes per task.""",
+    """    x : dask.array.Array
+        ``(N, C, *spatial)``.
+    p, keepdims, channels_last
+        As in :func:`poolkit.global_lp_pool`.""",
+    "    dask.array.Array",
+    f"""{_IMPORTS}
+    >>> x = da.from_array(np.array([3.0, 4.0]).reshape(1, 1, 2), chunks=1)
+    >>> pkd.global_lp_pool(x, 2.0, keepdims=False).compute()
+    array([[5.]])"""))
+
+global_avg_pool_backward = _mirror("global_avg_pool_backward", _global_backward, _numpydoc(
+    """Gradient of :func:`global_avg_pool` (dask): whole planes per task.""",
+    """    grad_output : dask.array.Array
         ``(N, C, 1, ..., 1)`` or ``(N, C)``.
     input_shape, channels_last
         As in :func:`poolkit.global_avg_pool_backward`.
     chunks : optional
         Chunking of the result; default: whole planes, batch/channel chunks of
-        ``grad_output``.
-
-    Returns
-    -------
-    dask.array.Array
-
-    Examples
-    --------
-    >>> import dask.array as da, poolkit.dask as pkd
+        ``grad_output``.""",
+    "    dask.array.Array",
+    """    >>> import dask.array as da, poolkit.dask as pkd
     >>> pkd.global_avg_pool_backward(da.ones((1, 1)), (1, 1, 4)).compute()
-    array([[[0.25, 0.25, 0.25, 0.25]]])
-    """
-    return _global_backward(
-        grad_output, input_shape, channels_last,
-        lambda g, shape: _pk.global_avg_pool_backward(g, shape, channels_last),
-        chunks=chunks,
-    )
+    array([[[0.25, 0.25, 0.25, 0.25]]])"""), _CHUNKS)
 
-
-def global_max_pool_backward(
-    grad_output: da.Array, indices: da.Array, input_shape: tuple[int, ...],
-    channels_last: bool = False, *, chunks: Chunks = None,
-) -> da.Array:
-    """Gradient of :func:`global_max_pool` (dask): whole planes per task.
-
-    Parameters
-    ----------
-    grad_output, indices : dask.array.Array
+global_max_pool_backward = _mirror("global_max_pool_backward", _global_backward, _numpydoc(
+    """Gradient of :func:`global_max_pool` (dask): whole planes per task.""",
+    """    grad_output, indices : dask.array.Array
         As the forward returned them.
     input_shape, channels_last
         As in :func:`poolkit.global_max_pool_backward`.
     chunks : optional
-        Chunking of the result.
-
-    Returns
-    -------
-    dask.array.Array
-
-    Examples
-    --------
-    >>> import numpy as np, dask.array as da, poolkit.dask as pkd
+        Chunking of the result.""",
+    "    dask.array.Array",
+    f"""{_IMPORTS}
     >>> x = da.from_array(np.array([1.0, 3.0]).reshape(1, 1, 2))
     >>> y, i = pkd.global_max_pool(x, return_indices=True)
     >>> pkd.global_max_pool_backward(da.ones_like(y), i, x.shape).compute()
-    array([[[0., 1.]]])
-    """
-    return _global_backward(
-        grad_output, input_shape, channels_last,
-        lambda g, i, shape: _pk.global_max_pool_backward(g, i, shape, channels_last),
-        indices=indices, chunks=chunks,
-    )
+    array([[[0., 1.]]])"""), _CHUNKS)
 
 
 def _make_adaptive(nd: int, kind: str):
-    fn = (_ADAPTIVE_MAX if kind == "max" else _ADAPTIVE_AVG)[nd]
-
-    def pool(x: da.Array, output_size: Any, *args: Any, **kwargs: Any):
-        x = _require_dask(x)
-        ret = kwargs.get("return_indices", args[0] if (kind == "max" and args) else False)
-        cl = kwargs.get("channels_last", args[-1] if len(args) == (2 if kind == "max" else 1)
-                        else False)
-        lay = _layout(x.shape, nd, cl)
-        sizes = _args.check_adaptive_output_size(output_size, _spatial(x.shape, lay))
-        probe = fn(np.zeros((1, 1) + (1,) * nd, x.dtype), 1)
-        return _whole_planes(
-            x, lay, lambda b: fn(b, output_size, *args, **kwargs), sizes,
-            (probe[0] if isinstance(probe, tuple) else probe).dtype, True,
-            kind == "max" and bool(ret),
-        )
-
-    pool.__name__ = pool.__qualname__ = f"adaptive_{kind}_pool{nd}d"
     first, unbatched = _SHAPE_DOC[nd]
     extra = ", return_indices" if kind == "max" else ""
-    pool.__doc__ = f"""{nd}-D adaptive {kind} pooling of a dask array (same arguments as
+    return _mirror(f"adaptive_{kind}_pool{nd}d", _plane_forward, _numpydoc(
+        f"""{nd}-D adaptive {kind} pooling of a dask array (same arguments as
     :func:`poolkit.adaptive_{kind}_pool{nd}d`).
 
     The spatial axes are brought to one chunk (adaptive windows are spread over the whole
-    plane); batch and channel chunks are kept, one task per block.
-
-    Parameters
-    ----------
-    x : dask.array.Array
+    plane); batch and channel chunks are kept, one task per block.""",
+        f"""    x : dask.array.Array
         ``{first}`` or ``{unbatched}``.
     output_size{extra}, channels_last
-        As in :func:`poolkit.adaptive_{kind}_pool{nd}d`.
-
-    Returns
-    -------
-    dask.array.Array{" (and indices)" if kind == "max" else ""}
-
-    Examples
-    --------
-    >>> import numpy as np, dask.array as da, poolkit.dask as pkd
+        As in :func:`poolkit.adaptive_{kind}_pool{nd}d`.""",
+        f"""    dask.array.Array{" (and indices)" if kind == "max" else ""}""",
+        f"""{_IMPORTS}
     >>> x = da.from_array(np.arange(4.0).reshape((1, 1) + (1,) * {nd - 1} + (4,)), chunks=1)
     >>> pkd.adaptive_{kind}_pool{nd}d(x, (1,) * {nd - 1} + (2,)).compute().ravel()
-    array({"[1., 3.]" if kind == "max" else "[0.5, 2.5]"})
-    """
-    return pool
+    array({"[1., 3.]" if kind == "max" else "[0.5, 2.5]"})"""), nd=nd)
 
 
 adaptive_max_pool1d = _make_adaptive(1, "max")
@@ -2193,3 +1792,7 @@ def pyramid(
     }
     root.attrs["ome"] = {"version": "0.5", "multiscales": [multiscale]}
     return shapes
+
+
+#: the functions of the in-memory API that have a dask version, and the dask-only ones
+__all__ = sorted(_PUBLIC + ["pyramid", "pyramid_levels"])
