@@ -7,6 +7,7 @@ file named by ``POOLKIT_DASK_TALLY`` (if set) and printed by ``test_zz_tally`` (
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from collections import Counter
@@ -570,3 +571,78 @@ def test_layers_reject_dask_arrays_naming_poolkit_dask():
     for layer in (pk.MaxPool2d(2), pk.AvgPool2d(2), pk.AdaptiveAvgPool2d(1), pk.GlobalMaxPool()):
         with pytest.raises(TypeError, match=r"poolkit\.dask"):
             layer(dx)
+
+
+# --- the public API: each function takes the parameters of its in-memory namesake --------
+
+_MAX = ("x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, "
+        "return_indices=False, channels_last=False, index_format='plane', storage_order=0")
+_MAX_BW = ("chunks=None, kernel_size=None, stride=None, padding=0, dilation=1, "
+           "ceil_mode=False")
+_AVG = ("kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True, "
+        "divisor_override=None, channels_last=False, dilation=1")
+_UNPOOL = "kernel_size, stride=None, padding=0"
+_LAYOUT = "channels_last=False, index_format='plane', storage_order=0"
+#: the parameters (names, kinds, defaults) of every function of poolkit.dask: locked, so
+#: that a change of the in-memory signatures, which poolkit.dask reads, is deliberate
+API = {
+    "max_pool": _MAX,
+    "max_pool_backward": "grad_output, indices, input_shape, channels_last=False, "
+    f"spatial_dims=None, index_format='plane', storage_order=0, *, {_MAX_BW}",
+    "global_max_pool": "x, keepdims=True, return_indices=False, channels_last=False",
+    "global_avg_pool": "x, keepdims=True, channels_last=False",
+    "global_lp_pool": "x, p=2.0, keepdims=True, channels_last=False",
+    "global_max_pool_backward": "grad_output, indices, input_shape, channels_last=False, *, "
+    "chunks=None",
+    "global_avg_pool_backward": "grad_output, input_shape, channels_last=False, *, chunks=None",
+    "plan_chunks": "x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, "
+    "channels_last=False, spatial_dims=None",
+    "pyramid": "x, store, *, factor=2, levels=None, method='max', axes=None, chunks=None, "
+    "scale=None, unit='micrometer', name=None, overwrite=False, progress=False",
+    "pyramid_levels": "shape, factor=2, target=256",
+}
+for _nd in (1, 2, 3):
+    API.update({
+        f"max_pool{_nd}d": _MAX,
+        f"max_pool{_nd}d_backward": f"grad_output, indices, input_shape, {_LAYOUT}, *, {_MAX_BW}",
+        f"avg_pool{_nd}d": f"x, {_AVG}",
+        f"avg_pool{_nd}d_backward": f"grad_output, input_shape, {_AVG}, *, chunks=None",
+        f"lp_pool{_nd}d": "x, norm_type, kernel_size, stride=None, ceil_mode=False, "
+        "channels_last=False, padding=0, dilation=1",
+        f"max_unpool{_nd}d": f"x, indices, {_UNPOOL}, output_size=None, {_LAYOUT}, *, "
+        "chunks=None",
+        f"max_unpool{_nd}d_backward": f"grad_output, indices, input_shape, {_UNPOOL}, "
+        f"{_LAYOUT}, *, chunks=None",
+        f"adaptive_max_pool{_nd}d": "x, output_size, return_indices=False, channels_last=False",
+        f"adaptive_avg_pool{_nd}d": "x, output_size, channels_last=False",
+    })
+
+
+def _plain(fn) -> str:
+    """The parameters of ``fn`` without annotations."""
+    sig = inspect.signature(fn)
+    params = [p.replace(annotation=p.empty) for p in sig.parameters.values()]
+    return str(sig.replace(parameters=params, return_annotation=sig.empty))[1:-1]
+
+
+def test_public_api_is_locked():
+    assert sorted(pkd.__all__) == sorted(API)
+    for name, params in API.items():
+        assert _plain(getattr(pkd, name)) == params, name
+        assert getattr(pkd, name).__name__ == name
+
+
+def test_each_function_takes_the_parameters_of_its_in_memory_namesake():
+    dask_only = {"plan_chunks", "pyramid", "pyramid_levels"}
+    for name in sorted(set(pkd.__all__) - dask_only):
+        memory = [p for p in inspect.signature(getattr(pk, name)).parameters.values()
+                  if p.name != "out"]  # a dask result is always a new array
+        params = list(inspect.signature(getattr(pkd, name)).parameters.values())
+        fields = [(p.name, p.kind, p.default) for p in params[: len(memory)]]
+        assert fields == [(p.name, p.kind, p.default) for p in memory], name
+        # what follows is dask's own: keyword-only
+        assert all(p.kind is p.KEYWORD_ONLY for p in params[len(memory):]), name
+    with pytest.raises(TypeError, match=r"max_pool2d\(\) missing a required argument"):
+        pkd.max_pool2d(da.zeros((1, 1, 4, 4)))
+    with pytest.raises(TypeError, match=r"avg_pool1d_backward\(\) got an unexpected"):
+        pkd.avg_pool1d_backward(da.zeros((1, 1, 2)), (1, 1, 4), 2, out=None)

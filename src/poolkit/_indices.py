@@ -44,7 +44,7 @@ class IndexLayout(NamedTuple):
     @property
     def plain(self) -> bool:
         """Plane indices, row-major: the kernels' own layout (no conversion)."""
-        return self.index_format == "plane" and self.storage_order == 0
+        return (self.index_format, self.storage_order) == _PLAIN
 
     def lead_ids(
         self, shape: tuple[int, ...], start: tuple[int, int] = (0, 0)
@@ -138,9 +138,15 @@ def _reorder(idx: np.ndarray, spatial: tuple[int, ...], to_column_major: bool) -
     return np.where(valid, np.ravel_multi_index(coords, spatial, order=dst), -1)
 
 
+#: the ``(index_format, storage_order)`` of the kernels' own layout
+_PLAIN = ("plane", 0)
+
+
 def from_plane(idx: np.ndarray, *layout: Any) -> np.ndarray:
     """Convert kernel (plane, row-major) indices to the layout ``IndexLayout(*layout)``:
     ``in_shape, nd, batched, channels_last, index_format, storage_order``."""
+    if layout[4:] == _PLAIN:  # the common case, without building the layout
+        return idx
     return IndexLayout(*layout).from_plane(idx)
 
 
@@ -148,4 +154,6 @@ def to_plane(idx: np.ndarray, *layout: Any) -> np.ndarray:
     """Convert indices in the layout ``IndexLayout(*layout)`` back to plane row-major ones
     (see :meth:`IndexLayout.to_plane`; ``"plane"`` indices with ``storage_order=0`` are
     left to the backward kernel's range check)."""
+    if layout[4:] == _PLAIN:
+        return idx
     return IndexLayout(*layout).to_plane(idx)
