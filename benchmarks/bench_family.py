@@ -125,9 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     clock = time.perf_counter
     if args.single_thread:
-        import numba
-
-        numba.set_num_threads(1)
+        pk.set_num_threads(1)
         torch.set_num_threads(1)
         clock = time.process_time
     shape = (8, 64, 112, 112) if args.quick else (32, 64, 112, 112)

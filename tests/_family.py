@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 import torch
 
 from _torch_oracle import assert_bits_equal
+from poolkit import _engine
 
 FLOATS = (np.float16, np.float32, np.float64)
+
+
+@contextmanager
+def forced_serial_work(serial: bool):
+    """Every call inside runs on the calling thread (``serial``) or splits its tasks over
+    poolkit's threads whatever its size: ``_engine.SERIAL_WORK`` set to the extreme."""
+    old = _engine.SERIAL_WORK
+    _engine.SERIAL_WORK = 1 << 62 if serial else 0
+    try:
+        yield
+    finally:
+        _engine.SERIAL_WORK = old
 
 
 def assert_same(actual: np.ndarray, expected: np.ndarray) -> None:

@@ -477,9 +477,13 @@ def test_uniform_kernel_serial_and_parallel_runs_agree(n_tasks):
     rng = np.random.default_rng(n_tasks)
     x = random_input(rng, (3, 5, 2, 12, 10), np.float32, nan=True)
     dims = np.array((2, 12, 10, 1, 6, 5), np.int64)
-    out = np.empty((3, 5, 1, 6, 5), np.float32)
-    kernels.adaptive_avg_uniform(x.reshape(-1), out.reshape(-1), dims, n_tasks)
-    assert_same(out, ref.adaptive_avg_pool(x, (1, 6, 5)))
+    n_rows = 3 * 5 * 6  # super-rows (plane, od, oh)
+    for per_block in (1, 4, 1 << 20):
+        out = np.empty((3, 5, 1, 6, 5), np.float32)
+        for part in range(n_tasks):  # the engine's contiguous parts, some empty
+            kernels.adaptive_avg_uniform(x.reshape(-1), out.reshape(-1), dims, per_block,
+                                         part * n_rows // n_tasks, (part + 1) * n_rows // n_tasks)
+        assert_same(out, ref.adaptive_avg_pool(x, (1, 6, 5)))
     big = random_input(rng, (16, 64, 14, 14), np.float32)  # past SERIAL_WORK: parallel
     assert_same(pk.adaptive_avg_pool2d(big, 7), F.adaptive_avg_pool2d(t(big), 7).numpy())
 

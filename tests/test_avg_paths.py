@@ -31,7 +31,7 @@ def _quiet(fn, *args, **kw):
 
 
 class _Mode:
-    """Force the serial task range or the parallel wrapper, at a thread count."""
+    """Force the call onto this thread or onto the thread pool, at a thread count."""
 
     def __init__(self, parallel: bool, threads: int) -> None:
         self.parallel, self.threads = parallel, threads
@@ -140,25 +140,25 @@ def test_same_bits_at_one_and_two_threads_channels_last():
 
 
 def test_small_call_stays_serial(monkeypatch):
-    """A tiny call runs the serial range: the parallel wrapper is never called."""
-    from poolkit._ops import avg_pool
-
+    """A tiny call runs on the calling thread: the thread pool is never asked."""
     calls = []
-    real = avg_pool._k.forward_direct_par
-    monkeypatch.setattr(avg_pool._k, "forward_direct_par",
-                        lambda *a: calls.append(1) or real(*a))
+    real = pk._threads.ThreadPool.run
+    monkeypatch.setattr(pk._threads.ThreadPool, "run",
+                        lambda self, *a: calls.append(1) or real(self, *a))
     x = np.ones((1, 1, 4, 4), np.float32)
     assert_same(pk.avg_pool2d(x, 2), np.ones((1, 1, 2, 2), np.float32))
     assert not calls
+    pk.avg_pool2d(np.ones((8, 64, 64, 64), np.float32), 2)  # large: the pool runs it
+    assert calls
 
 
-def test_first_call_compiles_no_parallel_wrapper(tmp_path):
-    """In a fresh numba cache a small call compiles only its serial range."""
+def test_first_call_compiles_only_its_range_kernel(tmp_path):
+    """In a fresh numba cache a call compiles only the range kernel of its path."""
     code = (
         "import numpy as np, poolkit as pk\n"
         "from poolkit._kernels import avg_pool as k\n"
         "pk.avg_pool2d(np.ones((1, 1, 4, 4), np.float32), 2)\n"
-        "print(sorted(n for n in dir(k) if n.endswith(('_range', '_par'))"
+        "print(sorted(n for n in dir(k) if n.endswith('_range')"
         " and getattr(k, n).signatures))\n"
     )
     env = {"NUMBA_CACHE_DIR": str(tmp_path), "PATH": "", "PYTHONPATH": ":".join(sys.path)}

@@ -10,23 +10,21 @@ from poolkit import _precompile
 from poolkit.cli import cache_location, main
 
 
-def test_dry_run_lists_every_family_dtype_layout_and_mode(capsys):
+def test_dry_run_lists_every_family_dtype_and_layout(capsys):
     assert main(["compile", "--dry-run"]) == 0
     lines = capsys.readouterr().out.splitlines()
     jobs = lines[:-1]
     assert lines[-1].startswith(f"{len(jobs)} jobs; cache: ")
-    assert "avg_pool float16 channels_last parallel" in jobs
-    assert "max_pool uint64 channels_first serial" in jobs
+    assert "avg_pool float16 channels_last" in jobs
+    assert "max_pool uint64 channels_first" in jobs
     assert {j.split()[0] for j in jobs} == set(_precompile.FAMILIES)
     assert len(jobs) == len(set(jobs)) == len(list(_precompile.jobs()))
 
 
 def test_filters_and_usage_errors(capsys):
-    assert main(["compile", "--dry-run", "--ops", "avg_pool", "--dtypes", "float32",
-                 "--modes", "serial"]) == 0
+    assert main(["compile", "--dry-run", "--ops", "avg_pool", "--dtypes", "float32"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[:-1] == ["avg_pool float32 channels_first serial",
-                        "avg_pool float32 channels_last serial"]
+    assert out[:-1] == ["avg_pool float32 channels_first", "avg_pool float32 channels_last"]
     assert main(["compile", "--ops", "nope"]) == 2
     assert "unknown family 'nope'" in capsys.readouterr().err
     assert main(["compile", "--dtypes", "complex64"]) == 2
@@ -43,10 +41,10 @@ def test_compile_one_job_fills_a_fresh_cache(tmp_path):
                PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     run = subprocess.run(
         [sys.executable, "-m", "poolkit", "compile", "--ops", "adaptive_avg_pool",
-         "--dtypes", "float64", "--layouts", "channels_first", "--modes", "serial"],
+         "--dtypes", "float64", "--layouts", "channels_first"],
         capture_output=True, text=True, env=env, timeout=110, check=True,
     )
-    assert "[1/1] adaptive_avg_pool float64 channels_first serial" in run.stdout
+    assert "[1/1] adaptive_avg_pool float64 channels_first" in run.stdout
     assert f"cache: {tmp_path}" in run.stdout
     cached = [f for _, _, files in os.walk(tmp_path) for f in files]
     assert any(f.endswith(".nbi") for f in cached) and any(f.endswith(".nbc") for f in cached)

@@ -62,3 +62,115 @@ def test_uint16_comparable_round_trip():
     c = _engine.comparable(u)
     assert c.dtype == np.int16 and (np.diff(c.astype(np.int64)) > 0).all()
     np.testing.assert_array_equal(_engine.restore(c.copy(), u.dtype), u)
+
+
+# ------------------------------------------------------------------ the thread pool
+
+
+def _record_parts(parts, t0, t1):
+    import threading
+
+    parts.append((t0, t1, threading.get_ident()))
+
+
+def test_pool_splits_tasks_into_one_part_per_thread():
+    from poolkit._threads import ThreadPool
+
+    pool, parts = ThreadPool(), []
+    pool.run(_record_parts, (parts,), 10, 3)
+    assert sorted(p[:2] for p in parts) == [(0, 3), (3, 6), (6, 10)]
+    assert len({p[2] for p in parts}) == 3  # the caller and two workers
+    parts.clear()
+    pool.run(_record_parts, (parts,), 10, 1)  # one part: the calling thread only
+    assert parts == [(0, 10, __import__("threading").get_ident())]
+
+
+def _fail_in_second_part(t0, t1):
+    if t0 > 0:
+        raise RuntimeError(f"part {t0}")
+
+
+def test_pool_hands_a_worker_error_to_the_caller_and_keeps_working():
+    from poolkit._threads import ThreadPool
+
+    pool = ThreadPool()
+    with pytest.raises(RuntimeError, match="part 5"):
+        pool.run(_fail_in_second_part, (), 10, 2)
+    parts = []
+    pool.run(_record_parts, (parts,), 4, 2)  # the worker survived
+    assert sorted(p[:2] for p in parts) == [(0, 2), (2, 4)]
+
+
+def test_pool_busy_runs_a_concurrent_call_on_its_own_thread():
+    """poolkit called from two threads at once (dask's threaded scheduler): the second
+    call does not wait for the pool, it runs serially, with the same bits."""
+    import threading
+
+    from poolkit._threads import ThreadPool
+
+    pool, parts = ThreadPool(), []
+    pool._busy.acquire()  # as if another thread's call were running
+    try:
+        pool.run(_record_parts, (parts,), 8, 2)
+    finally:
+        pool._busy.release()
+    assert parts == [(0, 8, threading.get_ident())]
+
+
+def test_parallel_results_do_not_depend_on_the_thread_count(monkeypatch):
+    x = RNG.standard_normal((4, 16, 33, 35)).astype(np.float32)
+    monkeypatch.setattr(_engine, "SERIAL_WORK", 0)
+    before = pk.get_num_threads()
+    results = []
+    try:
+        for n in sorted({1, min(2, pk._threads._limit())}):
+            pk.set_num_threads(n)
+            results.append((pk.max_pool2d(x, 3, 2, 1, return_indices=True),
+                            pk.avg_pool2d(x, 3, 2, 1), pk.adaptive_avg_pool2d(x, (5, 7))))
+    finally:
+        pk.set_num_threads(before)
+    for a, b in zip(results[0], results[-1]):
+        for u, v in zip(np.atleast_1d(a), np.atleast_1d(b)):
+            np.testing.assert_array_equal(u, v)
+
+
+def test_set_num_threads_is_per_thread():
+    import threading
+
+    before = pk.get_num_threads()
+    seen = []
+    try:
+        pk.set_num_threads(1)
+        t = threading.Thread(target=lambda: seen.append(pk.get_num_threads()))
+        t.start()
+        t.join()
+        assert pk.get_num_threads() == 1
+        assert seen == [pk._threads._limit()]
+    finally:
+        pk.set_num_threads(before)
+
+
+def test_kernel_modules_load_safely_from_many_threads_at_once():
+    """Regression: threads touching a lazily imported kernel module at the same moment
+    (dask's threaded scheduler, first call) all wait for the one import to finish; one
+    used to see the half-initialised module (AttributeError)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import threading, numpy as np\n"
+        "from poolkit._kernels import LazyModule\n"
+        "mods = [LazyModule(n) for n in ('max_rows', 'max_rows', 'max_rows', 'max_rows')]\n"
+        "errors = []\n"
+        "def touch(m):\n"
+        "    try:\n"
+        "        m.tables\n"
+        "    except Exception as e:\n"
+        "        errors.append(repr(e))\n"
+        "ts = [threading.Thread(target=touch, args=(m,)) for m in mods]\n"
+        "[t.start() for t in ts]; [t.join() for t in ts]\n"
+        "print(errors)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True).stdout
+    assert out.strip() == "[]"

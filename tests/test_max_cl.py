@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import poolkit as pk
+from _family import forced_serial_work
 from poolkit import _engine
 from poolkit import _reference as ref
 from poolkit._ops import max_select
@@ -35,12 +36,13 @@ def _runner(x, kernel, stride, padding, dilation, ceil_mode, want, serial):
     kp = _engine.kernel_table(kernel, stride, padding, dilation)
     run = max_select.forward_runner(
         in5, out5, x.dtype, kp, x.dtype.type(-np.inf), want, True, math.prod(out5),
-        lambda work: serial, math.prod(out5[:3])
+        math.prod(out5[:3])
     )
     assert isinstance(run, max_select._Pixels)
     out = np.full(out5, 7.0, x.dtype)
     idx = np.full(out5, 7, np.int64) if want else np.zeros((1,) * 5, np.int64)
-    run(x.reshape(in5), out, idx)
+    with forced_serial_work(serial):
+        run(x.reshape(in5), out, idx)
     shape = (x.shape[0],) + out_sp + (x.shape[-1],)
     return out.reshape(shape), idx.reshape(shape) if want else None
 

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import poolkit as pk
+from _family import forced_serial_work
 from poolkit import _engine, _threads
 from poolkit import _reference as ref
 from poolkit._ops import max_select
@@ -60,12 +61,12 @@ def _runner_result(x, kernel, stride, padding, dilation, ceil_mode, serial):
     kp = _engine.kernel_table(kernel, stride, padding, dilation)
     fill = x.dtype.type(-np.inf)
     run = max_select.forward_runner(
-        in5, out5, x.dtype, kp, fill, False, False, math.prod(out5), lambda work: serial,
-        math.prod(out5[:4]),
+        in5, out5, x.dtype, kp, fill, False, False, math.prod(out5), math.prod(out5[:4]),
     )
     assert isinstance(run, max_select._Rows)
     out = np.full(out5, 7.0, x.dtype)
-    run(x.reshape(in5), out, np.zeros((1,) * 5, np.int64))
+    with forced_serial_work(serial):
+        run(x.reshape(in5), out, np.zeros((1,) * 5, np.int64))
     return out.reshape(x.shape[:2] + out_sp)
 
 

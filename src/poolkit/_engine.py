@@ -6,8 +6,9 @@ compiled kernels (docs/architecture.md, "The engine"):
 * **views**: the kernels see ``(N, C, D, H, W)`` (or ``(N, D, H, W, C)``) 5-D views, or
   ``(planes, elements)`` runs for index kernels; float16 travels as its uint16 bits;
 * **fill values**: what an empty max window yields (``-inf``, the dtype minimum);
-* **serial or parallel**: below :data:`SERIAL_WORK` a call stays on the calling thread;
-  the threshold is read at call time, so changing it reaches every operation;
+* **serial or parallel**: below :data:`SERIAL_WORK` a call stays on the calling thread,
+  above it :func:`run_tasks` splits a range kernel's tasks over poolkit's threads; the
+  threshold is read at call time, so changing it reaches every operation;
 * **the plan cache**: per (operation, options, shape, dtype) plans, so a repeated call
   in a training loop skips validation and planning.
 
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ._memo import BoundedCache
-from ._threads import get_num_threads
+from ._threads import POOL, get_num_threads
 
 #: Below this many element visits a call runs on the calling thread (read at call time).
 SERIAL_WORK = 1 << 15
@@ -42,29 +43,17 @@ def is_serial(work: int) -> bool:
     return work < SERIAL_WORK
 
 
-def parallel_chunks(n_tasks: int) -> int:
-    """Task chunks for a parallel call: several per thread, for dynamic balancing."""
-    return max(1, min(n_tasks, 16 * get_num_threads()))
+def run_tasks(kernel: Any, n_tasks: int, work: int, *args: Any) -> None:
+    """Run the range kernel ``kernel(*args, t0, t1)`` over the tasks ``[0, n_tasks)``.
 
-
-def run_parallel(kernel: Any, *args: Any) -> None:
-    """Call a ``*_par`` kernel with dynamic scheduling (chunks handed out one by one)."""
-    import numba
-
-    old = numba.set_parallel_chunksize(1)
-    try:
-        kernel(*args)
-    finally:
-        numba.set_parallel_chunksize(old)
-
-
-def run_tasks(serial: Any, parallel: Any, n_tasks: int, work: int, *args: Any) -> None:
-    """Run ``n_tasks`` independent tasks: ``serial(*args, 0, n_tasks)`` on this thread for
-    small ``work``, else ``parallel(*args, n_chunks)`` over numba's threads."""
+    Small ``work`` (element visits) stays on the calling thread; larger work is split
+    into one contiguous part per thread (:data:`poolkit._threads.POOL`). Tasks never
+    share outputs, so the split changes no result.
+    """
     if is_serial(work) or n_tasks <= 1:
-        serial(*args, 0, n_tasks)
+        kernel(*args, 0, n_tasks)
     else:
-        run_parallel(parallel, *args, parallel_chunks(n_tasks))
+        POOL.run(kernel, args, n_tasks, min(get_num_threads(), n_tasks))
 
 
 # ----------------------------------------------------------------------------- views

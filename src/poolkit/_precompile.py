@@ -1,10 +1,10 @@
 """``poolkit compile``: fill numba's cache with every kernel, ahead of the first real call.
 
 Each job runs one public operation family (forward and backward) on tiny inputs of one
-dtype and layout, serially (below :data:`poolkit._engine.SERIAL_WORK`) or through the
-parallel wrappers (the threshold forced to 0), so that every compiled variant a later
-call can pick is written to numba's cache (``cache=True`` kernels). Where that cache
-lives: README, "The compile cache".
+dtype and layout, so that every compiled variant a later call can pick is written to
+numba's cache (``cache=True`` kernels). A parallel call runs the same compiled range
+kernels on more threads (:func:`poolkit._engine.run_tasks`), so one run covers both.
+Where that cache lives: README, "The compile cache".
 """
 
 from __future__ import annotations
@@ -24,17 +24,16 @@ _FLOATS = DTYPES[:3]
 
 @dataclass(frozen=True)
 class Job:
-    """One (family, dtype, layout, mode) to compile."""
+    """One (family, dtype, layout) to compile."""
 
     family: str
     dtype: str
     channels_last: bool
-    parallel: bool
 
     @property
     def label(self) -> str:
         layout = "channels_last" if self.channels_last else "channels_first"
-        return f"{self.family} {self.dtype} {layout} {'parallel' if self.parallel else 'serial'}"
+        return f"{self.family} {self.dtype} {layout}"
 
 
 def _x(dtype: str, channels_last: bool, shape=(2, 3, 9, 10)) -> np.ndarray:
@@ -119,13 +118,13 @@ FAMILIES: dict[str, tuple[Callable, tuple[str, ...], bool]] = {
 }
 
 
-def jobs(families=None, dtypes=None, layouts=None, modes=None) -> Iterator[Job]:
+def jobs(families=None, dtypes=None, layouts=None) -> Iterator[Job]:
     """The jobs to run, optionally filtered (each filter: an iterable of names, or None).
 
     Examples
     --------
-    >>> [j.label for j in jobs(["avg_pool"], ["float32"], ["channels_first"], ["serial"])]
-    ['avg_pool float32 channels_first serial']
+    >>> [j.label for j in jobs(["avg_pool"], ["float32"], ["channels_first"])]
+    ['avg_pool float32 channels_first']
     """
     for family, (_, accepted, has_cl) in FAMILIES.items():
         if families is not None and family not in families:
@@ -137,10 +136,7 @@ def jobs(families=None, dtypes=None, layouts=None, modes=None) -> Iterator[Job]:
                 name = "channels_last" if cl else "channels_first"
                 if layouts is not None and name not in layouts:
                     continue
-                for parallel in (False, True):
-                    if modes is not None and ("parallel" if parallel else "serial") not in modes:
-                        continue
-                    yield Job(family, dtype, cl, parallel)
+                yield Job(family, dtype, cl)
 
 
 def run_job(job: Job) -> None:
@@ -149,7 +145,7 @@ def run_job(job: Job) -> None:
     from poolkit import _engine
 
     old = _engine.SERIAL_WORK
-    _engine.SERIAL_WORK = 0 if job.parallel else 1 << 62
+    _engine.SERIAL_WORK = 1 << 62  # tiny inputs, on this thread: the kernels are the same
     try:
         with np.errstate(all="ignore"):
             FAMILIES[job.family][0](pk, _x(job.dtype, job.channels_last), job.channels_last)

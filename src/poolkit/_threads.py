@@ -1,15 +1,27 @@
-"""Thread count of poolkit's compiled kernels.
+"""The threads poolkit's compiled kernels run on.
 
-poolkit's kernels run on numba's thread pool. Its size is fixed when numba starts, from
-the ``NUMBA_NUM_THREADS`` environment variable (default: the number of CPU cores);
-:func:`set_num_threads` chooses how many of those threads the kernels use.
+Every kernel is a serial ``nogil`` function over a task range ``kernel(*args, t0, t1)``
+(docs/architecture.md, "The engine"). A parallel call splits ``[0, n_tasks)`` into one
+contiguous part per thread and runs each part on its own thread: the calling thread
+takes the first part, persistent worker threads of :data:`POOL` the others. numba's
+own ``parallel=True`` is not used: it would compile every kernel twice (once more
+inside each parallel wrapper, the slow part of a first call in a fresh cache), and one
+compiled range kernel serves both the serial and the parallel call.
+
+The pool's size limit is ``NUMBA_NUM_THREADS`` (default: the number of CPU cores);
+:func:`set_num_threads` chooses how many threads the calling thread's poolkit calls use.
 """
 
 from __future__ import annotations
 
 import numbers
+import os
+import threading
+from typing import Any
 
 __all__ = ["get_num_threads", "set_num_threads"]
+
+_local = threading.local()
 
 
 def _limit() -> int:
@@ -50,9 +62,7 @@ def set_num_threads(n: int) -> None:
             f"n must be between 1 and NUMBA_NUM_THREADS={limit} (the size of the thread "
             f"pool, fixed at start-up), got {int(n)}"
         )
-    import numba
-
-    numba.set_num_threads(int(n))
+    _local.n = int(n)
 
 
 def get_num_threads() -> int:
@@ -61,7 +71,8 @@ def get_num_threads() -> int:
     Returns
     -------
     int
-        Between 1 and ``NUMBA_NUM_THREADS``.
+        Between 1 and ``NUMBA_NUM_THREADS``; the limit until :func:`set_num_threads`
+        is called in this thread.
 
     Examples
     --------
@@ -69,6 +80,84 @@ def get_num_threads() -> int:
     >>> 1 <= pk.get_num_threads()
     True
     """
-    import numba
+    n = getattr(_local, "n", None)
+    if n is None:
+        n = _local.n = _limit()
+    return n
 
-    return int(numba.get_num_threads())
+
+class _Worker:
+    """One persistent thread that runs the parts handed to it, one at a time."""
+
+    def __init__(self) -> None:
+        self.job: tuple[Any, tuple, int, int] | None = None
+        self.error: BaseException | None = None
+        self.go = threading.Semaphore(0)
+        self.done = threading.Semaphore(0)
+        threading.Thread(target=self._loop, daemon=True, name="poolkit-worker").start()
+
+    def _loop(self) -> None:
+        while True:
+            self.go.acquire()
+            kernel, args, t0, t1 = self.job  # type: ignore[misc]
+            try:
+                kernel(*args, t0, t1)
+            except BaseException as exc:  # handed back to the caller by wait()
+                self.error = exc
+            self.job = None
+            self.done.release()
+
+    def start(self, kernel: Any, args: tuple, t0: int, t1: int) -> None:
+        self.job = (kernel, args, t0, t1)
+        self.go.release()
+
+    def wait(self) -> BaseException | None:
+        self.done.acquire()
+        error, self.error = self.error, None
+        return error
+
+
+class ThreadPool:
+    """Runs ``kernel(*args, t0, t1)`` over ``[0, n_tasks)`` split across threads.
+
+    One parallel call at a time: a call that finds the pool busy (poolkit called from
+    several threads at once, e.g. by dask's threaded scheduler) runs serially on its
+    own thread instead of waiting, which is what such callers want anyway.
+    """
+
+    def __init__(self) -> None:
+        self._busy = threading.Lock()
+        self._workers: list[_Worker] = []
+        self._pid = os.getpid()
+
+    def run(self, kernel: Any, args: tuple, n_tasks: int, n_parts: int) -> None:
+        if n_parts <= 1 or not self._busy.acquire(blocking=False):
+            kernel(*args, 0, n_tasks)
+            return
+        try:
+            self._run_parts(kernel, args, n_tasks, n_parts)
+        finally:
+            self._busy.release()
+
+    def _run_parts(self, kernel: Any, args: tuple, n_tasks: int, n_parts: int) -> None:
+        if self._pid != os.getpid():  # a forked child inherits no threads
+            self._workers, self._pid = [], os.getpid()
+        while len(self._workers) < n_parts - 1:
+            self._workers.append(_Worker())
+        bounds = [n_tasks * i // n_parts for i in range(n_parts + 1)]
+        started = []
+        try:
+            for part, worker in enumerate(self._workers[: n_parts - 1], start=1):
+                worker.start(kernel, args, bounds[part], bounds[part + 1])
+                started.append(worker)
+            kernel(*args, bounds[0], bounds[1])
+        finally:
+            # the workers read and write the caller's arrays: always wait for them
+            errors = [worker.wait() for worker in started]
+        for error in errors:
+            if error is not None:
+                raise error
+
+
+#: The process's pool (workers start on the first parallel call).
+POOL = ThreadPool()

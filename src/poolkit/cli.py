@@ -163,8 +163,8 @@ def _build_parser() -> Parser:
         "compile",
         help="precompile every kernel into numba's cache (for Docker images and CI)",
         description="Run every pooling family on tiny inputs of every dtype and layout,\n"
-        "serially and in parallel, so that numba compiles each kernel variant once and\n"
-        "writes it to its cache; later processes load it instead of compiling.",
+        "so that numba compiles each kernel variant once and writes it to its cache;\n"
+        "later processes load it instead of compiling.",
         epilog="The cache: NUMBA_CACHE_DIR if set; else __pycache__ beside the kernels\n"
         "(poolkit/_kernels/) when writable; else numba's user cache (~/.cache/numba).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -176,8 +176,6 @@ def _build_parser() -> Parser:
                    help="only this dtype (repeatable), e.g. float32")
     c.add_argument("--layouts", metavar="LAYOUT", action="append", default=None,
                    choices=("channels_first", "channels_last"), help="only this layout")
-    c.add_argument("--modes", metavar="MODE", action="append", default=None,
-                   choices=("serial", "parallel"), help="only serial or parallel kernels")
 
     sub.add_parser(
         "bench",
@@ -378,7 +376,7 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     for name in args.dtypes or ():
         if name not in _precompile.DTYPES:
             raise UsageError(f"poolkit compile: error: unknown dtype {name!r}")
-    todo = list(_precompile.jobs(args.ops, args.dtypes, args.layouts, args.modes))
+    todo = list(_precompile.jobs(args.ops, args.dtypes, args.layouts))
     if args.dry_run:
         for job in todo:
             print(job.label)

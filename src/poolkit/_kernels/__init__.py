@@ -8,7 +8,6 @@ by the first call that needs a kernel of that module.
 from __future__ import annotations
 
 import importlib
-import sys
 from typing import Any
 
 
@@ -23,11 +22,14 @@ class LazyModule:
         self._name = f"{__name__}.{name}"
 
     def module(self) -> Any:
-        """The kernel module itself (imported on first call)."""
-        module = sys.modules.get(self._name)
-        if module is None:
-            module = importlib.import_module(self._name)
-        return module
+        """The kernel module itself (imported on first call).
+
+        Always through :func:`importlib.import_module`, never a bare ``sys.modules``
+        lookup: while one thread imports the module, ``sys.modules`` already holds it
+        half-initialised, and import_module makes a second thread wait for the import
+        to finish (dask's threads reach the kernels at the same moment).
+        """
+        return importlib.import_module(self._name)
 
     def __getattr__(self, attr: str) -> Any:
         if attr.startswith("__"):  # copy/pickle/introspection probes: never import

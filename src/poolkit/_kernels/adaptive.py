@@ -11,7 +11,7 @@ gradient to its dtype after each of those divisions. The max keeps the first max
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 from numba.extending import overload
 
 from ._lanes import lane_total
@@ -158,24 +158,25 @@ def _sum8_row(x, n, c0, z0, z1, y0, y1, xb, acc):
                     acc[b, ow] = sums[b]
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def adaptive_avg_forward(x, out):
+@njit(cache=True, nogil=True)
+def adaptive_avg_forward(x, out, t0, t1):
     """Adaptive average: row-major window sum, then ``/ kd / kh / kw``.
 
-    Tasks are blocks of :data:`PLANE_BLOCK` channels of one (n, od): the blocked
+    Tasks ``t0 <= task < t1`` (of ``N * ceil(C / PLANE_BLOCK) * out_d``) are blocks of
+    :data:`PLANE_BLOCK` channels of one (n, od): the blocked
     planes are summed in lockstep (one add chain per plane and output, in row-major
     window order), so the arithmetic per output is exactly the sequential loop's.
     Input rows are streamed whole (few concurrent memory streams); contiguous inputs
     with narrow windows take :func:`adaptive_avg_flat` instead.
     """
-    n_batch, n_chan, in_d, in_h, in_w = x.shape
+    n_chan, in_d, in_h, in_w = x.shape[1:]
     out_d, out_h, out_w = out.shape[2], out.shape[3], out.shape[4]
     like = x[0, 0, 0, 0, 0]
     n_blocks = (n_chan + PLANE_BLOCK - 1) // PLANE_BLOCK
     xb = np.empty((out_w, 2), dtype=np.int64)
     for ow in range(out_w):
         xb[ow, 0], xb[ow, 1] = _bounds(ow, in_w, out_w)
-    for task in prange(n_batch * n_blocks * out_d):
+    for task in range(t0, t1):
         n = task // (n_blocks * out_d)
         c0 = ((task // out_d) % n_blocks) * PLANE_BLOCK
         nb = min(PLANE_BLOCK, n_chan - c0)
@@ -202,10 +203,6 @@ def adaptive_avg_forward(x, out):
                     out[n, c0 + b, od, oh, ow] = from_opmath(v, like)
 
 
-#: Backward planes run in this many chunks (each reuses its scratch arrays).
-_CHUNKS = 256
-
-
 @njit(inline="always")
 def _covers(length, n_out):
     """Per input position: the first and last output whose window contains it."""
@@ -221,15 +218,15 @@ def _covers(length, n_out):
     return cov
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def adaptive_avg_backward(grad, dx, out_size, single_division):
+@njit(cache=True, nogil=True)
+def adaptive_avg_backward(grad, dx, out_size, single_division, t0, t1):
     """Write into every element of ``dx`` the sum, starting from 0, of
     ``grad / kd / kh / kw`` (rounded after each division) of the windows covering it.
 
     ``grad`` is ``(N*C, oD*oH*oW)`` (C-contiguous planes), ``dx`` the 5-D input view,
-    ``out_size`` (oD, oH, oW). Planes in parallel (in chunks that reuse their scratch
-    arrays). A plane's shares are computed first in one flat loop (vectorized
-    divisions); then each element adds the shares of its covering outputs in output
+    ``out_size`` (oD, oH, oW); the tasks are the planes ``t0 <= task < t1`` (one set
+    of scratch arrays per call). A plane's shares are computed first in one flat loop
+    (vectorized divisions); then each element adds the shares of its covering outputs in output
     row-major order: the float sums of PyTorch's scatter loop (adaptive windows may
     overlap by one element). Computed by gathering per input row; a row covered by one
     output row of non-overlapping windows is written as runs of ``0 + share`` (no
@@ -237,7 +234,7 @@ def adaptive_avg_backward(grad, dx, out_size, single_division):
     once by the window size instead (PyTorch's ``mean()`` backward, used when every
     output size is 1).
     """
-    n_batch, n_chan, in_d, in_h, in_w = dx.shape
+    n_chan, in_d, in_h, in_w = dx.shape[1:]
     out_d, out_h, out_w = out_size[0], out_size[1], out_size[2]
     n_out = out_d * out_h * out_w
     zc = _covers(in_d, out_d)
@@ -257,56 +254,54 @@ def adaptive_avg_backward(grad, dx, out_size, single_division):
         ks[0, o] = z1 - z0
         ks[1, o] = y1 - y0
         ks[2, o] = x1 - x0
-    n_tasks = n_batch * n_chan
-    n_chunks = min(n_tasks, _CHUNKS)
-    for chunk in prange(n_chunks):
-        rb = np.empty(in_w, dtype=dx.dtype)
-        share = np.empty(n_out, dtype=dx.dtype)
-        rb[0] = 0
-        zero = rb[0]  # +0 of the storage type (float16: its bits)
-        like = zero
-        for task in range(chunk * n_tasks // n_chunks, (chunk + 1) * n_tasks // n_chunks):
-            n = task // n_chan
-            c = task % n_chan
-            if single_division:
-                for o in range(_u(n_out)):
-                    k = ks[0, o] * ks[1, o] * ks[2, o]
-                    share[o] = _round_div(grad[task, o], k, like)
-            else:
-                for o in range(_u(n_out)):
-                    d = _round_div(grad[task, o], ks[0, o], like)
-                    d = _round_div(d, ks[1, o], like)
-                    share[o] = _round_div(d, ks[2, o], like)
-            for z in range(in_d):
-                for y in range(in_h):
-                    od = zc[z, 0]
-                    oh = yc[y, 0]
-                    if one_x and od == zc[z, 1] and oh == yc[y, 1]:
+    rb = np.empty(in_w, dtype=dx.dtype)
+    share = np.empty(n_out, dtype=dx.dtype)
+    rb[0] = 0
+    zero = rb[0]  # +0 of the storage type (float16: its bits)
+    like = zero
+    for task in range(t0, t1):
+        n = task // n_chan
+        c = task % n_chan
+        if single_division:
+            for o in range(_u(n_out)):
+                k = ks[0, o] * ks[1, o] * ks[2, o]
+                share[o] = _round_div(grad[task, o], k, like)
+        else:
+            for o in range(_u(n_out)):
+                d = _round_div(grad[task, o], ks[0, o], like)
+                d = _round_div(d, ks[1, o], like)
+                share[o] = _round_div(d, ks[2, o], like)
+        for z in range(in_d):
+            for y in range(in_h):
+                od = zc[z, 0]
+                oh = yc[y, 0]
+                if one_x and od == zc[z, 1] and oh == yc[y, 1]:
+                    base = (od * out_h + oh) * out_w
+                    for ow in range(out_w):
+                        v = accumulate(zero, share[base + ow])
+                        for xx in range(_u(xb[ow, 0]), _u(xb[ow, 1])):
+                            dx[n, c, z, y, xx] = v
+                    continue
+                for xx in range(_u(in_w)):
+                    rb[xx] = zero
+                for od in range(zc[z, 0], zc[z, 1] + 1):
+                    for oh in range(yc[y, 0], yc[y, 1] + 1):
                         base = (od * out_h + oh) * out_w
                         for ow in range(out_w):
-                            v = accumulate(zero, share[base + ow])
+                            d = share[base + ow]
                             for xx in range(_u(xb[ow, 0]), _u(xb[ow, 1])):
-                                dx[n, c, z, y, xx] = v
-                        continue
-                    for xx in range(_u(in_w)):
-                        rb[xx] = zero
-                    for od in range(zc[z, 0], zc[z, 1] + 1):
-                        for oh in range(yc[y, 0], yc[y, 1] + 1):
-                            base = (od * out_h + oh) * out_w
-                            for ow in range(out_w):
-                                d = share[base + ow]
-                                for xx in range(_u(xb[ow, 0]), _u(xb[ow, 1])):
-                                    rb[xx] = accumulate(rb[xx], d)
-                    for xx in range(_u(in_w)):
-                        dx[n, c, z, y, xx] = rb[xx]
+                                rb[xx] = accumulate(rb[xx], d)
+                for xx in range(_u(in_w)):
+                    dx[n, c, z, y, xx] = rb[xx]
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def adaptive_max_forward(x, out, idx, want_indices):
-    """Adaptive max with flat plane indices (first maximum wins ties, last NaN wins)."""
-    n_batch, n_chan, in_d, in_h, in_w = x.shape
+@njit(cache=True, nogil=True)
+def adaptive_max_forward(x, out, idx, want_indices, t0, t1):
+    """Adaptive max with flat plane indices (first maximum wins ties, last NaN wins);
+    tasks ``t0 <= task < t1`` of ``N * C * out_d``."""
+    n_chan, in_d, in_h, in_w = x.shape[1:]
     out_d, out_h, out_w = out.shape[2], out.shape[3], out.shape[4]
-    for task in prange(n_batch * n_chan * out_d):
+    for task in range(t0, t1):
         n = task // (n_chan * out_d)
         c = (task // out_d) % n_chan
         od = task % out_d
@@ -321,12 +316,13 @@ def adaptive_max_forward(x, out, idx, want_indices):
                     idx[n, c, od, oh, ow] = best_at
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def plane_mean_backward(grad, dx, kd, kh, kw, single_division):
-    """All-1 adaptive average backward on flat planes, into zeroed ``dx``: every element
-    of plane p gets ``0 + grad[p] / ...``, as the scatter into zeros computes it."""
-    n_planes, size = dx.shape
-    for p in prange(n_planes):
+@njit(cache=True, nogil=True)
+def plane_mean_backward(grad, dx, kd, kh, kw, single_division, t0, t1):
+    """All-1 adaptive average backward on flat planes ``t0 <= p < t1``, into zeroed
+    ``dx``: every element of plane p gets ``0 + grad[p] / ...``, as the scatter into
+    zeros computes it."""
+    size = dx.shape[1]
+    for p in range(t0, t1):
         g = grad[p]
         if single_division:
             delta = _round_div(g, kd * kh * kw, g)
@@ -386,25 +382,17 @@ def plane_mean_range(x, out, p0, p1):
     _store_means(totals, out, p0, size)
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def plane_mean_par(x, out, n_chunks):
-    """Parallel :func:`plane_mean_range` over ``n_chunks`` runs of planes."""
-    n_planes = x.shape[0]
-    for ch in prange(n_chunks):
-        plane_mean_range(x, out, ch * n_planes // n_chunks, (ch + 1) * n_planes // n_chunks)
-
-
-@njit(parallel=True, cache=True, nogil=True)
-def adaptive_avg_flat(x, out, in_size, out_size):
+@njit(cache=True, nogil=True)
+def adaptive_avg_flat(x, out, in_size, out_size, t0, t1):
     """Adaptive average on contiguous flat planes: ``x`` (planes, D*H*W), ``out``
     (planes, oD*oH*oW). Same sums and divisions as :func:`adaptive_avg_forward`; 8
-    planes side by side, their flat rows taken once per block (no per-row views)."""
+    planes side by side, their flat rows taken once per block (no per-row views); the
+    tasks are the blocks ``t0 <= blk < t1`` of ``ceil(planes / PLANE_BLOCK)``."""
     n_planes = x.shape[0]
     in_d, in_h, in_w = in_size[0], in_size[1], in_size[2]
     out_d, out_h, out_w = out_size[0], out_size[1], out_size[2]
     like = x[0, 0]
-    n_blocks = (n_planes + PLANE_BLOCK - 1) // PLANE_BLOCK
-    for blk in prange(n_blocks):
+    for blk in range(t0, t1):
         p0 = blk * PLANE_BLOCK
         full = p0 + PLANE_BLOCK <= n_planes
         r0 = x[p0]
@@ -515,8 +503,8 @@ def _add_groups(g, src, n, kw):
 def _uniform_block(f, out, t0, t1, dims, zero):
     """Super-rows ``t0 <= t < t1`` of :func:`adaptive_avg_uniform`.
 
-    A separate function (not inlined into the ``prange`` body), compiled with NumPy's
-    error model so the divisions vectorize (every divisor is >= 1).
+    A separate function compiled with NumPy's error model so the divisions vectorize
+    (every divisor is >= 1).
     """
     in_d, in_h, in_w = dims[0], dims[1], dims[2]
     out_d, out_h, out_w = dims[3], dims[4], dims[5]
@@ -572,17 +560,15 @@ def _uniform_block(f, out, t0, t1, dims, zero):
                 p += 1
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def adaptive_avg_uniform(x, out, dims, n_tasks):
+@njit(cache=True, nogil=True)
+def adaptive_avg_uniform(x, out, dims, per_block, t0, t1):
     """Adaptive average of uniform windows (``in % out == 0`` in every dim, ``kw <= 4``)
     on a flat C-contiguous float32/float64 input ``x`` into the flat ``out``; ``dims``
     is (D, H, W, oD, oH, oW). Same sums (row-major from +0.0) and divisions (``/ kd``,
     ``/ kh``, ``/ kw``, lengths of 1 skipped) as :func:`adaptive_avg_forward`, by the
-    flat sweep described above; ``n_tasks`` runs of super-rows in parallel."""
-    n_rows = out.shape[0] // dims[5]
+    flat sweep described above, over the super-rows ``t0 <= t < t1`` (of
+    ``out.size // oW``), swept ``per_block`` super-rows at a time (a cache-sized sum
+    buffer)."""
     zero = opmath_zero(x[0])
-    for task in prange(n_tasks):
-        t0 = task * n_rows // n_tasks
-        t1 = (task + 1) * n_rows // n_tasks
-        if t1 > t0:
-            _uniform_block(x, out, t0, t1, dims, zero)
+    for b0 in range(t0, t1, per_block):
+        _uniform_block(x, out, b0, min(b0 + per_block, t1), dims, zero)

@@ -10,9 +10,8 @@ travel as their uint16 bits (see :mod:`._scalar`). The divisors come in as a
 ``(out_d, out_h, out_w)`` table in the opmath type (computed by the caller).
 
 Every path is a serial function over a range of tasks (``*_range(..., t0, t1)``; tasks
-never share outputs) and a small ``parallel=True`` wrapper (``*_par``) that splits the
-tasks into chunks; the caller picks one (:func:`poolkit._engine.run_tasks`), so a small
-call never wakes numba's thread team and a cold process compiles only the path it runs:
+never share outputs), run by :func:`poolkit._engine.run_tasks` on the calling thread or
+split over poolkit's threads, so a cold process compiles only the path it runs:
 
 * :func:`forward_direct_range`: column stride 2, float32, C-contiguous, windows of at
   most 3 rows (the common 1-D/2-D downsampling): window columns read straight from the
@@ -26,7 +25,7 @@ call never wakes numba's thread team and a cold process compiles only the path i
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange, types
+from numba import njit, types
 from numba.extending import overload
 
 from ._scalar import accumulate, float_to_half, half_to_float, is_half_bits
@@ -526,49 +525,3 @@ def backward_range(grad, dx, divs, params, t0, t1):
                 src0 = _u(r * phase_len)
                 for j in range(_u((in_w - r + sw - 1) // sw)):
                     row[j * step + _u(r)] = acc[src0 + j]
-
-
-# --------------------------------------------------------------------------------------
-# parallel wrappers: contiguous chunks of tasks, handed out one at a time (the caller,
-# :func:`poolkit._engine.run_parallel`, sets numba's parallel chunk size to 1). Each is
-# compiled only when a call first runs in parallel.
-# --------------------------------------------------------------------------------------
-
-
-@njit(inline="always")
-def _chunk(ch, tasks_of, n_chunks):
-    """Tasks ``[t0, t1)`` of chunk ``ch``: the tasks are the first three axes of ``tasks_of``."""
-    n_tasks = tasks_of.shape[0] * tasks_of.shape[1] * tasks_of.shape[2]
-    return ch * n_tasks // n_chunks, (ch + 1) * n_tasks // n_chunks
-
-
-@njit(parallel=True, cache=True, nogil=True)
-def forward_direct_par(x, out, divs, params, pad_end, kw, n_chunks):
-    """Parallel :func:`forward_direct_range` over all (n, c, od) tasks."""
-    for ch in prange(n_chunks):
-        t0, t1 = _chunk(ch, out, n_chunks)
-        forward_direct_range(x, out, divs, params, pad_end, kw, t0, t1)
-
-
-@njit(parallel=True, cache=True, nogil=True)
-def forward_split_par(x, out, divs, params, pad_end, n_chunks):
-    """Parallel :func:`forward_split_range` over all (n, c, od) tasks."""
-    for ch in prange(n_chunks):
-        t0, t1 = _chunk(ch, out, n_chunks)
-        forward_split_range(x, out, divs, params, pad_end, t0, t1)
-
-
-@njit(parallel=True, cache=True, nogil=True)
-def forward_nhwc_par(x, out, divs, params, pad_end, n_chunks):
-    """Parallel :func:`forward_nhwc_range` over all (n, od, oh) tasks."""
-    for ch in prange(n_chunks):
-        t0, t1 = _chunk(ch, out, n_chunks)
-        forward_nhwc_range(x, out, divs, params, pad_end, t0, t1)
-
-
-@njit(parallel=True, cache=True, nogil=True)
-def backward_par(grad, dx, divs, params, n_chunks):
-    """Parallel :func:`backward_range` over all (n, c, z) tasks."""
-    for ch in prange(n_chunks):
-        t0, t1 = _chunk(ch, dx, n_chunks)
-        backward_range(grad, dx, divs, params, t0, t1)

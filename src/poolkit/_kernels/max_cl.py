@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, prange, types
+from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
@@ -266,17 +266,3 @@ def cl_values(x, out, idx, kp, t0, t1):
 def cl_indices(x, out, idx, kp, t0, t1):
     """Values and int64 plane indices for output rows ``t0 <= task < t1``."""
     _rows(x, out, idx, kp, t0, t1, True)
-
-
-@njit(parallel=True, cache=True, nogil=True)
-def cl_values_par(x, out, idx, kp, n_tasks, n_chunks):
-    """Parallel :func:`cl_values`."""
-    for ch in prange(n_chunks):
-        _rows(x, out, idx, kp, ch * n_tasks // n_chunks, (ch + 1) * n_tasks // n_chunks, False)
-
-
-@njit(parallel=True, cache=True, nogil=True)
-def cl_indices_par(x, out, idx, kp, n_tasks, n_chunks):
-    """Parallel :func:`cl_indices`."""
-    for ch in prange(n_chunks):
-        _rows(x, out, idx, kp, ch * n_tasks // n_chunks, (ch + 1) * n_tasks // n_chunks, True)

@@ -5,10 +5,10 @@ One window engine serves 1-D, 2-D and 3-D pooling: the callers hand 5-D views, e
 with unit leading spatial axes for lower ranks. Geometry comes as an int64 table
 ``kp`` of shape ``(4, 3)``: rows kernel, stride, pad_begin, dilation; columns D, H, W.
 
-Every kernel exists as a serial function over a range of tasks (``*_range``) and a
-parallel wrapper that splits the tasks over numba's threads (``*_par``); callers pick
-the serial one for tiny problems, where starting the thread team costs more than the
-work. Tasks never share output elements, so results do not depend on the thread count.
+Every kernel is a serial function over a range of tasks (``*_range``, ``t0 <= task <
+t1``); the engine runs it on this thread for tiny problems and splits the tasks over
+poolkit's threads otherwise (:func:`poolkit._engine.run_tasks`). Tasks never share
+output elements, so results do not depend on the thread count.
 
 Semantics (shared by every path, docs/semantics.md §4): the window is scanned in
 row-major order; a later element wins only if it is strictly greater or NaN (the first
@@ -23,7 +23,7 @@ them; bad indices in the backward are reported through a flag array, never raise
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from ._scalar import accumulate, is_nan, order_key
 
@@ -508,58 +508,14 @@ def backward_nhwc_range(grad, idx, dx, bad, block, t0, t1):
                 dx[n, i, c] = accumulate(dx[n, i, c], grad[n, o, c])
 
 
-# --------------------------------------------------------------------------------------
-# parallel wrappers: split tasks into contiguous chunks; the caller sets numba's parallel
-# chunk size to 1 so chunks are handed out one at a time (a thread slowed by other load
-# on the machine does not hold the others up)
-# --------------------------------------------------------------------------------------
-
-
-@njit(parallel=True, cache=True, nogil=True)
-def forward_nchw_par(x, out, idx, kp, fill, want, n_tasks, n_chunks):
-    """Parallel :func:`forward_nchw_range` over all ``n_tasks`` output rows."""
-    for ch in prange(n_chunks):
-        forward_nchw_range(
-            x, out, idx, kp, fill, want, ch * n_tasks // n_chunks, (ch + 1) * n_tasks // n_chunks
-        )
-
-
-@njit(parallel=True, cache=True, nogil=True)
-def forward_nhwc_par(x, out, idx, kp, fill, want, n_tasks, n_chunks):
-    """Parallel :func:`forward_nhwc_range` over all ``n_tasks`` output rows."""
-    for ch in prange(n_chunks):
-        forward_nhwc_range(
-            x, out, idx, kp, fill, want, ch * n_tasks // n_chunks, (ch + 1) * n_tasks // n_chunks
-        )
-
-
-@njit(parallel=True, cache=True, nogil=True)
-def backward_nchw_par(grad, idx, dx, bad, n_chunks):
-    """Parallel :func:`backward_nchw_range`: planes are split over threads."""
-    n_tasks = dx.shape[0]
-    for ch in prange(n_chunks):
-        backward_nchw_range(
-            grad, idx, dx, bad, ch * n_tasks // n_chunks, (ch + 1) * n_tasks // n_chunks
-        )
-
-
-@njit(parallel=True, cache=True, nogil=True)
-def backward_nhwc_par(grad, idx, dx, bad, block, n_chunks):
-    """Parallel :func:`backward_nhwc_range` over (batch item, channel block) tasks."""
-    n_tasks = dx.shape[0] * ((dx.shape[2] + block - 1) // block)
-    for ch in prange(n_chunks):
-        backward_nhwc_range(
-            grad, idx, dx, bad, block, ch * n_tasks // n_chunks, (ch + 1) * n_tasks // n_chunks
-        )
-
-
-@njit(parallel=True, cache=True, nogil=True)
-def max_pool_forward_nd(x, out, idx, in_size, params, fill, want_indices):
+@njit(cache=True, nogil=True)
+def max_pool_forward_nd(x, out, idx, in_size, params, fill, want_indices, t0, t1):
     """Any-rank fallback on flattened planes (more than 3 spatial dims).
 
     ``x`` is ``(planes, prod(in_size))``, ``out``/``idx`` are ``(planes, n_out)``;
     ``params`` rows are kernel, stride, pad_begin, dilation, out_size (one column per
-    spatial dim). Same scan order and tie/NaN rules as the 3-D kernels.
+    spatial dim); the tasks are the planes ``t0 <= plane < t1``. Same scan order and
+    tie/NaN rules as the 3-D kernels.
     """
     nd = in_size.shape[0]
     n_out = out.shape[1]
@@ -568,7 +524,7 @@ def max_pool_forward_nd(x, out, idx, in_size, params, fill, want_indices):
     pad = params[2]
     dil = params[3]
     out_size = params[4]
-    for plane in prange(x.shape[0]):
+    for plane in range(t0, t1):
         ocoord = np.zeros(nd, dtype=np.int64)
         kcoord = np.zeros(nd, dtype=np.int64)
         for o in range(n_out):

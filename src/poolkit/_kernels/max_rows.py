@@ -33,7 +33,7 @@ from __future__ import annotations
 import llvmlite.binding as _ll
 import numpy as np
 from llvmlite import ir
-from numba import njit, prange, types
+from numba import njit, types
 from numba.core import cgutils
 from numba.core import config as _config
 from numba.extending import intrinsic
@@ -387,67 +387,33 @@ def _lanes_of(dtype) -> int:
     return 8 if np.dtype(dtype) == np.float32 else 4
 
 
-# serial kernels over flat output rows [r0, r1); ``x``/``out`` are C-contiguous arrays
-# of planes (any rank), ``scr`` holds one output row of vectors (see :func:`geometry`)
+# range kernels over flat output rows [r0, r1); ``x``/``out`` are C-contiguous arrays
+# of planes (any rank); each call allocates its own scratch row of ``scr_len`` elements
+# (one output row of vectors, see :func:`tables`), so parallel parts never share one
 
 
 @njit(cache=True, nogil=True)
-def rows_k2s2(x, out, scr, rows, geo, r0, r1):
+def rows_k2s2(x, out, rows, geo, scr_len, r0, r1):
     """k=2, s=2, d=1 along W."""
-    _rows_k2s2(x, out, scr, rows, geo, r0, r1)
+    _rows_k2s2(x, out, np.empty(scr_len, x.dtype), rows, geo, r0, r1)
 
 
 @njit(cache=True, nogil=True)
-def rows_k3s2(x, out, scr, rows, geo, r0, r1):
+def rows_k3s2(x, out, rows, geo, scr_len, r0, r1):
     """k=3, s=2, d=1 along W."""
-    _rows_k3s2(x, out, scr, rows, geo, r0, r1)
+    _rows_k3s2(x, out, np.empty(scr_len, x.dtype), rows, geo, r0, r1)
 
 
 @njit(cache=True, nogil=True)
-def rows_s2(x, out, scr, rows, geo, r0, r1):
+def rows_s2(x, out, rows, geo, scr_len, r0, r1):
     """Any window width and dilation, stride 2 along W."""
-    _rows_s2(x, out, scr, rows, geo, r0, r1)
+    _rows_s2(x, out, np.empty(scr_len, x.dtype), rows, geo, r0, r1)
 
 
 @njit(cache=True, nogil=True)
-def rows_s1(x, out, scr, rows, geo, r0, r1):
+def rows_s1(x, out, rows, geo, scr_len, r0, r1):
     """Any window width and dilation, stride 1 along W."""
-    _rows_s1(x, out, scr, rows, geo, r0, r1)
-
-
-# parallel wrappers: contiguous chunks of output rows, one scratch row per chunk
-
-
-@njit(parallel=True, cache=True, nogil=True)
-def rows_k2s2_par(x, out, scr, rows, geo, n_rows, n_chunks):
-    """Parallel :func:`rows_k2s2`; ``scr`` has one scratch row per chunk."""
-    for ch in prange(n_chunks):
-        _rows_k2s2(x, out, scr[ch], rows, geo, ch * n_rows // n_chunks,
-                   (ch + 1) * n_rows // n_chunks)
-
-
-@njit(parallel=True, cache=True, nogil=True)
-def rows_k3s2_par(x, out, scr, rows, geo, n_rows, n_chunks):
-    """Parallel :func:`rows_k3s2`."""
-    for ch in prange(n_chunks):
-        _rows_k3s2(x, out, scr[ch], rows, geo, ch * n_rows // n_chunks,
-                   (ch + 1) * n_rows // n_chunks)
-
-
-@njit(parallel=True, cache=True, nogil=True)
-def rows_s2_par(x, out, scr, rows, geo, n_rows, n_chunks):
-    """Parallel :func:`rows_s2`."""
-    for ch in prange(n_chunks):
-        _rows_s2(x, out, scr[ch], rows, geo, ch * n_rows // n_chunks,
-                 (ch + 1) * n_rows // n_chunks)
-
-
-@njit(parallel=True, cache=True, nogil=True)
-def rows_s1_par(x, out, scr, rows, geo, n_rows, n_chunks):
-    """Parallel :func:`rows_s1`."""
-    for ch in prange(n_chunks):
-        _rows_s1(x, out, scr[ch], rows, geo, ch * n_rows // n_chunks,
-                 (ch + 1) * n_rows // n_chunks)
+    _rows_s1(x, out, np.empty(scr_len, x.dtype), rows, geo, r0, r1)
 
 
 def tables(in_h, in_w, out_h, out_w, kh, sh, ph, dh, kw, sw, pw, dw, dtype):

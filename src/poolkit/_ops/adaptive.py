@@ -99,30 +99,28 @@ def avg_pool(x: Any, nd: int, output_size: Any, channels_last: Any) -> np.ndarra
     if uniform(arr, in_spatial, out_size, channels_last) and out.size:
         d, h, w = _engine.lead3(in_spatial)
         od, oh, ow = _engine.lead3(out_size)
-        n_rows = out.size // ow
-        # runs of super-rows sweeping ~_UNIFORM_GROUPS kw-groups each (kd*kh per output)
-        per_task = max(1, _UNIFORM_GROUPS // ((d // od) * (h // oh) * ow))
-        n_tasks = 1 if _engine.is_serial(arr.size) else (n_rows + per_task - 1) // per_task
-        _k.adaptive_avg_uniform(
-            arr.reshape(-1), out.reshape(-1), np.array((d, h, w, od, oh, ow), np.int64), n_tasks
-        )
+        # blocks of super-rows sweeping ~_UNIFORM_GROUPS kw-groups each (kd*kh per output)
+        per_block = max(1, _UNIFORM_GROUPS // ((d // od) * (h // oh) * ow))
+        _engine.run_tasks(_k.adaptive_avg_uniform, out.size // ow, arr.size, arr.reshape(-1),
+                          out.reshape(-1), np.array((d, h, w, od, oh, ow), np.int64), per_block)
         return out
     in_w, out_w = in_spatial[-1], out_size[-1]
     narrow = out_w >= 1 and (in_w + out_w - 1) // out_w < 8
     if narrow and not channels_last and arr.flags.c_contiguous and out.size:
         # narrow windows: flat planes, 8 at a time (wide ones stream rows in the 5-D kernel)
         n_planes = out.size // int(np.prod(out_size))
-        _k.adaptive_avg_flat(
+        _engine.run_tasks(
+            _k.adaptive_avg_flat, -(-n_planes // _k.PLANE_BLOCK), arr.size,
             _engine.kernel_bits(arr).reshape(n_planes, -1),
             _engine.kernel_bits(out).reshape(n_planes, -1),
             np.array(_engine.lead3(in_spatial), dtype=np.int64),
             np.array(_engine.lead3(out_size), dtype=np.int64),
         )
         return out
-    _k.adaptive_avg_forward(
-        _engine.kernel_view(arr, nd, batched, channels_last),
-        _engine.kernel_view(out, nd, batched, channels_last),
-    )
+    x5 = _engine.kernel_view(arr, nd, batched, channels_last)
+    o5 = _engine.kernel_view(out, nd, batched, channels_last)
+    n_tasks = o5.shape[0] * -(-o5.shape[1] // _k.PLANE_BLOCK) * o5.shape[2]
+    _engine.run_tasks(_k.adaptive_avg_forward, n_tasks, arr.size, x5, o5)
     return out
 
 
@@ -163,11 +161,11 @@ def max_pool(x: Any, nd: int, output_size: Any, channels_last: Any):
     channels_last = bool(channels_last)  # validated above
     out = np.empty(shape, _engine.comparable_dtype(arr.dtype))
     idx = np.empty(shape, np.int64)
-    _k.adaptive_max_forward(
-        _engine.as_kernel_view(_engine.comparable(arr), nd, batched, channels_last),
-        _engine.kernel_view(out, nd, batched, channels_last),
-        _engine.kernel_view(idx, nd, batched, channels_last),
-        True,
+    o5 = _engine.kernel_view(out, nd, batched, channels_last)
+    _engine.run_tasks(
+        _k.adaptive_max_forward, o5.shape[0] * o5.shape[1] * o5.shape[2], arr.size,
+        _engine.as_kernel_view(_engine.comparable(arr), nd, batched, channels_last), o5,
+        _engine.kernel_view(idx, nd, batched, channels_last), True,
     )
     return _engine.restore(out, arr.dtype), idx
 

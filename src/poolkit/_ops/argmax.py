@@ -85,11 +85,9 @@ def route(
     bad = np.zeros(max(n_tasks, 1), dtype=np.uint8)
     work = dx.size + grad.size
     if channels_last:
-        _engine.run_tasks(_k.backward_nhwc_range, _k.backward_nhwc_par, n_tasks, work,
-                          g, i, d, bad, _CL_BLOCK)
+        _engine.run_tasks(_k.backward_nhwc_range, n_tasks, work, g, i, d, bad, _CL_BLOCK)
     else:
-        _engine.run_tasks(_k.backward_nchw_range, _k.backward_nchw_par, n_tasks, work,
-                          g, i, d, bad)
+        _engine.run_tasks(_k.backward_nchw_range, n_tasks, work, g, i, d, bad)
     if bad.any() or (not allow_missing and idx.size and idx.min() < 0):
         missing = " or be -1" if allow_missing else ""
         raise ValueError(

@@ -212,21 +212,21 @@ class _Plan:
         out = np.empty(self.out_shape, arr.dtype)
         x5, o5 = self.views(arr, out)
         if self.channels_last:
-            pair = (_k.forward_nhwc_range, _k.forward_nhwc_par)
+            kernel = _k.forward_nhwc_range
         elif self.direct and x5.flags.c_contiguous:
-            _engine.run_tasks(_k.forward_direct_range, _k.forward_direct_par, self.n_tasks,
-                              self.work, x5, o5, self.divs, self.kp, self.pad_end, self.kw)
+            _engine.run_tasks(_k.forward_direct_range, self.n_tasks, self.work, x5, o5,
+                              self.divs, self.kp, self.pad_end, self.kw)
             return out
         else:
-            pair = (_k.forward_split_range, _k.forward_split_par)
-        _engine.run_tasks(pair[0], pair[1], self.n_tasks, self.work, x5, o5, self.divs,
-                          self.kp, self.pad_end)
+            kernel = _k.forward_split_range
+        _engine.run_tasks(kernel, self.n_tasks, self.work, x5, o5, self.divs, self.kp,
+                          self.pad_end)
         return out
 
     def backward(self, grad: np.ndarray, dx: np.ndarray) -> None:
         g5, d5 = self.views(grad, dx)
-        _engine.run_tasks(_k.backward_range, _k.backward_par, self.n_tasks, self.work, g5, d5,
-                          self.divs, self.kp)
+        _engine.run_tasks(_k.backward_range, self.n_tasks, self.work, g5, d5, self.divs,
+                          self.kp)
 
 
 def _kernel_shape(n_batch: int, n_chan: int, spatial: tuple[int, ...], channels_last: bool):

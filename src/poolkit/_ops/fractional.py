@@ -8,6 +8,7 @@ Given the same samples, windows, values and indices equal PyTorch's.
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
@@ -139,14 +140,12 @@ def pool(
     out = np.empty(shape, dtype=_engine.comparable_dtype(arr.dtype))
     idx = np.empty(shape, dtype=np.int64)
     pool = np.array((1,) * lead + kernel, dtype=np.int64)
-    _indexed.fractional_max_forward(
-        _engine.as_kernel_view(_engine.comparable(arr), nd, batched, False),
-        _engine.kernel_view(out, nd, batched, False),
-        _engine.kernel_view(idx, nd, batched, False),
-        starts[0],
-        starts[1],
-        starts[2],
-        pool,
+    o5 = _engine.kernel_view(out, nd, batched, False)
+    _engine.run_tasks(
+        _indexed.fractional_max_forward, o5.shape[0] * o5.shape[1] * o5.shape[2],
+        out.size * math.prod(kernel),
+        _engine.as_kernel_view(_engine.comparable(arr), nd, batched, False), o5,
+        _engine.kernel_view(idx, nd, batched, False), starts[0], starts[1], starts[2], pool,
     )
     return _engine.restore(out, arr.dtype), idx
 

@@ -32,10 +32,6 @@ __all__ = [
     "global_max_pool_backward",
 ]
 
-#: Runs of planes a parallel plane mean is split into.
-_PLANE_RUNS = 64
-
-
 def plane_mean(arr: np.ndarray, nd: int, channels_last: bool, out: np.ndarray) -> None:
     """Mean of every plane of ``arr`` (any layout) into the fresh ``out``, whose spatial
     sizes are all 1, so its memory order is the planes' order in either layout."""
@@ -47,20 +43,15 @@ def plane_mean(arr: np.ndarray, nd: int, channels_last: bool, out: np.ndarray) -
     else:
         planes = np.ascontiguousarray(_engine.to_planes(arr, nd, channels_last))
     planes, means = _engine.kernel_bits(planes), _engine.kernel_bits(out).reshape(n_planes)
-    if _engine.is_serial(planes.size):
-        _k.plane_mean_range(planes, means, 0, n_planes)
-    else:
-        # fixed runs of planes: no thread-count query per call (any split gives the same
-        # bits; numba deals the runs out to however many threads are active)
-        _k.plane_mean_par(planes, means, min(n_planes, _PLANE_RUNS))
+    _engine.run_tasks(_k.plane_mean_range, n_planes, planes.size, planes, means)
 
 
 def spread_mean(grad: np.ndarray, dx: np.ndarray, kd: int, kh: int, kw: int) -> None:
     """``dx`` (zeroed, channels first) gets each plane's gradient / plane size."""
-    _k.plane_mean_backward(
-        np.ascontiguousarray(_engine.kernel_bits(grad)).reshape(-1),
-        _engine.kernel_bits(dx).reshape(-1, kd * kh * kw), kd, kh, kw, True,
-    )
+    planes = _engine.kernel_bits(dx).reshape(-1, kd * kh * kw)
+    _engine.run_tasks(_k.plane_mean_backward, planes.shape[0], dx.size,
+                      np.ascontiguousarray(_engine.kernel_bits(grad)).reshape(-1), planes,
+                      kd, kh, kw, True)
 
 
 def scatter_mean(g5: np.ndarray, dx5: np.ndarray, single: bool) -> None:
@@ -68,7 +59,8 @@ def scatter_mean(g5: np.ndarray, dx5: np.ndarray, single: bool) -> None:
     ``(planes, outputs)`` rows."""
     n_out = int(np.prod(g5.shape[2:]))
     planes = np.ascontiguousarray(g5).reshape(g5.shape[0] * g5.shape[1], n_out)
-    _k.adaptive_avg_backward(planes, dx5, np.array(g5.shape[2:], dtype=np.int64), single)
+    _engine.run_tasks(_k.adaptive_avg_backward, planes.shape[0], dx5.size + planes.size, planes,
+                      dx5, np.array(g5.shape[2:], dtype=np.int64), single)
 
 
 def _global_input(x: Any, channels_last: Any, allowed) -> tuple[np.ndarray, int, bool]:
@@ -225,10 +217,9 @@ def global_max_pool(
     n_chan = arr.shape[-1] if channels_last else arr.shape[1]
     out = np.empty((arr.shape[0], n_chan, 1, 1, 1), _engine.comparable_dtype(arr.dtype))
     idx = np.empty((arr.shape[0], n_chan, 1, 1, 1), np.int64)
-    _k.adaptive_max_forward(
-        _engine.flat_planes(_engine.comparable(arr), nd, True, channels_last),
-        _engine.kernel_bits(out), idx, True,
-    )
+    _engine.run_tasks(_k.adaptive_max_forward, out.shape[0] * n_chan, arr.size,
+                      _engine.flat_planes(_engine.comparable(arr), nd, True, channels_last),
+                      _engine.kernel_bits(out), idx, True)
     out = _global_out(arr, nd, keepdims, channels_last, _engine.restore(out, arr.dtype))
     if want:
         return out, _global_out(arr, nd, keepdims, channels_last, idx)

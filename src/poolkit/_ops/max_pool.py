@@ -128,7 +128,7 @@ class ForwardPlan:
         # the one kernel variant this plan runs (row, pixel or window kernels)
         self.run = max_select.forward_runner(self.in5, self.out5, self.store_dtype, self.kp,
                                              self.fill, want, channels_last, self.work,
-                                             _engine.is_serial, self.n_tasks)
+                                             self.n_tasks)
 
     def __call__(self, arr: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Run the forward on ``arr`` (shape and dtype as planned)."""
@@ -195,8 +195,9 @@ def _forward_any_rank(arr, geom: Geometry, batched: bool, channels_last: bool, w
     params = np.array(
         [geom.kernel, geom.stride, geom.pad_begin, geom.dilation, geom.out_size], dtype=np.int64
     )
-    _k.max_pool_forward_nd(
-        x2, out2, idx2, np.array(geom.in_size, dtype=np.int64), params,
+    _engine.run_tasks(
+        _k.max_pool_forward_nd, x2.shape[0], out2.size * math.prod(geom.kernel), x2, out2, idx2,
+        np.array(geom.in_size, dtype=np.int64), params,
         _engine.lowest(_engine.comparable_dtype(arr.dtype)), want,
     )
     out2 = _engine.restore(out2, arr.dtype)

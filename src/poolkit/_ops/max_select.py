@@ -23,8 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .._engine import parallel_chunks as chunks
-from .._engine import run_parallel
+from .._engine import run_tasks
 from .._kernels import LazyModule
 
 _k: Any = LazyModule("max_pool")
@@ -38,21 +37,15 @@ class _Engine:
     """The window engine of :mod:`poolkit._kernels.max_pool` (any layout, dtype, geometry,
     indices)."""
 
-    __slots__ = ("fill", "is_serial", "kp", "n_tasks", "nhwc", "want", "work")
+    __slots__ = ("fill", "kp", "n_tasks", "nhwc", "want", "work")
 
-    def __init__(self, kp, fill, want, nhwc, work, is_serial, n_tasks):
+    def __init__(self, kp, fill, want, nhwc, work, n_tasks):
         self.kp, self.fill, self.want = kp, fill, want
-        self.nhwc, self.work, self.is_serial, self.n_tasks = nhwc, work, is_serial, n_tasks
+        self.nhwc, self.work, self.n_tasks = nhwc, work, n_tasks
 
     def __call__(self, x5: np.ndarray, o5: np.ndarray, idx: np.ndarray) -> None:
-        n_tasks = self.n_tasks
-        if self.is_serial(self.work):
-            kernel = _k.forward_nhwc_range if self.nhwc else _k.forward_nchw_range
-            kernel(x5, o5, idx, self.kp, self.fill, self.want, 0, n_tasks)
-        else:
-            kernel = _k.forward_nhwc_par if self.nhwc else _k.forward_nchw_par
-            run_parallel(kernel, x5, o5, idx, self.kp, self.fill, self.want, n_tasks,
-                         chunks(n_tasks))
+        kernel = _k.forward_nhwc_range if self.nhwc else _k.forward_nchw_range
+        run_tasks(kernel, self.n_tasks, self.work, x5, o5, idx, self.kp, self.fill, self.want)
 
 
 class _Rows:
@@ -75,16 +68,8 @@ class _Rows:
         if not x5.flags.c_contiguous:
             self.engine(x5, o5, idx)
             return
-        n_rows = self.n_rows
-        engine = self.engine
-        if engine.is_serial(engine.work):
-            scr = np.empty(self.scr_len, x5.dtype)
-            getattr(_rows, self.name)(x5, o5, scr, self.rows, self.geo, 0, n_rows)
-        else:
-            n_chunks = chunks(n_rows)
-            scr = np.empty((n_chunks, self.scr_len), x5.dtype)
-            run_parallel(getattr(_rows, self.name + "_par"), x5, o5, scr, self.rows, self.geo,
-                         n_rows, n_chunks)
+        run_tasks(getattr(_rows, self.name), self.n_rows, self.engine.work, x5, o5, self.rows,
+                  self.geo, self.scr_len)
 
 
 class _Pixels:
@@ -101,12 +86,7 @@ class _Pixels:
             self.engine(x5, o5, idx)
             return
         engine = self.engine
-        n_tasks = engine.n_tasks
-        if engine.is_serial(engine.work):
-            getattr(_cl, self.kernel)(x5, o5, idx, engine.kp, 0, n_tasks)
-        else:
-            run_parallel(getattr(_cl, self.kernel + "_par"), x5, o5, idx, engine.kp, n_tasks,
-                         chunks(n_tasks))
+        run_tasks(getattr(_cl, self.kernel), engine.n_tasks, engine.work, x5, o5, idx, engine.kp)
 
 
 def pixel_kernel_ok(in5, out5, dtype, nhwc) -> bool:
@@ -145,16 +125,15 @@ def forward_runner(
     want: bool,
     nhwc: bool,
     work: int,
-    is_serial: Callable[[int], bool],
     n_tasks: int,
 ) -> Callable[[np.ndarray, np.ndarray, np.ndarray], None]:
     """The kernel runner of a forward plan: ``run(x5, o5, idx)`` fills ``o5`` (and
     ``idx`` if ``want``) from the 5-D view ``x5`` (float16 as uint16 bits).
 
-    ``dtype`` is the dtype the kernels store; ``work`` the plan's element visits and
-    ``is_serial(work)``, asked at every call, whether the call stays on this thread.
+    ``dtype`` is the dtype the kernels store; ``work`` the plan's element visits (the
+    engine's serial/parallel choice, :func:`poolkit._engine.run_tasks`, made at every call).
     """
-    engine = _Engine(kp, fill, want, nhwc, work, is_serial, n_tasks)
+    engine = _Engine(kp, fill, want, nhwc, work, n_tasks)
     if pixel_kernel_ok(in5, out5, dtype, nhwc):
         return _Pixels(want, engine)
     name = row_kernel_name(in5, out5, dtype, kp, want, nhwc)

@@ -117,11 +117,10 @@ def scatter_on(arr: np.ndarray, plane_idx: np.ndarray, shape: tuple[int, ...], n
     out = np.zeros(shape, dtype=arr.dtype)
     planes = np.ascontiguousarray(_engine.to_planes(_engine.kernel_bits(out), nd, channels_last))
     bad = np.zeros(planes.shape[0], dtype=np.uint8)
-    _indexed.scatter_set(
+    _engine.run_tasks(
+        _indexed.scatter_set, planes.shape[0], out.size + arr.size,
         np.ascontiguousarray(_engine.to_planes(_engine.kernel_bits(arr), nd, channels_last)),
-        np.ascontiguousarray(_engine.to_planes(plane_idx, nd, channels_last)),
-        planes,
-        bad,
+        np.ascontiguousarray(_engine.to_planes(plane_idx, nd, channels_last)), planes, bad,
     )
     if bad.any():
         raise _args.index_range_error("indices", planes.shape[1], shape)
@@ -168,8 +167,9 @@ def backward(grad_output: Any, indices: Any, input_shape: Any, p: UnpoolParams,
     )
     dx = np.empty((g_planes.shape[0], int(np.prod(in_spatial))), dtype=g_planes.dtype)
     bad = np.zeros(g_planes.shape[0], dtype=np.uint8)
-    _indexed.unpool_backward(
-        g_planes, np.ascontiguousarray(_engine.to_planes(idx, p.nd, p.channels_last)), dx, bad
+    _engine.run_tasks(
+        _indexed.unpool_backward, dx.shape[0], dx.size + grad.size, g_planes,
+        np.ascontiguousarray(_engine.to_planes(idx, p.nd, p.channels_last)), dx, bad,
     )
     if bad.any():
         raise _args.index_range_error("indices", g_planes.shape[1], grad.shape)
