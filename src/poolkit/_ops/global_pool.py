@@ -3,7 +3,9 @@ passes, plus the plane mean that adaptive average pooling to size 1 shares.
 
 The planes are flattened, so any number of spatial dims works. The plane mean sums in
 a fixed 16-lane order (docs/semantics.md §9), the same on every machine and in every
-layout (strided and channels-last planes are made contiguous first).
+layout: contiguous planes on the plane kernel, contiguous pixels (channels last in
+memory) on the channels-last kernel with the same order per channel, other strides made
+contiguous first.
 """
 
 from __future__ import annotations
