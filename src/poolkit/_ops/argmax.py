@@ -15,12 +15,27 @@ import numpy as np
 
 from .. import _args, _engine
 from .._kernels import LazyModule
+from .._threads import get_num_threads
 
 #: compiled kernels, imported (with numba) by the first call that needs them
-_k: Any = LazyModule("max_pool")
+_k: Any = LazyModule("route")
 
-#: Channels per task in the channels-last backward (a 64-byte line of float32).
-_CL_BLOCK = 16
+#: Tasks per thread a parallel channels-last backward aims for (dynamic balancing).
+_TASKS_PER_THREAD = 4
+
+
+def _row_parts(n_batch: int, work: int) -> int:
+    """Tasks per batch item in the channels-last backward: 1 (a task owns the whole
+    ``dx[n]``) unless a parallel call has too few batch items to keep the threads busy;
+    then each item's rows are split between tasks, each of which reads all of the
+    item's outputs and adds the ones that fall in its rows. Any split gives the same
+    bits: every element's adds still come in output order."""
+    if _engine.is_serial(work):
+        return 1
+    threads = get_num_threads()
+    if threads == 1 or n_batch >= _TASKS_PER_THREAD * threads:
+        return 1
+    return -(-threads // n_batch)
 
 
 def route(
@@ -32,7 +47,8 @@ def route(
     allow_missing: bool = True,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Add ``grad`` at the plane indices ``idx`` into a zeroed array of ``shape``.
+    """Add ``grad`` at the plane indices ``idx`` into an array of ``shape`` that is
+    zero elsewhere.
 
     Parameters
     ----------
@@ -64,7 +80,10 @@ def route(
     """
     batched = len(shape) == nd + 2
     n_batch = shape[0] if batched else 1
-    dx = _engine.gradient_buffer(shape, grad.dtype, out, zeroed=True)
+    # not cleared here: the kernels zero each row of dx just before it is first added
+    # to, so dx is written in one pass, while in cache (docs of _kernels/route.py)
+    dx = _engine.gradient_buffer(shape, grad.dtype, out, zeroed=False)
+    work = dx.size + grad.size
     if channels_last:
         n_chan = shape[-1]
         plane = math.prod(shape[-nd - 1 : -1])
@@ -72,7 +91,8 @@ def route(
         g = grad.reshape(n_batch, n_out, n_chan)
         i = idx.reshape(n_batch, n_out, n_chan)
         d = dx.reshape(n_batch, plane, n_chan)
-        n_tasks = n_batch * ((n_chan + _CL_BLOCK - 1) // _CL_BLOCK)
+        parts = _row_parts(n_batch, work)
+        n_tasks = n_batch * parts
     else:
         n_chan = shape[1] if batched else shape[0]
         plane = math.prod(shape[-nd:])
@@ -83,11 +103,10 @@ def route(
         n_tasks = n_batch * n_chan
     g, d = _engine.kernel_bits(g), _engine.kernel_bits(d)
     bad = np.zeros(max(n_tasks, 1), dtype=np.uint8)
-    work = dx.size + grad.size
     if channels_last:
-        _engine.run_tasks(_k.backward_nhwc_range, n_tasks, work, g, i, d, bad, _CL_BLOCK)
+        _engine.run_tasks(_k.route_pixels_range, n_tasks, work, g, i, d, bad, parts, True)
     else:
-        _engine.run_tasks(_k.backward_nchw_range, n_tasks, work, g, i, d, bad)
+        _engine.run_tasks(_k.route_planes_range, n_tasks, work, g, i, d, bad, True)
     if bad.any() or (not allow_missing and idx.size and idx.min() < 0):
         missing = " or be -1" if allow_missing else ""
         raise ValueError(

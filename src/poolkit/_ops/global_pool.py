@@ -3,7 +3,9 @@ passes, plus the plane mean that adaptive average pooling to size 1 shares.
 
 The planes are flattened, so any number of spatial dims works. The plane mean sums in
 a fixed 16-lane order (docs/semantics.md §9), the same on every machine and in every
-layout (strided and channels-last planes are made contiguous first).
+layout: contiguous planes on the plane kernel, contiguous pixels (channels last in
+memory) on the channels-last kernel with the same order per channel, other strides made
+contiguous first.
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ from numpy.typing import ArrayLike
 from .. import _args, _docs, _engine
 from .._geometry import output_shape
 from .._kernels import LazyModule
+from .._threads import get_num_threads
 from . import argmax, avg_pool
 from .avg_pool import AvgPoolParams
 from .lp_pool import outer_gradient, power
 
 #: compiled kernels, imported (with numba) by the first call that needs them
 _k: Any = LazyModule("adaptive")
+_route: Any = LazyModule("route")
 
 __all__ = [
     "global_avg_pool",
@@ -32,18 +36,51 @@ __all__ = [
     "global_max_pool_backward",
 ]
 
+#: Channels-last plane mean: rows of lane sums at least this long are filled one lane
+#: at a time (shorter ones: all 16 lanes at once, L1 sized); no channel block is shorter.
+_MIN_ROW_BYTES = 1024
+
+#: Tasks per thread a parallel channels-last plane mean aims for.
+_TASKS_PER_THREAD = 4
+
+
 def plane_mean(arr: np.ndarray, nd: int, channels_last: bool, out: np.ndarray) -> None:
     """Mean of every plane of ``arr`` (any layout) into the fresh ``out``, whose spatial
-    sizes are all 1, so its memory order is the planes' order in either layout."""
+    sizes are all 1, so its memory order is the planes' order in either layout.
+
+    Contiguous planes (``(N, C, *spatial)`` in memory) go to the plane kernel, contiguous
+    pixels (``(N, *spatial, C)`` in memory, whatever the declared layout) to the
+    channels-last kernel, which sums each channel in the same lane order; other strides
+    are made contiguous in the declared layout first. Every path gives the same bits.
+    """
     n_planes = out.size
     if not n_planes:
         return
-    if not channels_last and arr.flags.c_contiguous:
-        planes = arr.reshape(n_planes, -1)
-    else:
-        planes = np.ascontiguousarray(_engine.to_planes(arr, nd, channels_last))
-    planes, means = _engine.kernel_bits(planes), _engine.kernel_bits(out).reshape(n_planes)
-    _engine.run_tasks(_k.plane_mean_range, n_planes, planes.size, planes, means)
+    first = _engine.channels_first(arr, True, channels_last)  # (N, C, *spatial) views
+    last = np.moveaxis(first, 1, -1)  # (N, *spatial, C)
+    if not first.flags.c_contiguous and not last.flags.c_contiguous:
+        if channels_last:
+            last = np.ascontiguousarray(last)
+        else:
+            first = np.ascontiguousarray(first)
+    means = _engine.kernel_bits(out).reshape(n_planes)
+    if first.flags.c_contiguous:
+        planes = _engine.kernel_bits(first).reshape(n_planes, -1)
+        _engine.run_tasks(_k.plane_mean_range, n_planes, planes.size, planes, means)
+        return
+    n_batch, n_chan = first.shape[0], first.shape[1]
+    pixels = _engine.kernel_bits(last).reshape(n_batch, -1, n_chan)
+    row_bytes = n_chan * (8 if arr.dtype == np.float64 else 4)  # a row of opmath sums
+    block = n_chan
+    if not _engine.is_serial(pixels.size):
+        want = _TASKS_PER_THREAD * get_num_threads()
+        if n_batch < want:  # blocks of channels too, none under _MIN_ROW_BYTES
+            per_item = min(-(-want // n_batch), max(1, row_bytes // _MIN_ROW_BYTES))
+            block = -(-n_chan // per_item)
+    n_tasks = n_batch * -(-n_chan // block)
+    by_lane = row_bytes * block // n_chan >= _MIN_ROW_BYTES
+    _engine.run_tasks(_route.plane_mean_pixels_range, n_tasks, pixels.size, pixels, means,
+                      block, by_lane)
 
 
 def spread_mean(grad: np.ndarray, dx: np.ndarray, kd: int, kh: int, kw: int) -> None:
