@@ -20,12 +20,14 @@ from .. import _args, _docs, _engine
 from .._engine import KERNEL_NDIM
 from .._geometry import Geometry, PaddingSpec, empty_windows, output_shape
 from .._kernels import LazyModule
+from .._threads import get_num_threads
 from .._types import IntOrTuple, Padding
 from .._window_sum import window_counts, window_sums, window_sums_transpose
 from .params import WindowParams
 
 #: compiled kernels, imported (with numba) by the first call that needs them
 _k: Any = LazyModule("avg_pool")
+_rows: Any = LazyModule("avg_rows")
 
 __all__ = [
     "avg_pool1d",
@@ -163,6 +165,7 @@ class _Plan:
         "nd",
         "out_shape",
         "pad_end",
+        "rows",
         "shapes",
         "work",
     )
@@ -194,6 +197,14 @@ class _Plan:
         self.direct = (geom.stride[-1] == 2 and geom.kernel[-1] in (2, 3)
                        and dtype == np.float32 and min(kd, in_d) * min(kh, in_h) <= 3)
         self.kw = geom.kernel[-1]
+        # the vector row kernels (float32/float64, stride 1 or 2 along W, C-contiguous
+        # input): name, tables and the output row count
+        self.rows = None
+        if not (backward or channels_last) and dtype in (np.float32, np.float64) and (
+                geom.stride[-1] in (1, 2)):
+            rows, geo = _rows_tables(geom)
+            self.rows = (_rows_kernel_name(geom.kernel[-1], geom.stride[-1]), rows, geo,
+                         n_batch * n_chan * out_d * out_h)
         self.shapes = None if backward else (
             _kernel_shape(n_batch, n_chan, geom.in_size, channels_last),
             _kernel_shape(n_batch, n_chan, geom.out_size, channels_last))
@@ -211,6 +222,13 @@ class _Plan:
     def forward(self, arr: np.ndarray) -> np.ndarray:
         out = np.empty(self.out_shape, arr.dtype)
         x5, o5 = self.views(arr, out)
+        if self.rows is not None and arr.flags.c_contiguous:
+            name, rows, geo, n_rows = self.rows
+            kernel = getattr(_rows, name)
+            _engine.run_tasks(kernel, _on_threads(kernel, n_rows), n_rows, self.work,
+                              arr.reshape(-1), out.reshape(-1), self.divs.reshape(-1), rows,
+                              geo)
+            return out
         if self.channels_last:
             pair = (_k.forward_nhwc_range, _k.forward_nhwc_par)
         elif self.direct and x5.flags.c_contiguous:
@@ -227,6 +245,66 @@ class _Plan:
         g5, d5 = self.views(grad, dx)
         _engine.run_tasks(_k.backward_range, _k.backward_par, self.n_tasks, self.work, g5, d5,
                           self.divs, self.kp)
+
+
+def _rows_kernel_name(kw: int, sw: int) -> str:
+    """The :mod:`poolkit._kernels.avg_rows` kernel of window width ``kw``, stride ``sw``."""
+    if sw == 1:
+        return "avg_s1"
+    return {2: "avg_k2s2", 3: "avg_k3s2"}.get(kw, "avg_s2")
+
+
+def _rows_tables(geom: Geometry) -> tuple[np.ndarray, np.ndarray]:
+    """``(rows, geo)`` of the row kernels: the input rows of each output row of a plane
+    (row-major over (z, y)) and the geometry (see :mod:`poolkit._kernels.avg_rows`)."""
+    in_size, out_size = _engine.lead3(geom.in_size), _engine.lead3(geom.out_size)
+    kernel, stride = _engine.lead3(geom.kernel), _engine.lead3(geom.stride)
+    lead = (0,) * (KERNEL_NDIM - len(geom.kernel))
+    pad_begin, pad_end = lead + tuple(geom.pad_begin), lead + tuple(geom.pad_end)
+    spans = [[range(max(o * s - pb, 0), min(min(o * s - pb + k, n + pe), n))
+              for o in range(n_out)]
+             for n, k, s, pb, pe, n_out in zip(in_size[:2], kernel[:2], stride[:2],
+                                               pad_begin[:2], pad_end[:2], out_size[:2])]
+    (in_d, in_h, in_w), (out_d, out_h, out_w) = in_size, out_size
+    width = 1 + min(kernel[0], in_d) * min(kernel[1], in_h)
+    rows = np.zeros((out_d * out_h, width), dtype=np.int64)
+    for od, zs in enumerate(spans[0]):
+        for oh, ys in enumerate(spans[1]):
+            offs = [(z * in_h + y) * in_w for z in zs for y in ys]
+            rows[od * out_h + oh, :1 + len(offs)] = [len(offs)] + offs
+    kw, sw, pw = kernel[2], stride[2], pad_begin[2]
+    lo = min(-(-pw // sw), out_w)  # output columns [lo, hi): windows inside the row
+    num = in_w - kw + pw
+    hi = max(min(num // sw + 1 if num >= 0 else 0, out_w), lo)
+    geo = np.array([in_d * in_h * in_w, in_w, out_d * out_h, out_w, kw, pw, lo, hi, width],
+                   dtype=np.int64)
+    rows.flags.writeable = False
+    geo.flags.writeable = False
+    return rows.reshape(-1), geo
+
+
+def _on_threads(kernel: Any, n_tasks: int) -> Any:
+    """Stand-in parallel wrapper of a range kernel until the engine runs range kernels on
+    threads itself: ``kernel(*args, t0, t1)`` on one contiguous chunk per thread, the
+    first on this thread, the others on Python threads (the kernels release the GIL)."""
+
+    def run(*args: Any) -> None:
+        fixed = args[:-1]  # (the engine's chunk count is for numba's scheduler)
+        n = get_num_threads()
+        bounds = [(c * n_tasks // n, (c + 1) * n_tasks // n) for c in range(n)]
+        rest = [_thread_pool(n).submit(kernel, *fixed, *b) for b in bounds[1:]]
+        kernel(*fixed, *bounds[0])
+        for f in rest:
+            f.result()
+
+    return run
+
+
+@lru_cache(maxsize=8)
+def _thread_pool(n: int) -> Any:
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(n)
 
 
 def _kernel_shape(n_batch: int, n_chan: int, spatial: tuple[int, ...], channels_last: bool):
