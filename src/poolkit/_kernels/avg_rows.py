@@ -30,8 +30,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-#: Lanes of one vector by dtype (256 bits).
-_LANES = {types.float32: 8, types.float64: 4}
+from ._vector_ir import Vectors, i64, is_vector_array
 
 #: Even / odd lanes of two stride-2 loads with an in-lane shuffle, and the output column
 #: each result lane then holds (an involution, so it is also the permute that undoes it).
@@ -39,12 +38,11 @@ _EVEN = {8: [0, 2, 8, 10, 4, 6, 12, 14], 4: [0, 4, 2, 6]}
 _ODD = {8: [1, 3, 9, 11, 5, 7, 13, 15], 4: [1, 5, 3, 7]}
 _PERM = {8: [0, 1, 4, 5, 2, 3, 6, 7], 4: [0, 2, 1, 3]}
 
+#: Output vectors summed side by side (independent accumulator chains).
+_GROUP = 4
+
 # geometry table ``geo`` (int64): the indices of its entries
 (G_PLANE, G_IN_W, G_ROWS, G_OUT_W, G_KW, G_PW, G_LO, G_HI, G_WIDTH) = range(9)
-
-
-def _c(ty, value):
-    return ir.Constant(ty, value)
 
 
 def _make_rows(kw_const: int | None, sw_const: int):
@@ -54,15 +52,11 @@ def _make_rows(kw_const: int | None, sw_const: int):
     @intrinsic
     def avg_rows(typingctx, x, out, divs, rows, geo, r0, r1):
         """Output rows ``r0 <= r < r1`` (flat over planes and (od, oh)) of ``out``."""
-        if not (
-            isinstance(x, types.Array) and x.layout == "C" and x.dtype in _LANES
-            and isinstance(out, types.Array) and out.layout == "C" and out.dtype == x.dtype
-            and isinstance(divs, types.Array) and divs.dtype == x.dtype
-            and isinstance(rows, types.Array) and isinstance(geo, types.Array)
-        ):
+        if not (is_vector_array(x) and is_vector_array(out, x.dtype)
+                and is_vector_array(divs, x.dtype)
+                and isinstance(rows, types.Array) and isinstance(geo, types.Array)):
             return None
         elem = x.dtype
-        lanes = _LANES[elem]
 
         def codegen(context, builder, sig, args):
             xa = context.make_array(sig.args[0])(context, builder, args[0])
@@ -70,47 +64,20 @@ def _make_rows(kw_const: int | None, sw_const: int):
             qa = context.make_array(sig.args[2])(context, builder, args[2])
             ra = context.make_array(sig.args[3])(context, builder, args[3])
             ga = context.make_array(sig.args[4])(context, builder, args[4])
-            i64 = ir.IntType(64)
-            i32 = ir.IntType(32)
-            fty = context.get_data_type(elem)
-            vec = ir.VectorType(fty, lanes)
-            k32 = ir.VectorType(i32, lanes)
-            bvec = ir.VectorType(ir.IntType(1), lanes)
-            align = elem.bitwidth // 8
+            vx = Vectors(context, builder, elem)
+            lanes, L = vx.lanes, vx.n
             r0v = context.cast(builder, args[5], sig.args[5], types.int64)
             r1v = context.cast(builder, args[6], sig.args[6], types.int64)
 
             def g(k):
-                return builder.load(builder.gep(ga.data, [_c(i64, k)]))
+                return builder.load(builder.gep(ga.data, [i64(k)]))
+
+            def table(i):
+                return builder.load(builder.gep(ra.data, [i]))
 
             plane, in_w, rows_pp, out_w = g(G_PLANE), g(G_IN_W), g(G_ROWS), g(G_OUT_W)
-            kw = _c(i64, kw_const) if kw_const is not None else g(G_KW)
+            kw = i64(kw_const) if kw_const is not None else g(G_KW)
             pw, lo, hi, width = g(G_PW), g(G_LO), g(G_HI), g(G_WIDTH)
-            L = _c(i64, lanes)
-            zeros = ir.Constant(vec, [0.0] * lanes)
-            ones = ir.Constant(vec, [1.0] * lanes)
-
-            mod = builder.module
-            vptr = vec.as_pointer()
-            mload = cgutils.get_or_insert_function(
-                mod, ir.FunctionType(vec, [vptr, i32, bvec, vec]),
-                f"llvm.masked.load.v{lanes}f{elem.bitwidth}.p0",
-            )
-            mstore = cgutils.get_or_insert_function(
-                mod, ir.FunctionType(ir.VoidType(), [vec, vptr, i32, bvec]),
-                f"llvm.masked.store.v{lanes}f{elem.bitwidth}.p0",
-            )
-            lane_ids = ir.Constant(k32, list(range(lanes)))
-
-            def splat32(v):
-                s = builder.insert_element(ir.Constant(k32, None), v, _c(i32, 0))
-                return builder.shuffle_vector(s, s, ir.Constant(k32, [0] * lanes))
-
-            def ptr(base_ptr, off):
-                return builder.bitcast(builder.gep(base_ptr, [off]), vptr)
-
-            in_w32 = builder.trunc(in_w, i32)
-            out_w32 = builder.trunc(out_w, i32)
 
             def load(off, col, masked):
                 """``x[off + col : + lanes]``; columns outside [0, in_w) read +0.0.
@@ -118,161 +85,223 @@ def _make_rows(kw_const: int | None, sw_const: int):
                 ``masked``: False (every used lane inside the row), "select" (the vector
                 lies inside the array: a plain load, then +0.0 selected into the lanes
                 outside the row) or True (a masked load: nothing outside the row is
-                touched). Column masks in int32 (a row is shorter than 2**31).
+                touched).
                 """
-                p_ = ptr(xa.data, builder.add(off, col))
+                at = builder.add(off, col)
                 if not masked:
-                    return builder.load(p_, align=align)
-                cols = builder.add(splat32(builder.trunc(col, i32)), lane_ids)
-                inside = builder.and_(
-                    builder.icmp_signed(">=", cols, ir.Constant(k32, [0] * lanes)),
-                    builder.icmp_signed("<", cols, splat32(in_w32)),
-                )
+                    return vx.load(xa.data, at)
+                inside = vx.lanes_between(col, i64(0), in_w)
                 if masked == "select":
-                    return builder.select(inside, builder.load(p_, align=align), zeros)
-                return builder.call(mload, [p_, _c(i32, align), inside, zeros])
+                    return builder.select(inside, vx.load(xa.data, at), vx.zeros)
+                return vx.masked_load(xa.data, at, inside, vx.zeros)
 
             def lanes_of(a, b, pattern):
-                return builder.shuffle_vector(a, b, ir.Constant(k32, pattern[lanes]))
+                return builder.shuffle_vector(a, b, ir.Constant(vx.k32, pattern[lanes]))
 
-            def add_row(acc, off, c0, masked):
-                """``acc`` plus the window columns of the input row at ``off``, in order."""
+            def columns(off, c0, masked):
+                """The window columns (vectors of the outputs' lanes) of the input row at
+                ``off``, in order (``kw_const`` columns)."""
                 if sw_const == 1:
-                    if kw_const is not None:
-                        for e in range(kw_const):
-                            acc = builder.fadd(acc, load(off, builder.add(c0, _c(i64, e)),
-                                                         masked))
-                        return acc
-                    slot = cgutils.alloca_once_value(builder, acc)
-                    with cgutils.for_range(builder, kw) as loop:
-                        col = builder.add(c0, loop.index)
-                        builder.store(builder.fadd(builder.load(slot), load(off, col, masked)),
-                                      slot)
-                    return builder.load(slot)
-                if kw_const is not None:  # columns 2m and 2m + 1 from one pair of loads
-                    for m in range((kw_const + 1) // 2):
-                        col = builder.add(c0, _c(i64, 2 * m))
-                        a = load(off, col, masked)
-                        b = load(off, builder.add(col, L), masked)
-                        acc = builder.fadd(acc, lanes_of(a, b, _EVEN))
-                        if 2 * m + 1 < kw_const:
-                            acc = builder.fadd(acc, lanes_of(a, b, _ODD))
-                    return acc
-                slot = cgutils.alloca_once_value(builder, acc)
-                with cgutils.for_range(builder, kw) as loop:
-                    col = builder.add(c0, loop.index)
+                    return [load(off, builder.add(c0, i64(e)), masked) for e in range(kw_const)]
+                cols = []
+                for m in range((kw_const + 1) // 2):  # columns 2m, 2m + 1: one pair of loads
+                    col = builder.add(c0, i64(2 * m))
                     a = load(off, col, masked)
                     b = load(off, builder.add(col, L), masked)
-                    builder.store(builder.fadd(builder.load(slot), lanes_of(a, b, _EVEN)), slot)
-                return builder.load(slot)
+                    cols.append(lanes_of(a, b, _EVEN))
+                    if 2 * m + 1 < kw_const:
+                        cols.append(lanes_of(a, b, _ODD))
+                return cols
+
+            def column(off, col, masked):
+                """One window column (runtime ``kw``)."""
+                if sw_const == 1:
+                    return load(off, col, masked)
+                a = load(off, col, masked)
+                return lanes_of(a, load(off, builder.add(col, L), masked), _EVEN)
 
             x_size = xa.nitems
             q_size = qa.nitems
-            n_vec = builder.udiv(builder.add(out_w, _c(i64, lanes - 1)), L)
-            sw = _c(i64, sw_const)
+            n_vec = builder.udiv(builder.add(out_w, i64(lanes - 1)), L)
+            sw = i64(sw_const)
             # columns one vector's loads touch from its first window column
             if sw_const == 1:
-                span = builder.add(builder.sub(kw, _c(i64, 1)), L)
+                span = builder.add(builder.sub(kw, i64(1)), L)
             elif kw_const is not None:
-                span = _c(i64, 2 * ((kw_const - 1) // 2) + 2 * lanes)
+                span = i64(2 * ((kw_const - 1) // 2) + 2 * lanes)
             else:
-                span = builder.add(builder.sub(kw, _c(i64, 1)), _c(i64, 2 * lanes))
-            c0_max = builder.sub(builder.mul(builder.mul(builder.sub(n_vec, _c(i64, 1)), L),
-                                             sw), pw)
+                span = builder.add(builder.sub(kw, i64(1)), i64(2 * lanes))
+            c0_max = builder.sub(builder.mul(builder.mul(builder.sub(n_vec, i64(1)), L), sw),
+                                 pw)
             end = builder.mul(r1v, out_w)  # a store may spill up to here
             # vectors [v_lo, v_hi): every output lane's window lies inside the row (the
             # lanes past out_w are garbage: dropped or overwritten by a later store)
-            v_lo = builder.udiv(builder.add(lo, _c(i64, lanes - 1)), L)
+            v_lo = builder.udiv(builder.add(lo, i64(lanes - 1)), L)
             v_hi = builder.select(builder.icmp_signed(">=", hi, out_w), n_vec,
                                   builder.udiv(hi, L))
             v_hi = builder.select(builder.icmp_signed("<", v_hi, v_lo), v_lo, v_hi)
-            p_slot = cgutils.alloca_once_value(builder, builder.sdiv(r0v, rows_pp))
-            q_slot = cgutils.alloca_once_value(builder, builder.srem(r0v, rows_pp))
+            # rows of one interior vector: _GROUP output rows per group
+            one_vector = builder.and_(
+                builder.icmp_signed("==", n_vec, i64(1)),
+                builder.and_(builder.icmp_signed("==", v_lo, i64(0)),
+                             builder.icmp_signed("==", v_hi, i64(1))))
 
             def store(res, orow, j0):
-                optr = ptr(oa.data, builder.add(orow, j0))
+                at = builder.add(orow, j0)
                 # a partial vector is stored whole if its tail lands in later rows of
                 # this call (they are written afterwards); else masked
-                fits = builder.icmp_signed("<=", builder.add(builder.add(orow, j0), L), end)
+                fits = builder.icmp_signed("<=", builder.add(at, L), end)
                 full = builder.icmp_signed("<=", builder.add(j0, L), out_w)
                 with builder.if_else(builder.or_(full, fits), likely=True) as (plain, tail):
                     with plain:
-                        builder.store(res, optr, align=align)
+                        vx.store(res, oa.data, at)
                     with tail:
-                        ok = builder.icmp_signed(
-                            "<", builder.add(splat32(builder.trunc(j0, i32)), lane_ids),
-                            splat32(out_w32))
-                        builder.call(mstore, [res, optr, _c(i32, align), ok])
+                        vx.masked_store(res, oa.data, at, vx.lanes_between(j0, None, out_w))
 
             def divisors(qrow, j0):
                 """The divisors of the vector's outputs (1.0 past the table's end)."""
                 qi = builder.add(qrow, j0)
-                qptr = ptr(qa.data, qi)
-                slot = cgutils.alloca_once(builder, vec)
+                slot = cgutils.alloca_once(builder, vx.vec)
                 inside = builder.icmp_signed("<=", builder.add(qi, L), q_size)
                 with builder.if_else(inside, likely=True) as (plain, tail):
                     with plain:
-                        builder.store(builder.load(qptr, align=align), slot)
+                        builder.store(vx.load(qa.data, qi), slot)
                     with tail:
-                        ok = builder.icmp_signed(
-                            "<", builder.add(splat32(builder.trunc(j0, i32)), lane_ids),
-                            splat32(out_w32))
-                        builder.store(builder.call(mload, [qptr, _c(i32, align), ok, ones]),
-                                      slot)
+                        builder.store(vx.masked_load(qa.data, qi, vx.lanes_between(
+                            j0, None, out_w), vx.ones), slot)
                 return builder.load(slot)
 
-            def vector(v, orow, qrow, base, trow, n_rows, masked):
-                """One output vector: the window rows in order, then the division."""
-                j0 = builder.mul(v, L)
-                c0 = builder.sub(builder.mul(j0, sw), pw)
-                acc = cgutils.alloca_once_value(builder, zeros)
+            def group(items, n_rows, masked):
+                """Output vectors ``items`` = [(orow, qrow, base, trow, j0)], all with
+                ``n_rows`` window rows: one accumulator chain each, interleaved (the
+                chains are independent, so the core overlaps their latencies)."""
+                slots = [cgutils.alloca_once_value(builder, vx.zeros) for _ in items]
+                c0s = [builder.sub(builder.mul(it[4], sw), pw) for it in items]
                 with cgutils.for_range(builder, n_rows) as bl:
-                    roff = builder.load(builder.gep(ra.data, [builder.add(
-                        trow, builder.add(bl.index, _c(i64, 1)))]))
-                    builder.store(add_row(builder.load(acc), builder.add(base, roff), c0,
-                                          masked), acc)
-                total = builder.load(acc)
-                if sw_const == 2:
-                    total = lanes_of(total, total, _PERM)
-                store(builder.fdiv(total, divisors(qrow, j0)), orow, j0)
+                    offs = [builder.add(it[2], table(builder.add(it[3], builder.add(
+                        bl.index, i64(2))))) for it in items]
+                    accs = [builder.load(s) for s in slots]
+                    if kw_const is not None:
+                        cols = [columns(o, c0, masked) for o, c0 in zip(offs, c0s)]
+                        for e in range(kw_const):
+                            accs = [builder.fadd(a, c[e]) for a, c in zip(accs, cols)]
+                        for s, a in zip(slots, accs):
+                            builder.store(a, s)
+                    else:
+                        for s, a in zip(slots, accs):
+                            builder.store(a, s)
+                        with cgutils.for_range(builder, kw) as el:
+                            for s, o, c0 in zip(slots, offs, c0s):
+                                col = builder.add(c0, el.index)
+                                builder.store(builder.fadd(builder.load(s),
+                                                           column(o, col, masked)), s)
+                for s, (orow, qrow, _, _, j0) in zip(slots, items):
+                    total = builder.load(s)
+                    if sw_const == 2:
+                        total = lanes_of(total, total, _PERM)
+                    store(builder.fdiv(total, divisors(qrow, j0)), orow, j0)
 
-            with cgutils.for_range(builder, builder.sub(r1v, r0v)) as rloop:
-                r = builder.add(r0v, rloop.index)
-                p = builder.load(p_slot)
-                q = builder.load(q_slot)
-                trow = builder.mul(q, width)
-                n_rows = builder.load(builder.gep(ra.data, [trow]))
-                base = builder.mul(p, plane)
-                orow = builder.mul(r, out_w)
-                qrow = builder.mul(q, out_w)
-                # every load of this output row lies inside the array
-                first = builder.load(builder.gep(ra.data, [builder.add(trow, _c(i64, 1))]))
-                last = builder.load(builder.gep(ra.data, [builder.add(trow, n_rows)]))
-                in_array = builder.and_(
+            def loads_inside(base, first, last):
+                """Every load of window rows at plane offsets ``first`` .. ``last`` (any
+                vector of the row) lies inside the array."""
+                return builder.and_(
                     builder.icmp_signed(">=", builder.sub(builder.add(base, first), pw),
-                                        _c(i64, 0)),
+                                        i64(0)),
                     builder.icmp_signed(
                         "<=", builder.add(builder.add(builder.add(base, last), c0_max), span),
                         x_size),
                 )
 
-                def run(a, b, masked):
+            def one_row(r, p, q):
+                """Output row ``r`` (plane ``p``, row ``q`` of the plane): vectors in
+                groups of ``_GROUP`` over the interior, one by one at the edges."""
+                trow = builder.mul(q, width)
+                n_rows = table(trow)
+                base = builder.mul(p, plane)
+                orow = builder.mul(r, out_w)
+                qrow = builder.mul(q, out_w)
+                in_array = loads_inside(base, table(builder.add(trow, i64(2))),
+                                        table(builder.add(trow, builder.add(n_rows, i64(1)))))
+
+                def items(v0, count):
+                    return [(orow, qrow, base, trow, builder.mul(builder.add(v0, i64(u)), L))
+                            for u in range(count)]
+
+                def singles(a, b, masked):
                     with cgutils.for_range(builder, builder.sub(b, a)) as loop:
-                        vector(builder.add(a, loop.index), orow, qrow, base, trow, n_rows,
-                               masked)
+                        group(items(builder.add(a, loop.index), 1), n_rows, masked)
 
                 with builder.if_else(in_array, likely=True) as (inside, outside):
                     with inside:
-                        run(_c(i64, 0), v_lo, "select")
-                        run(v_lo, v_hi, False)
-                        run(v_hi, n_vec, "select")
+                        singles(i64(0), v_lo, "select")
+                        n_full = builder.udiv(builder.sub(v_hi, v_lo), i64(_GROUP))
+                        with cgutils.for_range(builder, n_full) as loop:
+                            v0 = builder.add(v_lo, builder.mul(loop.index, i64(_GROUP)))
+                            group(items(v0, _GROUP), n_rows, False)
+                        v_rest = builder.add(v_lo, builder.mul(n_full, i64(_GROUP)))
+                        n_rest = builder.sub(v_hi, v_rest)
+                        done = builder.append_basic_block("rest.done")
+                        switch = builder.switch(n_rest, done)
+                        for count in range(1, _GROUP):
+                            case = builder.append_basic_block(f"rest.{count}")
+                            switch.add_case(i64(count), case)
+                            builder.position_at_end(case)
+                            group(items(v_rest, count), n_rows, False)
+                            builder.branch(done)
+                        builder.position_at_end(done)
+                        singles(v_hi, n_vec, "select")
                     with outside:
-                        run(_c(i64, 0), n_vec, True)
-                # next output row: (p, q) += 1
-                q1 = builder.add(q, _c(i64, 1))
-                wrap = builder.icmp_signed("==", q1, rows_pp)
-                builder.store(builder.select(wrap, _c(i64, 0), q1), q_slot)
-                builder.store(builder.select(wrap, builder.add(p, _c(i64, 1)), p), p_slot)
+                        singles(i64(0), n_vec, True)
+
+            def row_group(r, p, q):
+                """``_GROUP`` output rows of one interior vector each (``one_vector``),
+                all in plane ``p`` with the same window row count, loads inside the
+                array: their vectors as one group. Returns whether it ran."""
+                trow = builder.mul(q, width)
+                n_rows = table(trow)
+                base = builder.mul(p, plane)
+                runs = builder.icmp_signed(">=", table(builder.add(trow, i64(1))), i64(_GROUP))
+                # (the last row's table entry, read only where it exists)
+                t_last = builder.mul(builder.select(runs, builder.add(q, i64(_GROUP - 1)), q),
+                                     width)
+                ok = builder.and_(builder.and_(one_vector, runs), builder.icmp_signed(
+                    "<=", builder.add(r, i64(_GROUP)), r1v))
+                ok = builder.and_(ok, loads_inside(
+                    base, table(builder.add(trow, i64(2))),
+                    table(builder.add(t_last, builder.add(n_rows, i64(1))))))
+                with builder.if_then(ok, likely=True):
+                    its = []
+                    for u in range(_GROUP):
+                        qu = builder.add(q, i64(u))
+                        its.append((builder.mul(builder.add(r, i64(u)), out_w),
+                                    builder.mul(qu, out_w), base, builder.mul(qu, width),
+                                    i64(0)))
+                    group(its, n_rows, False)
+                return ok
+
+            # rows r0 <= r < r1; (p, q) = divmod(r, rows_pp) tracked incrementally
+            r_slot = cgutils.alloca_once_value(builder, r0v)
+            p_slot = cgutils.alloca_once_value(builder, builder.sdiv(r0v, rows_pp))
+            q_slot = cgutils.alloca_once_value(builder, builder.srem(r0v, rows_pp))
+            head = builder.append_basic_block("rows.head")
+            body = builder.append_basic_block("rows.body")
+            tail = builder.append_basic_block("rows.end")
+            builder.branch(head)
+            builder.position_at_end(head)
+            builder.cbranch(builder.icmp_signed("<", builder.load(r_slot), r1v), body, tail)
+            builder.position_at_end(body)
+            r, p, q = builder.load(r_slot), builder.load(p_slot), builder.load(q_slot)
+            grouped = row_group(r, p, q)
+            with builder.if_then(builder.not_(grouped)):
+                one_row(r, p, q)
+            step = builder.select(grouped, i64(_GROUP), i64(1))
+            builder.store(builder.add(r, step), r_slot)
+            q1 = builder.add(q, step)
+            wrap = builder.icmp_signed("==", q1, rows_pp)
+            builder.store(builder.select(wrap, i64(0), q1), q_slot)
+            builder.store(builder.select(wrap, builder.add(p, i64(1)), p), p_slot)
+            builder.branch(head)
+            builder.position_at_end(tail)
             return context.get_dummy_value()
 
         return types.none(x, out, divs, rows, geo, r0, r1), codegen
