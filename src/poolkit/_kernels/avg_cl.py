@@ -2,8 +2,8 @@
 
 The fast path of the NHWC forward (1-D to 3-D, dilation 1) on C-contiguous
 ``(N, D, H, W, C)`` views. For each output pixel the channels are walked in blocks of
-``_UNROLL`` vectors of 256 bits (``<8 x float>`` / ``<4 x double>``), then single
-vectors, then one masked vector; each vector's sums stay in a register while the window
+``_UNROLL`` vectors of 256 bits (``<8 x float>`` / ``<4 x double>``), then one block of
+the remaining whole vectors, then one masked vector; each vector's sums stay in a register while the window
 is scanned in row-major order (one load and one add per window element and vector),
 and are divided once by the window's divisor, so every output element is stored once.
 
@@ -73,15 +73,22 @@ def _pixel(typingctx, x, out, xoffs, n_rows, x0, e_lo, e_hi, n_chan, ooff, divis
                 else:
                     vx.masked_store(res, oa.data, at, mask)
 
-        # channels: blocks of _UNROLL vectors, then single vectors, then a masked one
+        # channels: blocks of _UNROLL vectors, one block of the rest, then a masked vector
         big = i64(lanes * _UNROLL)
         n_big = builder.udiv(n_chan, big)
         with cgutils.for_range(builder, n_big) as cl:
             block(builder.mul(cl.index, big), _UNROLL, None)
         done = builder.mul(n_big, big)
-        n_full = builder.udiv(builder.sub(n_chan, done), vx.n)
-        with cgutils.for_range(builder, n_full) as cl:
-            block(builder.add(done, builder.mul(cl.index, vx.n)), 1, None)
+        n_full = builder.udiv(builder.sub(n_chan, done), vx.n)  # < _UNROLL: one block
+        rest_done = builder.append_basic_block("rest.done")
+        switch = builder.switch(n_full, rest_done)
+        for count in range(1, _UNROLL):
+            case = builder.append_basic_block(f"rest.{count}")
+            switch.add_case(i64(count), case)
+            builder.position_at_end(case)
+            block(done, count, None)
+            builder.branch(rest_done)
+        builder.position_at_end(rest_done)
         c = builder.add(done, builder.mul(n_full, vx.n))
         with builder.if_then(builder.icmp_signed("<", c, n_chan)):
             block(c, 1, vx.lanes_between(c, None, n_chan))
