@@ -3,9 +3,10 @@
 The fast path of the NHWC forward (1-D to 3-D, dilation 1) on C-contiguous
 ``(N, D, H, W, C)`` views. For each output pixel the channels are walked in blocks of
 ``_UNROLL`` vectors of 256 bits (``<8 x float>`` / ``<4 x double>``), then one block of
-the remaining whole vectors, then one masked vector; each vector's sums stay in a register while the window
-is scanned in row-major order (one load and one add per window element and vector),
-and are divided once by the window's divisor, so every output element is stored once.
+the remaining whole vectors, then one masked vector; each vector's sums stay in a
+register while the window is scanned in row-major order (one load and one add per
+window element and vector), and are divided once by the window's divisor, so every
+output element is stored once.
 
 Exactness (docs/semantics.md §7): every lane is one channel of the output pixel; its
 accumulator starts at +0.0 and adds the window's input elements in row-major order

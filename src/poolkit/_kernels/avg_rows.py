@@ -179,13 +179,12 @@ def _make_rows(kw_const: int | None, sw_const: int):
                 c0s = [builder.sub(builder.mul(it[4], sw), pw) for it in items]
                 with cgutils.for_range(builder, n_rows) as bl:
                     offs = [builder.add(it[2], table(builder.add(it[3], builder.add(
-                        bl.index, i64(2))))) for it in items]
+                        bl.index, i64(1))))) for it in items]
                     accs = [builder.load(s) for s in slots]
-                    if kw_const is not None:
-                        cols = [columns(o, c0, masked) for o, c0 in zip(offs, c0s)]
-                        for e in range(kw_const):
-                            accs = [builder.fadd(a, c[e]) for a, c in zip(accs, cols)]
-                        for s, a in zip(slots, accs):
+                    if kw_const is not None:  # one chain after the other (registers)
+                        for s, a, o, c0 in zip(slots, accs, offs, c0s):
+                            for col in columns(o, c0, masked):
+                                a = builder.fadd(a, col)
                             builder.store(a, s)
                     else:
                         for s, a in zip(slots, accs):
@@ -201,16 +200,18 @@ def _make_rows(kw_const: int | None, sw_const: int):
                         total = lanes_of(total, total, _PERM)
                     store(builder.fdiv(total, divisors(qrow, j0)), orow, j0)
 
-            def loads_inside(base, first, last):
-                """Every load of window rows at plane offsets ``first`` .. ``last`` (any
-                vector of the row) lies inside the array."""
+            def loads_inside(first, last):
+                """Every load of any vector of the window rows at the array offsets
+                ``first`` .. ``last`` lies inside the array."""
                 return builder.and_(
-                    builder.icmp_signed(">=", builder.sub(builder.add(base, first), pw),
-                                        i64(0)),
+                    builder.icmp_signed(">=", builder.sub(first, pw), i64(0)),
                     builder.icmp_signed(
-                        "<=", builder.add(builder.add(builder.add(base, last), c0_max), span),
-                        x_size),
-                )
+                        "<=", builder.add(builder.add(last, c0_max), span), x_size))
+
+            def first_last(base, trow, n_rows):
+                """Array offsets of the first and last window row of a table row."""
+                return (builder.add(base, table(builder.add(trow, i64(1)))),
+                        builder.add(base, table(builder.add(trow, n_rows))))
 
             def one_row(r, p, q):
                 """Output row ``r`` (plane ``p``, row ``q`` of the plane): vectors in
@@ -220,8 +221,7 @@ def _make_rows(kw_const: int | None, sw_const: int):
                 base = builder.mul(p, plane)
                 orow = builder.mul(r, out_w)
                 qrow = builder.mul(q, out_w)
-                in_array = loads_inside(base, table(builder.add(trow, i64(2))),
-                                        table(builder.add(trow, builder.add(n_rows, i64(1)))))
+                in_array = loads_inside(*first_last(base, trow, n_rows))
 
                 def items(v0, count):
                     return [(orow, qrow, base, trow, builder.mul(builder.add(v0, i64(u)), L))
@@ -254,32 +254,37 @@ def _make_rows(kw_const: int | None, sw_const: int):
                         singles(i64(0), n_vec, True)
 
             def row_group(r, p, q):
-                """``_GROUP`` output rows of one interior vector each (``one_vector``),
-                all in plane ``p`` with the same window row count, loads inside the
-                array: their vectors as one group. Returns whether it ran."""
-                trow = builder.mul(q, width)
-                n_rows = table(trow)
-                base = builder.mul(p, plane)
-                runs = builder.icmp_signed(">=", table(builder.add(trow, i64(1))), i64(_GROUP))
-                # (the last row's table entry, read only where it exists)
-                t_last = builder.mul(builder.select(runs, builder.add(q, i64(_GROUP - 1)), q),
-                                     width)
-                ok = builder.and_(builder.and_(one_vector, runs), builder.icmp_signed(
+                """``_GROUP`` consecutive output rows (planes may change between them) of
+                one interior vector each (``one_vector``), with the same window row
+                count and their loads inside the array: their vectors as one group.
+                Returns whether it ran, and the plane and row of its last row."""
+                its, counts = [], []
+                pu, qu = p, q
+                for u in range(_GROUP):
+                    if u:  # (pu, qu) of row r + u
+                        q1 = builder.add(qu, i64(1))
+                        wrap = builder.icmp_signed("==", q1, rows_pp)
+                        pu = builder.select(wrap, builder.add(pu, i64(1)), pu)
+                        qu = builder.select(wrap, i64(0), q1)
+                    trow = builder.mul(qu, width)
+                    counts.append(table(trow))
+                    its.append((builder.mul(builder.add(r, i64(u)), out_w),
+                                builder.mul(qu, out_w), builder.mul(pu, plane), trow, i64(0)))
+                ok = builder.and_(one_vector, builder.icmp_signed(
                     "<=", builder.add(r, i64(_GROUP)), r1v))
-                ok = builder.and_(ok, loads_inside(
-                    base, table(builder.add(trow, i64(2))),
-                    table(builder.add(t_last, builder.add(n_rows, i64(1))))))
+                for count in counts[1:]:
+                    ok = builder.and_(ok, builder.icmp_signed("==", count, counts[0]))
                 with builder.if_then(ok, likely=True):
-                    its = []
-                    for u in range(_GROUP):
-                        qu = builder.add(q, i64(u))
-                        its.append((builder.mul(builder.add(r, i64(u)), out_w),
-                                    builder.mul(qu, out_w), base, builder.mul(qu, width),
-                                    i64(0)))
-                    group(its, n_rows, False)
-                return ok
+                    first, _ = first_last(its[0][2], its[0][3], counts[0])
+                    _, last = first_last(its[-1][2], its[-1][3], counts[0])
+                    inside = loads_inside(first, last)
+                    with builder.if_then(inside, likely=True):
+                        group(its, counts[0], False)
+                    builder.store(inside, ran)
+                return builder.and_(ok, builder.load(ran)), pu, qu
 
             # rows r0 <= r < r1; (p, q) = divmod(r, rows_pp) tracked incrementally
+            ran = cgutils.alloca_once(builder, ir.IntType(1))
             r_slot = cgutils.alloca_once_value(builder, r0v)
             p_slot = cgutils.alloca_once_value(builder, builder.sdiv(r0v, rows_pp))
             q_slot = cgutils.alloca_once_value(builder, builder.srem(r0v, rows_pp))
@@ -291,12 +296,16 @@ def _make_rows(kw_const: int | None, sw_const: int):
             builder.cbranch(builder.icmp_signed("<", builder.load(r_slot), r1v), body, tail)
             builder.position_at_end(body)
             r, p, q = builder.load(r_slot), builder.load(p_slot), builder.load(q_slot)
-            grouped = row_group(r, p, q)
+            builder.store(ir.Constant(ir.IntType(1), 0), ran)
+            grouped, p_last, q_last = row_group(r, p, q)
             with builder.if_then(builder.not_(grouped)):
                 one_row(r, p, q)
-            step = builder.select(grouped, i64(_GROUP), i64(1))
-            builder.store(builder.add(r, step), r_slot)
-            q1 = builder.add(q, step)
+            # the last row done, then one row on
+            r = builder.select(grouped, builder.add(r, i64(_GROUP - 1)), r)
+            p = builder.select(grouped, p_last, p)
+            q = builder.select(grouped, q_last, q)
+            builder.store(builder.add(r, i64(1)), r_slot)
+            q1 = builder.add(q, i64(1))
             wrap = builder.icmp_signed("==", q1, rows_pp)
             builder.store(builder.select(wrap, i64(0), q1), q_slot)
             builder.store(builder.select(wrap, builder.add(p, i64(1)), p), p_slot)

@@ -252,8 +252,7 @@ def _rows_tables(geom: Geometry) -> tuple[np.ndarray, np.ndarray]:
     """``(rows, geo)`` of the row kernels (see :mod:`poolkit._kernels.avg_rows`).
 
     Output row ``q = od * out_h + oh`` of a plane: ``rows[q, 0]`` window rows inside the
-    input, at the plane offsets ``rows[q, 2:2 + rows[q, 0]]`` (row-major over (z, y));
-    ``rows[q, 1]`` output rows from ``q`` on (in the plane) have that many window rows.
+    input, at the plane offsets ``rows[q, 1:1 + rows[q, 0]]`` (row-major over (z, y)).
     """
     in_size, out_size = _engine.lead3(geom.in_size), _engine.lead3(geom.out_size)
     kernel, stride = _engine.lead3(geom.kernel), _engine.lead3(geom.stride)
@@ -264,18 +263,12 @@ def _rows_tables(geom: Geometry) -> tuple[np.ndarray, np.ndarray]:
              for n, k, s, pb, pe, n_out in zip(in_size[:2], kernel[:2], stride[:2],
                                                pad_begin[:2], pad_end[:2], out_size[:2])]
     (in_d, in_h, in_w), (out_d, out_h, out_w) = in_size, out_size
-    width = 2 + min(kernel[0], in_d) * min(kernel[1], in_h)
+    width = 1 + min(kernel[0], in_d) * min(kernel[1], in_h)
     rows = np.zeros((out_d * out_h, width), dtype=np.int64)
     for od, zs in enumerate(spans[0]):
         for oh, ys in enumerate(spans[1]):
             offs = [(z * in_h + y) * in_w for z in zs for y in ys]
-            rows[od * out_h + oh, 0] = len(offs)
-            rows[od * out_h + oh, 2:2 + len(offs)] = offs
-    run = 0  # rows[q, 1]: rows q' >= q of the plane in a row with as many window rows
-    for q in range(out_d * out_h - 1, -1, -1):
-        same = q + 1 < out_d * out_h and rows[q + 1, 0] == rows[q, 0]
-        run = run + 1 if same else 1
-        rows[q, 1] = run
+            rows[od * out_h + oh, :1 + len(offs)] = [len(offs)] + offs
     kw, sw, pw = kernel[2], stride[2], pad_begin[2]
     lo = min(-(-pw // sw), out_w)  # output columns [lo, hi): windows inside the row
     num = in_w - kw + pw
