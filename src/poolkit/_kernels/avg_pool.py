@@ -27,23 +27,11 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
 
-from ._scalar import accumulate, float_to_half, half_to_float, is_half_bits
+from ._scalar import accumulate, compiled_only, float_to_half, half_to_float, is_half_bits
 
-
-def to_opmath(v):  # pragma: no cover - replaced by the overload in compiled code
-    raise NotImplementedError
-
-
-def from_opmath(acc, like):  # pragma: no cover
-    raise NotImplementedError
-
-
-def opmath_zero(like):  # pragma: no cover
-    raise NotImplementedError
-
-
-def divide(acc, d):  # pragma: no cover
-    raise NotImplementedError
+#: the opmath conversions (compiled code only; implementations: the overloads below)
+to_opmath, from_opmath, opmath_zero, divide = (
+    compiled_only(name) for name in ("to_opmath", "from_opmath", "opmath_zero", "divide"))
 
 
 @overload(to_opmath, inline="always")

@@ -1,7 +1,9 @@
 """Average pooling: ``avg_pool*`` and ``avg_pool*_backward`` (docs/semantics.md §7).
 
-Dilation 1 runs the PyTorch-exact kernels of :mod:`poolkit._kernels.avg_pool` (each
-window summed in row-major order in opmath, divided once); dilated windows and windows
+Dilation 1 runs PyTorch-exact kernels (each window summed in row-major order in opmath,
+divided once): the vector-IR row kernels of :mod:`poolkit._kernels.avg_rows` (NCHW) and
+the pixel kernel of :mod:`poolkit._kernels.avg_cl` (channels-last) for C-contiguous
+float32/float64, else the loops of :mod:`poolkit._kernels.avg_pool`; dilated windows and windows
 without any input element (possible only through ONNX pads) take the separable
 window-sum path of :mod:`poolkit._window_sum`.
 """
