@@ -1,11 +1,12 @@
 """Every average-pooling kernel path, serial and parallel, bit for bit against the reference.
 
-The paths (``poolkit._kernels.avg_pool``): the stride-2 direct rows (float32, C-contiguous,
-windows of at most 3 rows), the phase buffer (everything else channels-first), the
-channels-last kernel (vectorised over C) and the backward; each runs as a serial task
-range or through its parallel wrapper (``_engine.SERIAL_WORK`` forced either way here),
-at 1 and 2 threads. Inputs carry -0.0, NaN, +-inf and huge values (float32 sums overflow
-to inf; float16 results overflow to inf through the divisor override).
+The paths: the vector row kernels (``poolkit._kernels.avg_rows``: float32/float64,
+C-contiguous, column stride 1 or 2), the phase buffer (``poolkit._kernels.avg_pool``:
+everything else channels-first), the channels-last kernel (vectorised over C) and the
+backward; each runs as a serial task range or in parallel (``_engine.SERIAL_WORK``
+forced either way here), at 1 and 2 threads. Inputs carry -0.0, NaN, +-inf and huge
+values (float32 sums overflow to inf; float16 results overflow to inf through the
+divisor override).
 """
 
 from __future__ import annotations
@@ -152,19 +153,20 @@ def test_small_call_stays_serial(monkeypatch):
     assert calls
 
 
-def test_first_call_compiles_only_its_range_kernel(tmp_path):
-    """In a fresh numba cache a call compiles only the range kernel of its path."""
+def test_first_call_compiles_only_its_row_kernel(tmp_path):
+    """In a fresh numba cache a small call compiles only the row kernel it runs (no other
+    row kernel, no kernel of the phase-buffer module, no parallel wrapper)."""
     code = (
-        "import numpy as np, poolkit as pk\n"
-        "from poolkit._kernels import avg_pool as k\n"
+        "import sys, numpy as np, poolkit as pk\n"
+        "from poolkit._kernels import avg_rows as k\n"
         "pk.avg_pool2d(np.ones((1, 1, 4, 4), np.float32), 2)\n"
-        "print(sorted(n for n in dir(k) if n.endswith('_range')"
-        " and getattr(k, n).signatures))\n"
+        "print(sorted(n for n in dir(k) if n.startswith('avg_')"
+        " and getattr(k, n).signatures), 'poolkit._kernels.avg_pool' in sys.modules)\n"
     )
     env = {"NUMBA_CACHE_DIR": str(tmp_path), "PATH": "", "PYTHONPATH": ":".join(sys.path)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=env, timeout=120, check=True).stdout
-    assert out.strip() == "['forward_direct_range']"
+    assert out.strip() == "['avg_k2s2'] False"
 
 
 @pytest.mark.parametrize("mode", _MODES)
@@ -182,3 +184,77 @@ def test_short_2x2_rows_fixed_width_blocks(mode):
                     with _Mode(*mode):
                         got = _quiet(pk.avg_pool2d, x, *args)
                     assert_same(got, _quiet(ref.avg_pool, x, *args)), (width, height, pad)
+
+
+def _row_cases():
+    """(kernel, stride, padding) along W for the vector row kernels: k2s2 and k3s2 (their
+    own kernels), any width at stride 2 and at stride 1."""
+    return [(2, 2, 0), (2, 2, 1), (3, 2, 0), (3, 2, 1), (1, 2, 0), (4, 2, 2), (5, 2, 1),
+            (1, 1, 0), (2, 1, 1), (3, 1, 1), (5, 1, 2)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_row_kernels_widths_around_the_vector_length(dtype):
+    """Output rows of 1 to 3 vectors and a bit (8 float32 / 4 float64 lanes, groups of 4
+    vectors): every interior/edge split, the masked loads of the array's last rows, one-
+    vector rows grouped four at a time (their window row counts change at the padded
+    edges), ceil_mode overhangs, both divisor rules and an override."""
+    rng = np.random.default_rng(3 + np.dtype(dtype).itemsize)
+    for kw, sw, pw in _row_cases():
+        for width in sorted({max(kw - 2 * pw, 1), *range(kw, kw + 12), 31, 33, 63, 66, 71}):
+            x = _special(rng, (2, 3, 7, width), dtype)
+            for kh, sh, ph in ((1, 1, 0), (2, 2, 1), (3, 2, 1)):
+                for ceil, cip, div in ((False, True, None), (True, False, None), (True, True, 3)):
+                    args = ((kh, kw), (sh, sw), (ph, pw), ceil, cip, div)
+                    got = _quiet(pk.avg_pool2d, x, *args)
+                    assert_same(got, _quiet(ref.avg_pool, x, *args)), (kw, sw, pw, width, kh)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_row_kernels_1d_3d_unbatched_and_integers(dtype):
+    """1-D and 3-D pooling, unbatched inputs and integer inputs (pooled in float64) through
+    the row kernels, against the reference."""
+    rng = np.random.default_rng(11)
+    for kw, sw, pw in _row_cases():
+        for width in (kw + 1, 9, 17, 40):
+            x1 = _special(rng, (2, 3, width), dtype)
+            for ceil, cip in ((False, True), (True, False)):
+                args = ((kw,), (sw,), (pw,), ceil, cip)
+                assert_same(_quiet(pk.avg_pool1d, x1, *args), _quiet(ref.avg_pool, x1, *args))
+                assert_same(_quiet(pk.avg_pool1d, x1[0], *args),
+                            _quiet(ref.avg_pool, x1[:1], *args)[0])
+            x3 = _special(rng, (1, 2, 5, 4, width), dtype)
+            args = ((3, 2, kw), (2, 1, sw), (1, 1, pw), True, False, None)
+            assert_same(_quiet(pk.avg_pool3d, x3, *args), _quiet(ref.avg_pool, x3, *args))
+    xi = rng.integers(-1000, 1000, (2, 3, 9, 21)).astype(np.int32)
+    got = pk.avg_pool2d(xi, 3, 2, 1)
+    assert got.dtype == np.float64
+    assert_same(got, ref.avg_pool(xi, (3, 3), (2, 2), (1, 1)))
+
+
+@pytest.mark.parametrize("kw, sw, pw", _row_cases())
+def test_row_kernels_chunks_write_only_their_rows(kw, sw, pw):
+    """Any range of output rows (a thread's chunk) writes exactly its rows: a vector that
+    would spill past the range is stored masked, and the chunks together give the whole
+    call's bits."""
+    from poolkit._kernels import avg_rows
+    from poolkit._ops import avg_pool
+
+    rng = np.random.default_rng(kw * 10 + sw)
+    x = _special(rng, (2, 2, 5, 13), np.float32)
+    args = ((2, kw), (2, sw), (1, pw), True, False, None)
+    expected = _quiet(ref.avg_pool, x, *args)
+    p = avg_pool.AvgPoolParams.parse(2, *args, False, 1)
+    geom = p.geometry(x.shape[2:])
+    name, rows, geo, divs, n_rows = avg_pool._plan(geom, x.shape, x.dtype, True, False,
+                                                   False, 0, False).rows
+    kernel = getattr(avg_rows, name)
+    out_w = expected.shape[-1]
+    for cut in range(n_rows + 1):
+        out = np.full(expected.shape, np.nan, np.float32).reshape(-1)
+        with np.errstate(all="ignore"):
+            kernel(x.reshape(-1), out, divs, rows, geo, 0, cut)
+        assert np.isnan(out[cut * out_w:]).all()
+        with np.errstate(all="ignore"):
+            kernel(x.reshape(-1), out, divs, rows, geo, cut, n_rows)
+        assert_same(out.reshape(expected.shape), expected)

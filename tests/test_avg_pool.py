@@ -265,7 +265,8 @@ def test_stride2_rows_match_reference_in_every_layout(dtype, kw):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_stride2_rows_1d_and_3d_match_reference(dtype):
-    """1-D rows, and 3-D windows of <= 3 rows (direct) and deeper (phase buffer)."""
+    """1-D rows, and 3-D windows of 3, 9 and 4 window rows (the vector row kernels take
+    every depth; strided inputs take the phase buffer)."""
     rng = np.random.default_rng(41 + np.dtype(dtype).itemsize)
     x1 = _special_input(rng, (2, 3, 35), dtype)
     for k, p in ((2, 1), (3, 0), (3, 1), (4, 2)):
@@ -274,14 +275,15 @@ def test_stride2_rows_1d_and_3d_match_reference(dtype):
             assert_same(pk.avg_pool1d(x1, k, 2, p, ceil, False), expected)
     x3 = _special_input(rng, (2, 2, 4, 5, 17), dtype)
     for kernel, stride, padding in (
-        ((1, 3, 3), (1, 2, 2), (0, 1, 1)),  # 3 rows: direct
-        ((3, 1, 3), (2, 1, 2), (1, 0, 1)),  # 3 depth rows: direct
-        ((3, 3, 3), (2, 2, 2), (1, 1, 1)),  # 9 rows: phase buffer
-        ((2, 2, 2), (2, 2, 2), (0, 0, 0)),  # 4 rows: phase buffer
+        ((1, 3, 3), (1, 2, 2), (0, 1, 1)),  # 3 rows
+        ((3, 1, 3), (2, 1, 2), (1, 0, 1)),  # 3 depth rows
+        ((3, 3, 3), (2, 2, 2), (1, 1, 1)),  # 9 rows
+        ((2, 2, 2), (2, 2, 2), (0, 0, 0)),  # 4 rows
     ):
         for ceil, cip, div in ((False, True, None), (True, False, None), (True, True, 7)):
             args = (kernel, stride, padding, ceil, cip, div)
             assert_same(pk.avg_pool3d(x3, *args), _ref(x3, *args))
+            assert_same(pk.avg_pool3d(x3[..., ::-1], *args), _ref(x3[..., ::-1], *args))
 
 
 def test_stride2_rows_match_torch_seeded():

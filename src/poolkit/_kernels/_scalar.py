@@ -22,16 +22,20 @@ def is_half_bits(ty) -> bool:
     return isinstance(ty, types.Integer) and ty.bitwidth == 16 and not ty.signed
 
 
-def order_key(v):  # pragma: no cover - replaced by the overload in compiled code
-    raise NotImplementedError
+def compiled_only(name: str):
+    """A Python stand-in, named ``name``, for a function that exists only in compiled
+    code: an ``@overload`` of it gives the implementation; called from Python it raises."""
+
+    def stub(*args):  # pragma: no cover - replaced by the overload in compiled code
+        raise NotImplementedError(f"{name} runs only inside compiled kernels")
+
+    stub.__name__ = stub.__qualname__ = name
+    return stub
 
 
-def is_nan(v):  # pragma: no cover
-    raise NotImplementedError
-
-
-def accumulate(acc, v):  # pragma: no cover
-    raise NotImplementedError
+order_key = compiled_only("order_key")
+is_nan = compiled_only("is_nan")
+accumulate = compiled_only("accumulate")
 
 
 @overload(order_key, inline="always")

@@ -13,11 +13,9 @@ Every path is a serial function over a range of tasks (``*_range(..., t0, t1)``;
 never share outputs), run by :func:`poolkit._engine.run_tasks` on the calling thread or
 split over poolkit's threads, so a cold process compiles only the path it runs:
 
-* :func:`forward_direct_range`: column stride 2, float32, C-contiguous, windows of at
-  most 3 rows (the common 1-D/2-D downsampling): window columns read straight from the
-  input rows;
-* :func:`forward_split_range`: everything else channels-first: rows phase-split into a
-  buffer so the window sums run over unit-stride runs;
+* :func:`forward_split_range`: channels-first input that the vector row kernels of
+  :mod:`.avg_rows` do not take (float16, strided views, column strides above 2): rows
+  phase-split into a buffer so the window sums run over unit-stride runs;
 * :func:`forward_nhwc_range`: channels-last, vectorised over the channels;
 * :func:`backward_range`: the channels-first gradient.
 """
@@ -28,23 +26,11 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-from ._scalar import accumulate, float_to_half, half_to_float, is_half_bits
+from ._scalar import accumulate, compiled_only, float_to_half, half_to_float, is_half_bits
 
-
-def to_opmath(v):  # pragma: no cover - replaced by the overload in compiled code
-    raise NotImplementedError
-
-
-def from_opmath(acc, like):  # pragma: no cover
-    raise NotImplementedError
-
-
-def opmath_zero(like):  # pragma: no cover
-    raise NotImplementedError
-
-
-def divide(acc, d):  # pragma: no cover
-    raise NotImplementedError
+#: the opmath conversions (compiled code only; implementations: the overloads below)
+to_opmath, from_opmath, opmath_zero, divide = (
+    compiled_only(name) for name in ("to_opmath", "from_opmath", "opmath_zero", "divide"))
 
 
 @overload(to_opmath, inline="always")
@@ -122,128 +108,6 @@ def _add_run(dst, dst_start, src, src_start, count):
 
 
 @njit(inline="always")
-def _plane_row(x, n, c, z0, y0, nh, k, shift):
-    """Row ``k`` (row-major over the window's (z, y) rows) of the window at (z0, y0),
-    from column ``shift`` on."""
-    return x[n, c, z0 + k // nh, y0 + k % nh, shift:]
-
-
-@njit(inline="always")
-def _edge_output(x, n, c, z0, z1, y0, y1, ow, kw, pw, zero):
-    """Sum of one window whose columns may leave the row: padding columns are skipped,
-    which equals adding +0.0 (the sum starts at +0.0, so it is never -0.0)."""
-    in_w = x.shape[4]
-    s = zero
-    for z in range(z0, z1):
-        for y in range(y0, y1):
-            for e in range(kw):
-                i = 2 * ow - pw + e
-                if 0 <= i < in_w:
-                    s += x[n, c, z, y, i]
-    return s
-
-
-@njit(inline="always")
-def _k3_rows(x, n, c, z0, y0, nh, m, shift, d, q, n_in, zero, like):
-    """``d[j] = (+0.0 + the 3 columns of the m rows of window j) / q[j]``, m in 1..3.
-
-    Columns and rows added in row-major order. Window j starts at column ``2j`` of the
-    rows (sliced from ``shift``). Its column ``2j`` is column ``2(j-1) + 2`` of window
-    j - 1, so it is carried over (``a*``) and the loads are the pairs (2j - 1, 2j):
-    whole stride-2 interleave groups, which LLVM vectorizes with plain loads and
-    shuffles (a lone ``2j`` load beside ``2j + 2`` would become a gather).
-    """
-    one, two = _u(1), _u(2)
-    if m == 3:
-        r0 = _plane_row(x, n, c, z0, y0, nh, 0, shift)
-        r1 = _plane_row(x, n, c, z0, y0, nh, 1, shift)
-        r2 = _plane_row(x, n, c, z0, y0, nh, 2, shift)
-        a0, a1, a2 = r0[0], r1[0], r2[0]
-        for j in range(one, n_in + one):
-            i = two * j
-            b0, c0 = r0[i - one], r0[i]
-            b1, c1 = r1[i - one], r1[i]
-            b2, c2 = r2[i - one], r2[i]
-            s = ((zero + a0) + b0) + c0
-            s = ((s + a1) + b1) + c1
-            s = ((s + a2) + b2) + c2
-            d[j - one] = from_opmath(s / q[j - one], like)
-            a0, a1, a2 = c0, c1, c2
-    elif m == 2:
-        r0 = _plane_row(x, n, c, z0, y0, nh, 0, shift)
-        r1 = _plane_row(x, n, c, z0, y0, nh, 1, shift)
-        a0, a1 = r0[0], r1[0]
-        for j in range(one, n_in + one):
-            i = two * j
-            b0, c0 = r0[i - one], r0[i]
-            b1, c1 = r1[i - one], r1[i]
-            s = ((zero + a0) + b0) + c0
-            s = ((s + a1) + b1) + c1
-            d[j - one] = from_opmath(s / q[j - one], like)
-            a0, a1 = c0, c1
-    else:
-        r0 = _plane_row(x, n, c, z0, y0, nh, 0, shift)
-        a0 = r0[0]
-        for j in range(one, n_in + one):
-            i = two * j
-            b0, c0 = r0[i - one], r0[i]
-            d[j - one] = from_opmath((((zero + a0) + b0) + c0) / q[j - one], like)
-            a0 = c0
-
-
-@njit(inline="always")
-def _k2_rows(x, n, c, z0, y0, nh, m, shift, d, q, n_in, zero, like):
-    """:func:`_k3_rows` for two columns (loads 2j, 2j + 1: whole groups already)."""
-    one, two = _u(1), _u(2)
-    r0 = _plane_row(x, n, c, z0, y0, nh, 0, shift)
-    if m == 3:
-        r1 = _plane_row(x, n, c, z0, y0, nh, 1, shift)
-        r2 = _plane_row(x, n, c, z0, y0, nh, 2, shift)
-        for j in range(n_in):
-            i = two * j
-            s = ((zero + r0[i]) + r0[i + one]) + r1[i]
-            s = ((s + r1[i + one]) + r2[i]) + r2[i + one]
-            d[j] = from_opmath(s / q[j], like)
-    elif m == 2:
-        r1 = _plane_row(x, n, c, z0, y0, nh, 1, shift)
-        for j in range(n_in):
-            i = two * j
-            s = (((zero + r0[i]) + r0[i + one]) + r1[i]) + r1[i + one]
-            d[j] = from_opmath(s / q[j], like)
-    else:
-        for j in range(n_in):
-            i = two * j
-            d[j] = from_opmath(((zero + r0[i]) + r0[i + one]) / q[j], like)
-
-
-@njit(inline="always")
-def _k2_block(xf, a0, a1, of, o0, qf, q0, width, zero, like):
-    """``width`` (8 or 16, a constant) outputs of 2x2 stride-2 windows on flat arrays:
-    ``of[o0 + j] = ((((0 + r0[2j]) + r0[2j + 1]) + r1[2j]) + r1[2j + 1]) / q[j]`` with the
-    rows ``r0`` and ``r1`` starting at ``a0`` and ``a1``.
-
-    A fixed trip count lets LLVM vectorize rows shorter than its 16-lane loop: the caller
-    guarantees that every index read or written exists and that outputs past the row's
-    interior are rewritten later (edge outputs, or the task's next rows).
-    """
-    one, two = _u(1), _u(2)
-    for j in range(_u(width)):
-        i = two * j
-        s = (((zero + xf[a0 + i]) + xf[a0 + i + one]) + xf[a1 + i]) + xf[a1 + i + one]
-        of[o0 + j] = from_opmath(s / qf[q0 + j], like)
-
-
-@njit(inline="always")
-def _edge_outputs(x, n, c, z0, z1, y0, y1, dst, div, lo, hi, kw, pw, zero, like):
-    """The edge outputs ``[0, lo)`` and ``[hi, out_w)`` of a direct row, one by one."""
-    out_w = dst.shape[0]
-    for k in range(lo + out_w - hi):
-        ow = k if k < lo else k - lo + hi
-        s = _edge_output(x, n, c, z0, z1, y0, y1, ow, kw, pw, zero)
-        dst[ow] = from_opmath(s / div[ow], like)
-
-
-@njit(inline="always")
 def _split_row(x, n, c, z, y, buf, ri, pw, sw):
     """Phase-split input row ``x[n, c, z, y]`` (widened to opmath) into ``buf[ri]``.
 
@@ -298,66 +162,6 @@ def _add_window_row(acc, buf, ri, kw, sw, out_w):
 # --------------------------------------------------------------------------------------
 # serial task ranges (the whole call on this thread, or one chunk of a parallel call)
 # --------------------------------------------------------------------------------------
-
-
-@njit(error_model="numpy", nogil=True, cache=True)
-def forward_direct_range(x, out, divs, params, pad_end, kw, t0, t1):
-    """Tasks (n, c, od) ``t0 <= task < t1`` of the stride-2 direct path.
-
-    ``x`` is float32 and C-contiguous, the column stride 2, the window 2 or 3 columns
-    wide (``kw``) and at most 3 rows deep (``min(kd, D) * min(kh, H) <= 3``). Interior
-    outputs (every window column inside the row) keep the whole window sum in registers
-    (:func:`_k3_rows`, :func:`_k2_rows`), read straight from the input rows, and divide
-    it into the output; edge outputs are summed one by one. Each window is summed in
-    row-major order from +0.0. NumPy's error model lets the divisions vectorize (no
-    zero-divisor branch; every divisor is >= 1).
-    """
-    n_chan, in_d, in_h, in_w = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
-    out_d, out_h, out_w = out.shape[2], out.shape[3], out.shape[4]
-    kd, kh = params[0, 0], params[0, 1]
-    sd, sh = params[1, 0], params[1, 1]
-    pd, ph, pw = params[2, 0], params[2, 1], params[2, 2]
-    ed, eh = pad_end[0], pad_end[1]
-    like = x[0, 0, 0, 0, 0]
-    zero = opmath_zero(like)
-    lo = min((pw + 1) // 2, out_w)
-    hi = max(lo, min(out_w, (in_w - kw + pw) // 2 + 1))
-    shift = 2 * lo - pw  # input column of the first interior window
-    n_in = _u(hi - lo)
-    # short rows of 2x2 windows: fixed-width blocks of 8 or 16 on flat views
-    width = 8 if n_in <= 8 else 16
-    short = kw == 2 and 0 < n_in <= 16
-    xf, of, qf = x.reshape(x.size), out.reshape(out.size), divs.reshape(divs.size)
-    for task in range(t0, t1):
-        n = task // (n_chan * out_d)
-        c = (task // out_d) % n_chan
-        od = task % out_d
-        z0, z1, _ = _window(od, sd, pd, kd, in_d, ed)
-        task_out = ((n * n_chan + c) * out_d + od) * out_h * out_w
-        for oh in range(out_h):
-            y0, y1, _ = _window(oh, sh, ph, kh, in_h, eh)
-            nh = y1 - y0
-            dst = out[n, c, od, oh]
-            div = divs[od, oh]
-            if short and (z1 - z0) * nh == 2 and (oh * out_w + lo + width <= out_h * out_w):
-                # the two window rows as flat offsets (row-major over (z, y))
-                r0 = (((n * n_chan + c) * in_d + z0) * in_h + y0) * in_w + shift
-                r1 = r0 + in_w if nh == 2 else r0 + in_h * in_w
-                q0 = (od * out_h + oh) * out_w + lo
-                if r1 + 2 * width <= x.size and q0 + width <= divs.size:
-                    _k2_block(xf, _u(r0), _u(r1), of, _u(task_out + oh * out_w + lo), qf,
-                              _u(q0), width, zero, like)
-                    _edge_outputs(x, n, c, z0, z1, y0, y1, dst, div, lo, hi, kw, pw, zero,
-                                  like)
-                    continue
-            if n_in > 0:
-                if kw == 3:
-                    _k3_rows(x, n, c, z0, y0, nh, (z1 - z0) * nh, shift, dst[lo:], div[lo:],
-                             n_in, zero, like)
-                else:
-                    _k2_rows(x, n, c, z0, y0, nh, (z1 - z0) * nh, shift, dst[lo:], div[lo:],
-                             n_in, zero, like)
-            _edge_outputs(x, n, c, z0, z1, y0, y1, dst, div, lo, hi, kw, pw, zero, like)
 
 
 @njit(error_model="numpy", nogil=True, cache=True)

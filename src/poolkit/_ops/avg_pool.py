@@ -1,7 +1,9 @@
 """Average pooling: ``avg_pool*`` and ``avg_pool*_backward`` (docs/semantics.md §7).
 
-Dilation 1 runs the PyTorch-exact kernels of :mod:`poolkit._kernels.avg_pool` (each
-window summed in row-major order in opmath, divided once); dilated windows and windows
+Dilation 1 runs PyTorch-exact kernels (each window summed in row-major order in opmath,
+divided once): the vector-IR row kernels of :mod:`poolkit._kernels.avg_rows` (NCHW) and
+the pixel kernel of :mod:`poolkit._kernels.avg_cl` (channels-last) for C-contiguous
+float32/float64, else the loops of :mod:`poolkit._kernels.avg_pool`; dilated windows and windows
 without any input element (possible only through ONNX pads) take the separable
 window-sum path of :mod:`poolkit._window_sum`.
 """
@@ -26,6 +28,8 @@ from .params import WindowParams
 
 #: compiled kernels, imported (with numba) by the first call that needs them
 _k: Any = LazyModule("avg_pool")
+_rows: Any = LazyModule("avg_rows")
+_cl: Any = LazyModule("avg_cl")
 
 __all__ = [
     "avg_pool1d",
@@ -94,6 +98,10 @@ class AvgPoolParams(WindowParams):
         )
 
 
+#: dtypes of the vector kernels (:mod:`poolkit._kernels.avg_rows`, ``avg_cl``)
+_VECTOR_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 def _opmath(dtype: np.dtype) -> np.dtype:
     return np.dtype(np.float64) if dtype == np.float64 else np.dtype(np.float32)
 
@@ -155,14 +163,13 @@ class _Plan:
     __slots__ = (
         "batched",
         "channels_last",
-        "direct",
         "divs",
         "kp",
-        "kw",
         "n_tasks",
         "nd",
         "out_shape",
         "pad_end",
+        "rows",
         "shapes",
         "work",
     )
@@ -177,7 +184,7 @@ class _Plan:
         self.out_shape = output_shape(shape, nd, geom.out_size, channels_last)
         n_batch = shape[0] if batched else 1
         n_chan = shape[-1] if channels_last else shape[-nd - 1]
-        in_d, in_h, _ = _engine.lead3(geom.in_size)
+        in_d, _, _ = _engine.lead3(geom.in_size)
         out_d, out_h, _ = _engine.lead3(geom.out_size)
         if backward:
             self.n_tasks = n_batch * n_chan * in_d
@@ -186,14 +193,14 @@ class _Plan:
         else:
             self.n_tasks = n_batch * n_chan * out_d
         self.work = math.prod(self.out_shape) * math.prod(geom.kernel)
-        kd, kh, _ = _engine.lead3(geom.kernel)
-        # the stride-2 direct path: float32 C-contiguous rows, windows of 2 or 3 columns
-        # and <= 3 rows (other widths gain little over the buffer).
-        # Deeper windows reuse each split row more often, and float64 (8 lanes, slower
-        # shuffles and divisions) stays memory-bound on the buffer: both keep it.
-        self.direct = (geom.stride[-1] == 2 and geom.kernel[-1] in (2, 3)
-                       and dtype == np.float32 and min(kd, in_d) * min(kh, in_h) <= 3)
-        self.kw = geom.kernel[-1]
+        # the vector row kernels: float32/float64, stride 1 or 2 along W, C-contiguous
+        # input (checked per call); name, tables, flat divisors and output row count
+        self.rows = None
+        if not (backward or channels_last) and dtype in _VECTOR_DTYPES and (
+                geom.stride[-1] in (1, 2)):
+            rows, geo = _rows_tables(geom)
+            self.rows = (_rows_kernel_name(geom.kernel[-1], geom.stride[-1]), rows, geo,
+                         self.divs.reshape(-1), n_batch * n_chan * out_d * out_h)
         self.shapes = None if backward else (
             _kernel_shape(n_batch, n_chan, geom.in_size, channels_last),
             _kernel_shape(n_batch, n_chan, geom.out_size, channels_last))
@@ -210,13 +217,18 @@ class _Plan:
 
     def forward(self, arr: np.ndarray) -> np.ndarray:
         out = np.empty(self.out_shape, arr.dtype)
+        if self.rows is not None and arr.flags.c_contiguous:
+            name, rows, geo, divs, n_rows = self.rows
+            kernel = getattr(_rows, name)
+            _engine.run_tasks(kernel, n_rows, self.work, arr.reshape(-1), out.reshape(-1),
+                              divs, rows, geo)
+            return out
         x5, o5 = self.views(arr, out)
+        if self.channels_last and arr.dtype in _VECTOR_DTYPES and x5.flags.c_contiguous:
+            _engine.run_tasks(_cl.avg_cl, self.n_tasks, self.work, x5, o5, self.divs, self.kp)
+            return out
         if self.channels_last:
             kernel = _k.forward_nhwc_range
-        elif self.direct and x5.flags.c_contiguous:
-            _engine.run_tasks(_k.forward_direct_range, self.n_tasks, self.work, x5, o5,
-                              self.divs, self.kp, self.pad_end, self.kw)
-            return out
         else:
             kernel = _k.forward_split_range
         _engine.run_tasks(kernel, self.n_tasks, self.work, x5, o5, self.divs, self.kp,
@@ -227,6 +239,45 @@ class _Plan:
         g5, d5 = self.views(grad, dx)
         _engine.run_tasks(_k.backward_range, self.n_tasks, self.work, g5, d5, self.divs,
                           self.kp)
+
+
+def _rows_kernel_name(kw: int, sw: int) -> str:
+    """The :mod:`poolkit._kernels.avg_rows` kernel of window width ``kw``, stride ``sw``."""
+    if sw == 1:
+        return "avg_s1"
+    return {2: "avg_k2s2", 3: "avg_k3s2"}.get(kw, "avg_s2")
+
+
+def _rows_tables(geom: Geometry) -> tuple[np.ndarray, np.ndarray]:
+    """``(rows, geo)`` of the row kernels (see :mod:`poolkit._kernels.avg_rows`).
+
+    Output row ``q = od * out_h + oh`` of a plane: ``rows[q, 0]`` window rows inside the
+    input, at the plane offsets ``rows[q, 1:1 + rows[q, 0]]`` (row-major over (z, y)).
+    """
+    in_size, out_size = _engine.lead3(geom.in_size), _engine.lead3(geom.out_size)
+    kernel, stride = _engine.lead3(geom.kernel), _engine.lead3(geom.stride)
+    lead = (0,) * (KERNEL_NDIM - len(geom.kernel))
+    pad_begin, pad_end = lead + tuple(geom.pad_begin), lead + tuple(geom.pad_end)
+    spans = [[range(max(o * s - pb, 0), min(min(o * s - pb + k, n + pe), n))
+              for o in range(n_out)]
+             for n, k, s, pb, pe, n_out in zip(in_size[:2], kernel[:2], stride[:2],
+                                               pad_begin[:2], pad_end[:2], out_size[:2])]
+    (in_d, in_h, in_w), (out_d, out_h, out_w) = in_size, out_size
+    width = 1 + min(kernel[0], in_d) * min(kernel[1], in_h)
+    rows = np.zeros((out_d * out_h, width), dtype=np.int64)
+    for od, zs in enumerate(spans[0]):
+        for oh, ys in enumerate(spans[1]):
+            offs = [(z * in_h + y) * in_w for z in zs for y in ys]
+            rows[od * out_h + oh, :1 + len(offs)] = [len(offs)] + offs
+    kw, sw, pw = kernel[2], stride[2], pad_begin[2]
+    lo = min(-(-pw // sw), out_w)  # output columns [lo, hi): windows inside the row
+    num = in_w - kw + pw
+    hi = max(min(num // sw + 1 if num >= 0 else 0, out_w), lo)
+    geo = np.array([in_d * in_h * in_w, in_w, out_d * out_h, out_w, kw, pw, lo, hi, width],
+                   dtype=np.int64)
+    rows.flags.writeable = False
+    geo.flags.writeable = False
+    return rows.reshape(-1), geo
 
 
 def _kernel_shape(n_batch: int, n_chan: int, spatial: tuple[int, ...], channels_last: bool):
