@@ -15,6 +15,9 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 import poolkit
 import poolkit.nn
 import poolkit.onnx
@@ -76,12 +79,66 @@ def test_docstrings_are_unchanged():
     assert not changed, changed
 
 
-def test_signatures_bind_like_the_functions():
-    """The layer constructors and rank wrappers accept exactly what their signatures say."""
-    sig = inspect.signature(poolkit.avg_pool2d_backward)
-    assert list(sig.parameters)[-1] == "out"
-    assert all(p.kind is p.POSITIONAL_OR_KEYWORD for p in sig.parameters.values())
-    assert poolkit.MaxPool2d(2, 2, 0, 1, False, True).params.return_indices
+def _all_ways(fn, lead, options):
+    """``fn`` called with ``options`` (name -> value, in signature order) positionally,
+    by name, and half and half: the results must agree."""
+    names = list(options)
+    calls = [
+        fn(*lead, *options.values()),
+        fn(*lead, **options),
+        fn(*lead, *[options[n] for n in names[:2]], **{n: options[n] for n in names[2:]}),
+    ]
+    for got in calls[1:]:
+        np.testing.assert_array_equal(got, calls[0])
+    return calls[0]
+
+
+def test_wrappers_bind_every_option_by_position_and_by_name():
+    x = np.random.default_rng(0).standard_normal((1, 2, 6, 5))
+    opts = dict(kernel_size=3, stride=2, padding=1, ceil_mode=True, count_include_pad=False,
+                divisor_override=None, channels_last=False, dilation=1)
+    y = _all_ways(poolkit.avg_pool2d, (x,), opts)
+    assert y.shape == (1, 2, 4, 3)
+    out = np.empty_like(x)
+    g = np.ones_like(y)
+    _all_ways(poolkit.avg_pool2d_backward, (g, x.shape), {**opts, "out": out})
+    lp = dict(norm_type=2.0, kernel_size=2, stride=1, ceil_mode=False, channels_last=False,
+              padding=0, dilation=1)
+    _all_ways(poolkit.lp_pool2d_backward, (np.ones((1, 2, 5, 4)), x), {**lp, "out": out})
+    mx = dict(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=False,
+              return_indices=True, channels_last=False, index_format="global",
+              storage_order=1)
+    v, i = poolkit.max_pool2d(x, *mx.values())
+    assert poolkit.max_pool2d(x, **mx)[1].tolist() == i.tolist()
+    layout = dict(channels_last=False, index_format="global", storage_order=1, out=out)
+    dx = _all_ways(poolkit.max_pool2d_backward, (np.ones_like(v), i, x.shape), layout)
+    assert dx is out
+    un = dict(kernel_size=2, stride=2, padding=0, output_size=(6, 5), channels_last=False,
+              index_format="global", storage_order=1)
+    assert _all_ways(poolkit.max_unpool2d, (v, i), un).shape == x.shape
+    layer = poolkit.MaxUnpool2d(*[un[n] for n in un if n != "output_size"])
+    assert layer.params == poolkit.MaxUnpool2d(2, index_format="global", storage_order=1).params
+    assert poolkit.MaxPool2d(*mx.values()).params == poolkit.MaxPool2d(**mx).params
+    assert poolkit.FractionalMaxPool2d(2, None, 0.5).output_ratio == (0.5, 0.5)
+
+
+@pytest.mark.parametrize("call", [
+    lambda x: poolkit.avg_pool2d(x),
+    lambda x: poolkit.avg_pool2d(x, 2, kernel_size=2),
+    lambda x: poolkit.avg_pool2d(x, 2, bogus=1),
+    lambda x: poolkit.avg_pool2d_backward(x, x.shape, 2, out=x, **{"out": x}),
+    lambda x: poolkit.avg_pool2d_backward(x, x.shape, 2, None, 0, False, True, None, False, 1,
+                                          np.empty_like(x), out=np.empty_like(x)),
+    lambda x: poolkit.max_pool2d_backward(x, x, x.shape, False, "plane", 0, None, None),
+    lambda x: poolkit.max_unpool2d(x, x, 2, 2, 0, None, out=1),
+    lambda x: poolkit.max_unpool2d(x, x, 2, 2, 0, (4, 4), output_size=(4, 4)),
+    lambda x: poolkit.MaxPool2d(),
+    lambda x: poolkit.LPPool2d(2, 2, nope=3),
+    lambda x: poolkit.FractionalMaxPool2d(2, 1, 0.5, False, None, None, 9),
+])
+def test_calls_that_do_not_bind_are_type_errors(call):
+    with pytest.raises(TypeError):
+        call(np.zeros((1, 1, 4, 4)))
 
 
 if __name__ == "__main__":

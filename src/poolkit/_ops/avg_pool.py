@@ -11,18 +11,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
+from inspect import Parameter
 from typing import Any
 
 import numpy as np
-from numpy.typing import ArrayLike
 
-from .. import _args, _docs, _engine
+from .. import _args, _engine
 from .._engine import KERNEL_NDIM
 from .._geometry import Geometry, PaddingSpec, empty_windows, output_shape
 from .._kernels import LazyModule
-from .._types import IntOrTuple, Padding
+from .._types import IntOrTuple
 from .._window_sum import window_counts, window_sums, window_sums_transpose
-from .params import WindowParams
+from .params import WindowParams, rank_pair
 
 #: compiled kernels, imported (with numba) by the first call that needs them
 _k: Any = LazyModule("avg_pool")
@@ -55,24 +55,17 @@ class AvgPoolParams(WindowParams):
         return any(d != 1 for d in self.dilation)
 
     @classmethod
-    def _parse(
+    def _more(
         cls,
         nd: int,
-        kernel_size: Any,
-        stride: Any,
-        padding: Any,
-        ceil_mode: Any,
-        count_include_pad: Any,
-        divisor_override: Any,
-        channels_last: Any,
-        dilation: Any = 1,
-    ) -> AvgPoolParams:
-        kernel, strides = _args.kernel_and_stride(kernel_size, stride, nd)
-        return cls(
-            nd,
-            kernel,
-            strides,
-            _args.parse_padding(padding, kernel),
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
+        divisor_override: int | None = None,
+        channels_last: bool = False,
+        dilation: IntOrTuple = 1,
+    ) -> tuple[Any, ...]:
+        """The options of every average pooling function and layer after ``padding``."""
+        return (
             _args.check_bool(ceil_mode, "ceil_mode"),
             _args.check_bool(count_include_pad, "count_include_pad"),
             _args.check_divisor_override(divisor_override),
@@ -414,41 +407,14 @@ channels_last, dilation
     """
 
 
+#: What the backward takes after ``grad_output``.
+_SECOND = Parameter("input_shape", Parameter.POSITIONAL_OR_KEYWORD,
+                         annotation="tuple[int, ...]")
+
+
 def _for_rank(nd: int):
-    def pool_nd(
-        x: ArrayLike,
-        kernel_size: IntOrTuple,
-        stride: IntOrTuple | None = None,
-        padding: Padding = 0,
-        ceil_mode: bool = False,
-        count_include_pad: bool = True,
-        divisor_override: int | None = None,
-        channels_last: bool = False,
-        dilation: IntOrTuple = 1,
-    ) -> np.ndarray:
-        return pool(x, AvgPoolParams.parse(nd, kernel_size, stride, padding, ceil_mode,
-                                           count_include_pad, divisor_override,
-                                           channels_last, dilation))
-
-    def backward_nd(
-        grad_output: ArrayLike,
-        input_shape: tuple[int, ...],
-        kernel_size: IntOrTuple,
-        stride: IntOrTuple | None = None,
-        padding: Padding = 0,
-        ceil_mode: bool = False,
-        count_include_pad: bool = True,
-        divisor_override: int | None = None,
-        channels_last: bool = False,
-        dilation: IntOrTuple = 1,
-        out: np.ndarray | None = None,
-    ) -> np.ndarray:
-        p = AvgPoolParams.parse(nd, kernel_size, stride, padding, ceil_mode,
-                                count_include_pad, divisor_override, channels_last, dilation)
-        return backward(grad_output, input_shape, p, out)
-
-    return (_docs.for_rank(pool_nd, f"avg_pool{nd}d", _FORWARD_DOC, nd),
-            _docs.for_rank(backward_nd, f"avg_pool{nd}d_backward", _BACKWARD_DOC, nd))
+    return rank_pair(AvgPoolParams, nd, "avg_pool", pool, backward, _SECOND,
+                     (_FORWARD_DOC, _BACKWARD_DOC))
 
 
 avg_pool1d, avg_pool1d_backward = _for_rank(1)

@@ -8,18 +8,18 @@ of ``|x|^p`` (:func:`sums_on`, the entry point on a resolved geometry).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from inspect import Parameter
 from typing import Any
 
 import numpy as np
-from numpy.typing import ArrayLike
 
-from .. import _args, _docs, _engine
+from .. import _args, _engine
 from .._geometry import Geometry, output_shape
 from .._types import IntOrTuple, Padding
 from .._window_sum import window_sums, window_sums_transpose
 from . import avg_pool
 from .avg_pool import AvgPoolParams
-from .params import PoolParams
+from .params import PoolParams, rank_pair
 
 __all__ = [
     "lp_pool1d",
@@ -53,9 +53,17 @@ class LpPoolParams(PoolParams):
 
     @classmethod
     def _parse(
-        cls, nd: int, norm_type: Any, kernel_size: Any, stride: Any, ceil_mode: Any,
-        channels_last: Any, padding: Any = 0, dilation: Any = 1,
+        cls,
+        nd: int,
+        norm_type: float,
+        kernel_size: IntOrTuple,
+        stride: IntOrTuple | None = None,
+        ceil_mode: bool = False,
+        channels_last: bool = False,
+        padding: Padding = 0,
+        dilation: IntOrTuple = 1,
     ) -> LpPoolParams:
+        """The options of every Lp pooling function and layer."""
         p = _args.check_norm_type(norm_type)
         avg = AvgPoolParams.parse(
             nd, kernel_size, stride, padding, ceil_mode, True, None, channels_last, dilation
@@ -219,38 +227,13 @@ _BACKWARD_DOC = """Gradient of :func:`lp_pool{nd}d` with respect to its input.
     """
 
 
+#: What the backward takes after ``grad_output``.
+_SECOND = Parameter("x", Parameter.POSITIONAL_OR_KEYWORD, annotation="ArrayLike")
+
+
 def _for_rank(nd: int):
-    def pool_nd(
-        x: ArrayLike,
-        norm_type: float,
-        kernel_size: IntOrTuple,
-        stride: IntOrTuple | None = None,
-        ceil_mode: bool = False,
-        channels_last: bool = False,
-        padding: Padding = 0,
-        dilation: IntOrTuple = 1,
-    ) -> np.ndarray:
-        return pool(x, LpPoolParams.parse(nd, norm_type, kernel_size, stride, ceil_mode,
-                                          channels_last, padding, dilation))
-
-    def backward_nd(
-        grad_output: ArrayLike,
-        x: ArrayLike,
-        norm_type: float,
-        kernel_size: IntOrTuple,
-        stride: IntOrTuple | None = None,
-        ceil_mode: bool = False,
-        channels_last: bool = False,
-        padding: Padding = 0,
-        dilation: IntOrTuple = 1,
-        out: np.ndarray | None = None,
-    ) -> np.ndarray:
-        p = LpPoolParams.parse(nd, norm_type, kernel_size, stride, ceil_mode, channels_last,
-                               padding, dilation)
-        return backward(grad_output, x, p, out)
-
-    return (_docs.for_rank(pool_nd, f"lp_pool{nd}d", _FORWARD_DOC, nd),
-            _docs.for_rank(backward_nd, f"lp_pool{nd}d_backward", _BACKWARD_DOC, nd))
+    return rank_pair(LpPoolParams, nd, "lp_pool", pool, backward, _SECOND,
+                     (_FORWARD_DOC, _BACKWARD_DOC))
 
 
 lp_pool1d, lp_pool1d_backward = _for_rank(1)
