@@ -213,20 +213,28 @@ MaxPool3d = _rank_layer(_MaxPoolNd, "MaxPool3d", "max pooling", """
 # ------------------------------------------------------------------------ average pooling
 
 
-class _AvgPoolNd(Layer):
+class _FamilyBackward(Layer):
+    """A layer whose ``backward`` is its family's: ``family.backward(grad_output, saved,
+    params, out)``, ``saved`` what ``forward`` kept (the input shape, or the input)."""
+
+    _family: Any
+
+    def backward(self, grad_output: ArrayLike, out: np.ndarray | None = None) -> np.ndarray:
+        """Gradient with respect to the input of the most recent ``forward``."""
+        return self._family.backward(grad_output, self._saved(), self.params, out)
+
+
+class _AvgPoolNd(_FamilyBackward):
     """Average pooling layer; remembers the input shape for ``backward``."""
 
     __init__ = _parsing_init(AvgPoolParams)
+    _family = avg_pool
 
     def forward(self, x: ArrayLike) -> np.ndarray:
         """Pool ``x`` (see :func:`poolkit.avg_pool2d`) and remember its shape."""
         out = avg_pool.pool(x, self.params)
         self._state = tuple(np.shape(x))
         return out
-
-    def backward(self, grad_output: ArrayLike, out: np.ndarray | None = None) -> np.ndarray:
-        """Gradient with respect to the input of the most recent ``forward``."""
-        return avg_pool.backward(grad_output, self._saved(), self.params, out)
 
     def _options(self) -> list[str]:
         p = self.params
@@ -264,20 +272,17 @@ AvgPool3d = _rank_layer(_AvgPoolNd, "AvgPool3d", "average pooling", """
 # ----------------------------------------------------------------------------- Lp pooling
 
 
-class _LPPoolNd(Layer):
+class _LPPoolNd(_FamilyBackward):
     """Lp pooling layer; keeps the input for ``backward``."""
 
     __init__ = _parsing_init(LpPoolParams)
+    _family = lp_pool
 
     def forward(self, x: ArrayLike) -> np.ndarray:
         """Pool ``x`` (see :func:`poolkit.lp_pool2d`) and keep it for ``backward``."""
         out = lp_pool.pool(x, self.params)
         self._state = np.asarray(x)
         return out
-
-    def backward(self, grad_output: ArrayLike, out: np.ndarray | None = None) -> np.ndarray:
-        """Gradient with respect to the input of the most recent ``forward``."""
-        return lp_pool.backward(grad_output, self._saved(), self.params, out)
 
     def _options(self) -> list[str]:
         a = self.params.avg

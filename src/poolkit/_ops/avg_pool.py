@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
-from inspect import Parameter
 from typing import Any
 
 import numpy as np
@@ -22,7 +21,7 @@ from .._geometry import Geometry, PaddingSpec, empty_windows, output_shape
 from .._kernels import LazyModule
 from .._types import IntOrTuple
 from .._window_sum import window_counts, window_sums, window_sums_transpose
-from .params import WindowParams, rank_pair
+from .params import WindowParams, rank_functions
 
 #: compiled kernels, imported (with numba) by the first call that needs them
 _k: Any = LazyModule("avg_pool")
@@ -376,9 +375,7 @@ _FORWARD_DOC = """{nd}-D average pooling, bit-identical to PyTorch's CPU ``avg_p
     or float64, divided once by the integer divisor and rounded to the output dtype:
     PyTorch's CPU arithmetic, so values are bit-identical (docs/semantics.md §7).
 
-    Examples
-    --------
-    >>> import numpy as np, poolkit as pk
+    {examples}
     >>> x = np.array([1.0, 3.0, 2.0, 0.0]).reshape({row4})
     >>> pk.avg_pool{nd}d(x, {k2}).ravel()
     array([2., 1.])
@@ -395,8 +392,7 @@ _BACKWARD_DOC = """Gradient of :func:`avg_pool{nd}d` with respect to its input.
     grad_output : array_like
         float16/32/64, shaped like the forward output (``{layout}`` / ``{unbatched}``,
         or ``{cl}`` / ``{cl_unbatched}`` with ``channels_last=True``).
-    input_shape : tuple of int
-        Shape of the forward input.
+    {input_shape}
     kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, \
 channels_last, dilation
         The forward options.
@@ -407,16 +403,8 @@ channels_last, dilation
     """
 
 
-#: What the backward takes after ``grad_output``.
-_SECOND = Parameter("input_shape", Parameter.POSITIONAL_OR_KEYWORD,
-                         annotation="tuple[int, ...]")
-
-
-def _for_rank(nd: int):
-    return rank_pair(AvgPoolParams, nd, "avg_pool", pool, backward, _SECOND,
-                     (_FORWARD_DOC, _BACKWARD_DOC))
-
-
-avg_pool1d, avg_pool1d_backward = _for_rank(1)
-avg_pool2d, avg_pool2d_backward = _for_rank(2)
-avg_pool3d, avg_pool3d_backward = _for_rank(3)
+(avg_pool1d, avg_pool1d_backward, avg_pool2d, avg_pool2d_backward,
+ avg_pool3d, avg_pool3d_backward) = rank_functions(
+    AvgPoolParams, "avg_pool", pool, backward, ("input_shape", "tuple[int, ...]"),
+    (_FORWARD_DOC, _BACKWARD_DOC),
+)

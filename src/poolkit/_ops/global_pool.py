@@ -8,6 +8,7 @@ layout (strided and channels-last planes are made contiguous first).
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,10 @@ __all__ = [
     "global_max_pool",
     "global_max_pool_backward",
 ]
+
+#: The docstrings of the backward passes, with the gradient every one of them takes.
+_shared = partial(_docs.shared, global_grad="grad_output : array_like\n"
+                  "        ``(N, C, 1, ..., 1)`` or ``(N, C)``, float16/32/64.")
 
 #: Runs of planes a parallel plane mean is split into.
 _PLANE_RUNS = 64
@@ -157,7 +162,7 @@ def _global_grad(grad_output: Any, input_shape: Any, channels_last: Any, out: An
     return grad.reshape(shape[0], -1)[:, :, None, None, None], shape, nd, channels_last, out
 
 
-@_docs.shared
+@_shared
 def global_avg_pool_backward(
     grad_output: ArrayLike, input_shape: tuple[int, ...], channels_last: bool = False,
     out: np.ndarray | None = None,
@@ -166,10 +171,8 @@ def global_avg_pool_backward(
 
     Parameters
     ----------
-    grad_output : array_like
-        ``(N, C, 1, ..., 1)`` or ``(N, C)``, float16/32/64.
-    input_shape : tuple of int
-        Shape of the forward input.
+    {global_grad}
+    {input_shape}
     channels_last : bool, default False
         Layout of the forward input.
     {backward}
@@ -235,7 +238,7 @@ def global_max_pool(
     return out
 
 
-@_docs.shared
+@_shared
 def global_max_pool_backward(
     grad_output: ArrayLike,
     indices: ArrayLike,
@@ -247,12 +250,10 @@ def global_max_pool_backward(
 
     Parameters
     ----------
-    grad_output : array_like
-        ``(N, C, 1, ..., 1)`` or ``(N, C)``, float16/32/64.
+    {global_grad}
     indices : array_like of int
         The indices of the forward pass (same shape as ``grad_output``).
-    input_shape : tuple of int
-        Shape of the forward input.
+    {input_shape}
     channels_last : bool, default False
         Layout of the forward input.
     {backward}
@@ -317,7 +318,7 @@ def _plane_sums(arr: np.ndarray, nd: int, channels_last: bool) -> np.ndarray:
     return avg_pool.pool(planes, params)
 
 
-@_docs.shared
+@_shared
 def global_lp_pool_backward(
     grad_output: ArrayLike, x: ArrayLike, p: float = 2.0, channels_last: bool = False,
     out: np.ndarray | None = None,
@@ -329,8 +330,7 @@ def global_lp_pool_backward(
 
     Parameters
     ----------
-    grad_output : array_like
-        ``(N, C, 1, ..., 1)`` or ``(N, C)``, float16/32/64.
+    {global_grad}
     x : array_like
         The forward input.
     p : float, default 2.0

@@ -8,7 +8,6 @@ of ``|x|^p`` (:func:`sums_on`, the entry point on a resolved geometry).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from inspect import Parameter
 from typing import Any
 
 import numpy as np
@@ -19,7 +18,7 @@ from .._types import IntOrTuple, Padding
 from .._window_sum import window_sums, window_sums_transpose
 from . import avg_pool
 from .avg_pool import AvgPoolParams
-from .params import PoolParams, rank_pair
+from .params import PoolParams, rank_functions
 
 __all__ = [
     "lp_pool1d",
@@ -198,9 +197,7 @@ _FORWARD_DOC = """{nd}-D power-average (Lp) pooling: ``(sum over the window of |
     Negative inputs use ``|x|^p``, the true Lp norm as in ONNX ``LpPool``
     (docs/semantics.md §8).
 
-    Examples
-    --------
-    >>> import numpy as np, poolkit as pk
+    {examples}
     >>> x = np.array([3.0, 4.0, 0.0, -2.0]).reshape({row4})
     >>> pk.lp_pool{nd}d(x, 2, {k2}).ravel()
     array([5., 2.])
@@ -214,8 +211,7 @@ _BACKWARD_DOC = """Gradient of :func:`lp_pool{nd}d` with respect to its input.
 
     Parameters
     ----------
-    grad_output : array_like
-        float16/32/64, shaped like the forward output.
+    {grad}
     x : array_like
         The forward input.
     norm_type, kernel_size, stride, ceil_mode, channels_last, padding, dilation
@@ -227,15 +223,7 @@ _BACKWARD_DOC = """Gradient of :func:`lp_pool{nd}d` with respect to its input.
     """
 
 
-#: What the backward takes after ``grad_output``.
-_SECOND = Parameter("x", Parameter.POSITIONAL_OR_KEYWORD, annotation="ArrayLike")
-
-
-def _for_rank(nd: int):
-    return rank_pair(LpPoolParams, nd, "lp_pool", pool, backward, _SECOND,
-                     (_FORWARD_DOC, _BACKWARD_DOC))
-
-
-lp_pool1d, lp_pool1d_backward = _for_rank(1)
-lp_pool2d, lp_pool2d_backward = _for_rank(2)
-lp_pool3d, lp_pool3d_backward = _for_rank(3)
+(lp_pool1d, lp_pool1d_backward, lp_pool2d, lp_pool2d_backward,
+ lp_pool3d, lp_pool3d_backward) = rank_functions(
+    LpPoolParams, "lp_pool", pool, backward, ("x", "ArrayLike"), (_FORWARD_DOC, _BACKWARD_DOC)
+)

@@ -316,9 +316,7 @@ _FORWARD_DOC = """{nd}-D max pooling, exact and PyTorch-compatible (docs/semanti
     last NaN in window order wins. A window that covers no input element (possible with
     dilation and padding) gives ``-inf`` (the dtype minimum) and index ``-1``.
 
-    Examples
-    --------
-    >>> import numpy as np, poolkit as pk
+    {examples}
     >>> x = np.array([1.0, 3.0, 2.0, 0.0]).reshape({row4})
     >>> pk.max_pool{nd}d(x, {k2}).ravel()
     array([3., 2.])
@@ -339,8 +337,7 @@ _BACKWARD_DOC = """Gradient of :func:`max_pool{nd}d` with respect to its input.
         ``channels_last=True``).
     indices : array_like of int
         The indices returned by the forward pass, same shape as ``grad_output``.
-    input_shape : tuple of int
-        Shape of the forward input.
+    {input_shape}
     channels_last : bool, default False
         Layout of all three arrays.
     index_format : {{"plane", "global"}}, default "plane"

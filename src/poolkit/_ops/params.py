@@ -95,25 +95,30 @@ def take(options: tuple[Any, ...], kw: dict[str, Any], i: int, name: str,
     return options, kw.pop(name, None)
 
 
-def rank_pair(cls: type[PoolParams], nd: int, name: str, forward: Callable[..., Any],
-              backward: Callable[..., Any], second: Parameter,
-              docs: tuple[str, str]) -> tuple[Callable[..., Any], Callable[..., Any]]:
-    """``name{nd}d(x, <options>)`` = ``forward(x, params)`` and ``name{nd}d_backward(
-    grad_output, <second>, <options>, out=None)`` = ``backward(grad_output, second, params,
-    out)``, the options those of ``cls``, documented by the rank templates ``docs``."""
+def rank_functions(cls: type[PoolParams], name: str, forward: Callable[..., Any],
+                   backward: Callable[..., Any], second: tuple[str, str],
+                   docs: tuple[str, str]) -> tuple[Callable[..., Any], ...]:
+    """For 1, 2 and 3 spatial dims: ``name{nd}d(x, <options>)`` = ``forward(x, params)``
+    and ``name{nd}d_backward(grad_output, <second>, <options>, out=None)`` = ``backward(
+    grad_output, second, params, out)``; the options those of ``cls``, ``second`` a
+    (name, annotation) pair, the docstrings the rank templates ``docs``."""
     options = cls.options()
+    lead = Parameter(second[0], Parameter.POSITIONAL_OR_KEYWORD, annotation=second[1])
 
-    def pool_nd(x: ArrayLike, *options: Any, **kw: Any) -> np.ndarray:
-        return forward(x, cls.parse(nd, *options, **kw))
+    def for_rank(nd: int) -> tuple[Callable[..., Any], Callable[..., Any]]:
+        def pool_nd(x: ArrayLike, *args: Any, **kw: Any) -> np.ndarray:
+            return forward(x, cls.parse(nd, *args, **kw))
 
-    def backward_nd(grad_output: ArrayLike, *args: Any, **kw: Any) -> np.ndarray:
-        args, lead = take(args, kw, 0, second.name, required=True)
-        args, out = take(args, kw, len(options), "out")
-        return backward(grad_output, lead, cls.parse(nd, *args, **kw), out)
+        def backward_nd(grad_output: ArrayLike, *args: Any, **kw: Any) -> np.ndarray:
+            args, value = take(args, kw, 0, lead.name, required=True)
+            args, out = take(args, kw, len(options), "out")
+            return backward(grad_output, value, cls.parse(nd, *args, **kw), out)
 
-    with_options(backward_nd, [second, *options, OUT])
-    return (_docs.for_rank(with_options(pool_nd, options), f"{name}{nd}d", docs[0], nd),
-            _docs.for_rank(backward_nd, f"{name}{nd}d_backward", docs[1], nd))
+        with_options(backward_nd, [lead, *options, OUT])
+        return (_docs.for_rank(with_options(pool_nd, options), f"{name}{nd}d", docs[0], nd),
+                _docs.for_rank(backward_nd, f"{name}{nd}d_backward", docs[1], nd))
+
+    return tuple(f for nd in (1, 2, 3) for f in for_rank(nd))
 
 
 @dataclass(frozen=True)

@@ -205,9 +205,7 @@ _FORWARD_DOC = """{nd}-D max unpooling: place each value at its index in a zero 
     also the last). The backward routes a slot's gradient to the winner only (PyTorch
     gives it to every duplicate, which double-counts after a max_pool round trip).
 
-    Examples
-    --------
-    >>> import numpy as np, poolkit as pk
+    {examples}
     >>> x = np.array([5.0, 7.0]).reshape({row2})
     >>> pk.max_unpool{nd}d(x, np.array([1, 2]).reshape({row2}), {k2}).ravel()
     array([0., 5., 7., 0.])
