@@ -123,7 +123,7 @@ def _parsing_init(params: type[PoolParams]) -> Callable[..., None]:
     by ``params``) and keeping them validated in ``self.params``."""
 
     def __init__(self: Layer, *options: Any, **kw: Any) -> None:
-        self.params = params.parse(self._nd, *options, **kw)
+        self.params = params.of(self._nd, options, kw)
 
     return with_options(__init__, params.options())
 

@@ -394,7 +394,7 @@ def _pool_function(nd: int | None):
 
     def pool_nd(x: ArrayLike, *options: Any,
                 **kw: Any) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-        p = MaxPoolParams.parse(nd, *options, **kw)
+        p = MaxPoolParams.of(nd, options, kw)
         return _finish(*pool(x, p, p.return_indices), p.return_indices)
 
     return with_options(pool_nd, MaxPoolParams.options())

@@ -50,18 +50,24 @@ class PoolParams:
         raise NotImplementedError
 
     @classmethod
-    def parse(cls, *args: Any, **kwargs: Any) -> Any:
-        """Validate ``(nd, *options)``, the options positional or by name as the family's
-        functions take them (memoised for exact-typed ints, bools, floats, strs, None)."""
+    def parse(cls, nd: int | None, *options: Any, **kw: Any) -> Any:
+        """Validate ``options`` for ``nd`` spatial dims, positional or by name as the
+        family's functions take them (memoised for exact-typed ints, bools, floats, strs,
+        None)."""
+        return cls.of(nd, options, kw)
+
+    @classmethod
+    def of(cls, nd: int | None, options: tuple[Any, ...], kw: dict[str, Any]) -> Any:
+        """:meth:`parse` of a call's ``*options`` and ``**kw`` as they came."""
         key = None
         if cls._memo:
-            key = simple_key(args + tuple(kwargs.values())) if kwargs else simple_key(args)
+            key = simple_key(options + tuple(kw.values())) if kw else simple_key(options)
         if key is not None:
-            key = (cls, tuple(kwargs), key) if kwargs else (cls, key)
+            key = (cls, nd, tuple(kw), key) if kw else (cls, nd, key)
             hit = _PARSED.get(key)
             if hit is not None:
                 return hit
-        parsed = cls._parse(*args, **kwargs)
+        parsed = cls._parse(nd, *options, **kw)
         if key is not None:
             _PARSED.put(key, parsed)
         return parsed
@@ -107,12 +113,12 @@ def rank_functions(cls: type[PoolParams], name: str, forward: Callable[..., Any]
 
     def for_rank(nd: int) -> tuple[Callable[..., Any], Callable[..., Any]]:
         def pool_nd(x: ArrayLike, *args: Any, **kw: Any) -> np.ndarray:
-            return forward(x, cls.parse(nd, *args, **kw))
+            return forward(x, cls.of(nd, args, kw))
 
         def backward_nd(grad_output: ArrayLike, *args: Any, **kw: Any) -> np.ndarray:
             args, value = take(args, kw, 0, lead.name, required=True)
             args, out = take(args, kw, len(options), "out")
-            return backward(grad_output, value, cls.parse(nd, *args, **kw), out)
+            return backward(grad_output, value, cls.of(nd, args, kw), out)
 
         with_options(backward_nd, [lead, *options, OUT])
         return (_docs.for_rank(with_options(pool_nd, options), f"{name}{nd}d", docs[0], nd),

@@ -244,12 +244,12 @@ _AT = [p.name for p in _OPTIONS].index("padding") + 1
 def _for_rank(nd: int):
     def unpool_nd(x: ArrayLike, indices: ArrayLike, *options: Any, **kw: Any) -> np.ndarray:
         options, output_size = take(options, kw, _AT, "output_size")
-        return unpool(x, indices, UnpoolParams.parse(nd, *options, **kw), output_size)
+        return unpool(x, indices, UnpoolParams.of(nd, options, kw), output_size)
 
     def backward_nd(grad_output: ArrayLike, indices: ArrayLike, input_shape: tuple[int, ...],
                     *options: Any, **kw: Any) -> np.ndarray:
         options, out = take(options, kw, len(_OPTIONS), "out")
-        p = UnpoolParams.parse(nd, *options, **kw)
+        p = UnpoolParams.of(nd, options, kw)
         return backward(grad_output, indices, input_shape, p, out)
 
     forward = with_options(unpool_nd, [*_OPTIONS[:_AT], _OUTPUT_SIZE, *_OPTIONS[_AT:]])
