@@ -7,7 +7,7 @@ assume their inputs are valid and never check again.
 from __future__ import annotations
 
 import numbers
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -88,6 +88,17 @@ def _as_int(value: Any, name: str) -> int:
     return int(value)
 
 
+def per_dim(value: Any, nd: int, mismatch: Callable[[list[Any]], str]) -> list[Any]:
+    """The entries of the sequence ``value``, one per spatial dim (one entry stands for
+    every dim); any other length is a ValueError with the message ``mismatch(entries)``."""
+    items = list(value)
+    if len(items) == 1 and nd != 1:
+        items = items * nd
+    if len(items) != nd:
+        raise ValueError(mismatch(items))
+    return items
+
+
 def int_tuple(value: Any, ndim: int, name: str, minimum: int | None = None) -> tuple[int, ...]:
     """Normalise an int or a length-``ndim`` sequence of ints to a tuple.
 
@@ -104,14 +115,10 @@ def int_tuple(value: Any, ndim: int, name: str, minimum: int | None = None) -> t
     if isinstance(value, (np.ndarray,)) and value.ndim == 0:
         value = value.item()
     if isinstance(value, (Sequence, np.ndarray)) and not isinstance(value, (str, bytes)):
-        items = list(value)
-        if len(items) == 1 and ndim != 1:
-            items = items * ndim
-        if len(items) != ndim:
-            raise ValueError(
-                f"{name} must be an int or a tuple of {ndim} ints, "
-                f"got a sequence of length {len(items)}: {tuple(items)!r}"
-            )
+        items = per_dim(value, ndim, lambda items: (
+            f"{name} must be an int or a tuple of {ndim} ints, "
+            f"got a sequence of length {len(items)}: {tuple(items)!r}"
+        ))
         result = tuple(_as_int(v, name) for v in items)
     else:
         result = (_as_int(value, name),) * ndim
@@ -231,14 +238,10 @@ def parse_padding(padding: Any, kernel: tuple[int, ...], name: str = "padding") 
             return PaddingSpec("explicit", (0,) * nd, (0,) * nd, False)
         return PaddingSpec(mode, (0,) * nd, (0,) * nd, False)
     if _is_sequence(padding) and any(_is_sequence(v) for v in padding):
-        items = list(padding)
-        if len(items) == 1 and nd != 1:
-            items = items * nd
-        if len(items) != nd:
-            raise ValueError(
-                f"{name} given as (begin, end) pairs must have one entry per spatial dimension "
-                f"({nd}), got {len(items)}: {padding!r}"
-            )
+        items = per_dim(padding, nd, lambda items: (
+            f"{name} given as (begin, end) pairs must have one entry per spatial dimension "
+            f"({nd}), got {len(items)}: {padding!r}"
+        ))
         pairs = []
         for item in items:
             pair = list(item) if _is_sequence(item) else [item, item]
@@ -269,24 +272,18 @@ def parse_unpool_padding(padding: Any, nd: int, name: str = "padding") -> Paddin
     return PaddingSpec.symmetric(int_tuple(padding, nd, name, minimum=0))
 
 
-def check_windows_cover(
-    in_size: tuple[int, ...],
-    kernel: tuple[int, ...],
-    stride: tuple[int, ...],
-    pad_begin: tuple[int, ...],
-    dilation: tuple[int, ...],
-    out_size: tuple[int, ...],
-    name: str = "padding",
-) -> None:
+def check_windows_cover(geom: Geometry, name: str = "padding") -> None:
     """Reject padding that leaves a window without any input element."""
-    for j, dims in enumerate(zip(in_size, kernel, stride, pad_begin, dilation, out_size)):
+    for j, dims in enumerate(zip(geom.in_size, geom.kernel, geom.stride, geom.pad_begin,
+                                 geom.dilation, geom.out_size)):
         bad = empty_windows(*dims)
         if bad:
             raise ValueError(
-                f"{name} too large: along spatial dimension {j} (size {in_size[j]}) the "
+                f"{name} too large: along spatial dimension {j} (size {geom.in_size[j]}) the "
                 f"window(s) at output position(s) {bad[:5]} cover no input element (pad "
-                f"begin {pad_begin[j]}, kernel_size {kernel[j]}, stride {stride[j]}, "
-                f"dilation {dilation[j]}); every window must hold at least one input element"
+                f"begin {geom.pad_begin[j]}, kernel_size {geom.kernel[j]}, stride "
+                f"{geom.stride[j]}, dilation {geom.dilation[j]}); every window must hold at "
+                "least one input element"
             )
 
 
@@ -309,7 +306,7 @@ def build_geometry(
     geom = Geometry.build(in_size, kernel, stride, pad_begin, pad_end, dilation, ceil_mode)
     check_output_size(geom.out_size, in_size, name)
     if not padding.pytorch:
-        check_windows_cover(in_size, kernel, stride, pad_begin, dilation, geom.out_size)
+        check_windows_cover(geom)
     return geom
 
 

@@ -8,11 +8,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-#: Parameter blocks shared by many docstrings (``{out}`` in a template).
+#: Blocks shared by many docstrings (``{out}`` in a template).
 BLOCKS = {
     "out": "out : ndarray, optional\n"
     "        A C-contiguous array of the input's shape and ``grad_output``'s dtype, sharing no\n"
     "        memory with the other arguments, to write the result into (fully overwritten).",
+    "grad": "grad_output : array_like\n        float16/32/64, shaped like the forward output.",
+    "input_shape": "input_shape : tuple of int\n        Shape of the forward input.",
+    "examples": "Examples\n    --------\n    >>> import numpy as np, poolkit as pk",
 }
 #: The end of every ``*_backward`` docstring: ``out``, Returns and the examples' import.
 BLOCKS["backward"] = BLOCKS["out"] + """
@@ -22,9 +25,7 @@ BLOCKS["backward"] = BLOCKS["out"] + """
     grad_input : ndarray
         The input's shape, dtype of ``grad_output`` (``out`` when given).
 
-    Examples
-    --------
-    >>> import numpy as np, poolkit as pk"""
+    """ + BLOCKS["examples"]
 
 _LAYOUTS = {
     1: ("(N, C, L)", "(C, L)", "(N, L, C)", "(L, C)"),
@@ -51,9 +52,10 @@ def fields(nd: int) -> dict[str, Any]:
     }
 
 
-def shared(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Fill the shared parameter blocks (:data:`BLOCKS`) into ``fn``'s docstring."""
-    fn.__doc__ = (fn.__doc__ or "").format(**BLOCKS)
+def shared(fn: Callable[..., Any], **extra: str) -> Callable[..., Any]:
+    """Fill the shared blocks (:data:`BLOCKS`, and a module's own ``extra`` ones) into
+    ``fn``'s docstring."""
+    fn.__doc__ = (fn.__doc__ or "").format(**BLOCKS, **extra)
     return fn
 
 

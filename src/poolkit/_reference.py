@@ -7,7 +7,10 @@ straight from the definitions in docs/semantics.md and sharing no code with the 
 
 from __future__ import annotations
 
+import inspect
 import itertools
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -127,6 +130,30 @@ def _opmath(dtype: np.dtype) -> type:
     return np.float32 if dtype in (np.float16, np.float32) else np.float64
 
 
+def _avg_windows(
+    dims: list[tuple[int, int, int, int]], out_size: tuple[int, ...], count_include_pad: bool,
+    divisor_override: int | None,
+) -> Iterator[tuple[tuple[int, ...], list[tuple[int, ...]], int]]:
+    """Every average pooling window with an input element, in output row-major order:
+    its output position, its input positions in row-major order and its divisor.
+    ``dims``: (input length, kernel, stride, pad) per dim; a window may run past the
+    input into the padding, never past the end padding."""
+    for o in itertools.product(*(range(n) for n in out_size)):
+        starts = [i * s - p for i, (_, _, s, p) in zip(o, dims)]
+        ends = [min(b + k, n + p) for b, (n, k, _, p) in zip(starts, dims)]
+        lo = [max(b, 0) for b in starts]
+        hi = [min(e, n) for e, (n, _, _, _) in zip(ends, dims)]
+        if any(a >= b for a, b in zip(lo, hi)):
+            continue
+        if divisor_override is not None:
+            div = divisor_override
+        elif count_include_pad:
+            div = int(np.prod([e - b for b, e in zip(starts, ends)]))
+        else:
+            div = int(np.prod([b - a for a, b in zip(lo, hi)]))
+        yield o, list(itertools.product(*(range(a, b) for a, b in zip(lo, hi)))), div
+
+
 def avg_pool(
     x: np.ndarray,
     kernel: tuple[int, ...],
@@ -150,64 +177,47 @@ def avg_pool(
         for j in range(nd)
     )
     out = np.zeros((planes.shape[0],) + out_size, dtype=x.dtype)
+    dims = list(zip(in_size, kernel, stride, padding))
+    windows = list(_avg_windows(dims, out_size, count_include_pad, divisor_override))
     for p in range(planes.shape[0]):
-        for o in itertools.product(*(range(n) for n in out_size)):
-            starts = [o[j] * stride[j] - padding[j] for j in range(nd)]
-            ends = [min(starts[j] + kernel[j], in_size[j] + padding[j]) for j in range(nd)]
-            padded = int(np.prod([e - s for s, e in zip(starts, ends)]))
+        for o, taps, div in windows:
             total = acc_t(0)
-            count = 0
-            for t in itertools.product(*(range(k) for k in kernel)):
-                pos = tuple(starts[j] + t[j] for j in range(nd))
-                if any(q < 0 or q >= min(ends[j], in_size[j]) for j, q in enumerate(pos)):
-                    continue
+            for pos in taps:
                 total = acc_t(total + acc_t(planes[(p, *pos)]))
-                count += 1
-            if count == 0:
-                continue
-            if divisor_override is not None:
-                div = divisor_override
-            else:
-                div = padded if count_include_pad else count
             out[(p, *o)] = x.dtype.type(total / acc_t(div))
     return _unplanes(out, x.shape, nd, channels_last)
 
 
-def avg_pool_backward(
-    grad: np.ndarray,
-    input_shape: tuple[int, ...],
-    kernel: tuple[int, ...],
-    stride: tuple[int, ...],
-    padding: tuple[int, ...],
-    ceil_mode: bool = False,
-    count_include_pad: bool = True,
-    divisor_override: int | None = None,
-    channels_last: bool = False,
-) -> np.ndarray:
-    """Reference average pooling backward: scatter grad/divisor in output row-major order."""
-    nd = len(kernel)
-    g = _planes(np.asarray(grad), nd, channels_last)
+def avg_pool_backward(grad: np.ndarray, input_shape: tuple[int, ...], *options: Any) -> np.ndarray:
+    """Reference average pooling backward (``options`` those of :func:`avg_pool` after
+    ``x``): scatter grad/divisor over the same windows, in output row-major order."""
+    bound = inspect.signature(avg_pool).bind(None, *options)
+    bound.apply_defaults()
+    o = bound.arguments
+    nd = len(o["kernel"])
+    g = _planes(np.asarray(grad), nd, o["channels_last"])
     acc_t = _opmath(g.dtype)
-    dx = _planes(np.zeros(input_shape, dtype=g.dtype), nd, channels_last)
-    in_size = dx.shape[1:]
+    dx = _planes(np.zeros(input_shape, dtype=g.dtype), nd, o["channels_last"])
+    dims = list(zip(dx.shape[1:], o["kernel"], o["stride"], o["padding"]))
+    windows = list(_avg_windows(dims, g.shape[1:], o["count_include_pad"],
+                                o["divisor_override"]))
     for p in range(g.shape[0]):
-        for o in itertools.product(*(range(n) for n in g.shape[1:])):
-            starts = [o[j] * stride[j] - padding[j] for j in range(nd)]
-            ends = [min(starts[j] + kernel[j], in_size[j] + padding[j]) for j in range(nd)]
-            lo = [max(s, 0) for s in starts]
-            hi = [min(e, n) for e, n in zip(ends, in_size)]
-            if any(a >= b for a, b in zip(lo, hi)):
-                continue
-            if divisor_override is not None:
-                div = divisor_override
-            elif count_include_pad:
-                div = int(np.prod([e - s for s, e in zip(starts, ends)]))
-            else:
-                div = int(np.prod([b - a for a, b in zip(lo, hi)]))
-            delta = g.dtype.type(acc_t(g[(p, *o)]) / acc_t(div))
-            for pos in itertools.product(*(range(a, b) for a, b in zip(lo, hi))):
+        for out_pos, taps, div in windows:
+            delta = g.dtype.type(acc_t(g[(p, *out_pos)]) / acc_t(div))
+            for pos in taps:
                 dx[(p, *pos)] = dx[(p, *pos)] + delta
-    return _unplanes(dx, tuple(input_shape), nd, channels_last)
+    return _unplanes(dx, tuple(input_shape), nd, o["channels_last"])
+
+
+def _window_max(plane: np.ndarray, positions: Iterable[tuple[int, ...]]) -> tuple[Any, int]:
+    """The maximum of ``plane`` over ``positions`` (window order) and its row-major index:
+    the first maximum wins ties, the last NaN wins."""
+    best, best_pos = None, None
+    for pos in positions:
+        v = plane[pos]
+        if best is None or v > best or np.isnan(v):
+            best, best_pos = v, pos
+    return best, int(np.ravel_multi_index(best_pos, plane.shape))
 
 
 def adaptive_bounds(o: int, length: int, n_out: int) -> tuple[int, int]:
@@ -271,13 +281,8 @@ def adaptive_max_pool(x: np.ndarray, out_size: tuple[int, ...]) -> tuple[np.ndar
     for p in range(planes.shape[0]):
         for o in itertools.product(*(range(n) for n in out_size)):
             bounds = [adaptive_bounds(o[j], in_size[j], out_size[j]) for j in range(nd)]
-            best, best_pos = None, None
-            for pos in itertools.product(*(range(a, b) for a, b in bounds)):
-                v = planes[(p, *pos)]
-                if best is None or v > best or np.isnan(v):
-                    best, best_pos = v, pos
-            out[(p, *o)] = best
-            idx[(p, *o)] = int(np.ravel_multi_index(best_pos, in_size))
+            out[(p, *o)], idx[(p, *o)] = _window_max(
+                planes[p], itertools.product(*(range(a, b) for a, b in bounds)))
     return _unplanes(out, x.shape, nd, False), _unplanes(idx, x.shape, nd, False)
 
 
@@ -340,14 +345,9 @@ def fractional_max_pool(
             for j in range(nd)
         ]
         for o in itertools.product(*(range(n) for n in out_size)):
-            best, best_pos = None, None
-            for t in itertools.product(*(range(k) for k in kernel)):
-                pos = tuple(seqs[j][o[j]] + t[j] for j in range(nd))
-                v = planes[(p, *pos)]
-                if best is None or v > best or np.isnan(v):
-                    best, best_pos = v, pos
-            out[(p, *o)] = best
-            idx[(p, *o)] = int(np.ravel_multi_index(best_pos, in_size))
+            taps = itertools.product(*(range(k) for k in kernel))
+            out[(p, *o)], idx[(p, *o)] = _window_max(
+                planes[p], (tuple(seqs[j][o[j]] + t[j] for j in range(nd)) for t in taps))
     return _unplanes(out, x.shape, nd, False), _unplanes(idx, x.shape, nd, False)
 
 

@@ -9,6 +9,9 @@ returns the gradient with respect to that input.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from functools import partial
+from inspect import Parameter, signature
 from typing import Any
 
 import numpy as np
@@ -19,8 +22,8 @@ from ._ops import adaptive, argmax, avg_pool, fractional, global_pool, lp_pool, 
 from ._ops.avg_pool import AvgPoolParams
 from ._ops.lp_pool import LpPoolParams
 from ._ops.max_pool import MaxPoolParams
+from ._ops.params import IndexedParams, PoolParams, with_options
 from ._ops.unpool import UnpoolParams
-from ._types import IntOrTuple, Padding
 
 __all__ = [
     "AdaptiveAvgPool1d",
@@ -115,9 +118,30 @@ def _rank_layer(base: type, name: str, what: str, example: str) -> type:
                                 "__qualname__": name})
 
 
+def _parsing_init(params: type[PoolParams]) -> Callable[..., None]:
+    """A layer constructor taking its family's options (those of its functions, declared
+    by ``params``) and keeping them validated in ``self.params``."""
+
+    def __init__(self: Layer, *options: Any, **kw: Any) -> None:
+        self.params = params.of(self._nd, options, kw)
+
+    return with_options(__init__, params.options())
+
+
+def _options_of(function: Callable[..., Any]) -> list[Parameter]:
+    """The parameters of a layer's ``function`` after its input: the layer's options."""
+    return list(signature(function).parameters.values())[1:]
+
+
 def _flag(name: str, value: bool) -> list[str]:
     """``["name=True"]`` for an option that is off by default and set."""
     return [f"{name}=True"] if value else []
+
+
+def _layout_options(p: IndexedParams) -> list[str]:
+    """``channels_last`` and the index layout, where not the defaults."""
+    layout = _indices.layout_repr(p.index_format, p.storage_order)
+    return _flag("channels_last", p.channels_last) + ([layout[2:]] if layout else [])
 
 
 # ---------------------------------------------------------------------------- max pooling
@@ -126,21 +150,7 @@ def _flag(name: str, value: bool) -> list[str]:
 class _MaxPoolNd(Layer):
     """Max pooling layer; ``forward`` keeps the indices so ``backward`` can route."""
 
-    def __init__(
-        self,
-        kernel_size: IntOrTuple,
-        stride: IntOrTuple | None = None,
-        padding: Padding = 0,
-        dilation: IntOrTuple = 1,
-        ceil_mode: bool = False,
-        return_indices: bool = False,
-        channels_last: bool = False,
-        index_format: str = "plane",
-        storage_order: int = 0,
-    ) -> None:
-        self.params = MaxPoolParams.parse(self._nd, kernel_size, stride, padding, dilation,
-                                          ceil_mode, return_indices, channels_last,
-                                          index_format, storage_order)
+    __init__ = _parsing_init(MaxPoolParams)
 
     def forward(self, x: ArrayLike) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Pool ``x`` and remember where each maximum came from.
@@ -153,10 +163,7 @@ class _MaxPoolNd(Layer):
         self._state = (idx, shape)
         if not p.return_indices:
             return out
-        batched = len(shape) == p.nd + 2
-        return out, _indices.from_plane(
-            idx, shape, p.nd, batched, p.channels_last, p.index_format, p.storage_order
-        )
+        return out, p.indices_from_plane(idx, shape)
 
     def backward(self, grad_output: ArrayLike, out: np.ndarray | None = None) -> np.ndarray:
         """Gradient with respect to the input of the most recent ``forward``."""
@@ -175,9 +182,7 @@ class _MaxPoolNd(Layer):
             f"kernel_size={compact(p.kernel)}", f"stride={compact(p.stride)}",
             f"padding={_padding_repr(p.padding)!r}", f"dilation={compact(p.dilation)}",
             f"ceil_mode={p.ceil_mode}", *_flag("return_indices", p.return_indices),
-            *_flag("channels_last", p.channels_last),
-        ] + ([_indices.layout_repr(p.index_format, p.storage_order)[2:]]
-             if _indices.layout_repr(p.index_format, p.storage_order) else [])
+        ] + _layout_options(p)
 
 
 MaxPool1d = _rank_layer(_MaxPoolNd, "MaxPool1d", "max pooling", """
@@ -208,34 +213,28 @@ MaxPool3d = _rank_layer(_MaxPoolNd, "MaxPool3d", "max pooling", """
 # ------------------------------------------------------------------------ average pooling
 
 
-class _AvgPoolNd(Layer):
+class _FamilyBackward(Layer):
+    """A layer whose ``backward`` is its family's: ``family.backward(grad_output, saved,
+    params, out)``, ``saved`` what ``forward`` kept (the input shape, or the input)."""
+
+    _family: Any
+
+    def backward(self, grad_output: ArrayLike, out: np.ndarray | None = None) -> np.ndarray:
+        """Gradient with respect to the input of the most recent ``forward``."""
+        return self._family.backward(grad_output, self._saved(), self.params, out)
+
+
+class _AvgPoolNd(_FamilyBackward):
     """Average pooling layer; remembers the input shape for ``backward``."""
 
-    def __init__(
-        self,
-        kernel_size: IntOrTuple,
-        stride: IntOrTuple | None = None,
-        padding: Padding = 0,
-        ceil_mode: bool = False,
-        count_include_pad: bool = True,
-        divisor_override: int | None = None,
-        channels_last: bool = False,
-        dilation: IntOrTuple = 1,
-    ) -> None:
-        self.params = AvgPoolParams.parse(
-            self._nd, kernel_size, stride, padding, ceil_mode, count_include_pad,
-            divisor_override, channels_last, dilation,
-        )
+    __init__ = _parsing_init(AvgPoolParams)
+    _family = avg_pool
 
     def forward(self, x: ArrayLike) -> np.ndarray:
         """Pool ``x`` (see :func:`poolkit.avg_pool2d`) and remember its shape."""
         out = avg_pool.pool(x, self.params)
         self._state = tuple(np.shape(x))
         return out
-
-    def backward(self, grad_output: ArrayLike, out: np.ndarray | None = None) -> np.ndarray:
-        """Gradient with respect to the input of the most recent ``forward``."""
-        return avg_pool.backward(grad_output, self._saved(), self.params, out)
 
     def _options(self) -> list[str]:
         p = self.params
@@ -273,33 +272,17 @@ AvgPool3d = _rank_layer(_AvgPoolNd, "AvgPool3d", "average pooling", """
 # ----------------------------------------------------------------------------- Lp pooling
 
 
-class _LPPoolNd(Layer):
+class _LPPoolNd(_FamilyBackward):
     """Lp pooling layer; keeps the input for ``backward``."""
 
-    def __init__(
-        self,
-        norm_type: float,
-        kernel_size: IntOrTuple,
-        stride: IntOrTuple | None = None,
-        ceil_mode: bool = False,
-        channels_last: bool = False,
-        padding: Padding = 0,
-        dilation: IntOrTuple = 1,
-    ) -> None:
-        self.params = LpPoolParams.parse(
-            self._nd, norm_type, kernel_size, stride, ceil_mode, channels_last, padding,
-            dilation,
-        )
+    __init__ = _parsing_init(LpPoolParams)
+    _family = lp_pool
 
     def forward(self, x: ArrayLike) -> np.ndarray:
         """Pool ``x`` (see :func:`poolkit.lp_pool2d`) and keep it for ``backward``."""
         out = lp_pool.pool(x, self.params)
         self._state = np.asarray(x)
         return out
-
-    def backward(self, grad_output: ArrayLike, out: np.ndarray | None = None) -> np.ndarray:
-        """Gradient with respect to the input of the most recent ``forward``."""
-        return lp_pool.backward(grad_output, self._saved(), self.params, out)
 
     def _options(self) -> list[str]:
         a = self.params.avg
@@ -509,33 +492,29 @@ class _FractionalMaxPoolNd(Layer):
     """Fractional max pooling layer: new samples from ``rng`` at every ``forward``
     (unless fixed ``random_samples`` were given)."""
 
-    def __init__(
-        self,
-        kernel_size: IntOrTuple,
-        output_size: IntOrTuple | None = None,
-        output_ratio: float | tuple[float, ...] | None = None,
-        return_indices: bool = False,
-        random_samples: ArrayLike | None = None,
-        rng: np.random.Generator | None = None,
-    ) -> None:
-        nd = self._nd
-        self.kernel = _args.int_tuple(kernel_size, nd, "kernel_size", minimum=1)
-        if (output_size is None) == (output_ratio is None):
+    @partial(with_options, options=_options_of(fractional.fractional_max_pool2d))
+    def __init__(self, *options: Any, **kw: Any) -> None:
+        bound = signature(type(self).__init__).bind(self, *options, **kw)
+        bound.apply_defaults()
+        o, nd = bound.arguments, self._nd
+        self.kernel = _args.int_tuple(o["kernel_size"], nd, "kernel_size", minimum=1)
+        if (o["output_size"] is None) == (o["output_ratio"] is None):
             raise ValueError(
                 f"{type(self).__name__} needs exactly one of output_size and output_ratio"
             )
         self.output_size = (
-            None if output_size is None
-            else _args.int_tuple(output_size, nd, "output_size", minimum=1)
+            None if o["output_size"] is None
+            else _args.int_tuple(o["output_size"], nd, "output_size", minimum=1)
         )
         self.output_ratio = (
-            None if output_ratio is None else fractional.ratio_tuple(output_ratio, nd)
+            None if o["output_ratio"] is None else fractional.ratio_tuple(o["output_ratio"], nd)
         )
-        self.return_indices = _args.check_bool(return_indices, "return_indices")
+        self.return_indices = _args.check_bool(o["return_indices"], "return_indices")
+        rng = o["rng"]
         if rng is not None and not isinstance(rng, np.random.Generator):
             raise TypeError(f"rng must be a numpy.random.Generator or None, got {rng!r}")
         self.rng = np.random.default_rng() if rng is None else rng
-        self.random_samples = random_samples
+        self.random_samples = o["random_samples"]
 
     def forward(self, x: ArrayLike) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Pool ``x`` (see :func:`poolkit.fractional_max_pool2d`) and remember the argmax."""
@@ -583,18 +562,7 @@ FractionalMaxPool3d = _rank_layer(
 class _MaxUnpoolNd(Layer):
     """Max unpooling layer; ``forward(x, indices, output_size=None)``."""
 
-    def __init__(
-        self,
-        kernel_size: IntOrTuple,
-        stride: IntOrTuple | None = None,
-        padding: IntOrTuple | tuple[tuple[int, int], ...] = 0,
-        channels_last: bool = False,
-        index_format: str = "plane",
-        storage_order: int = 0,
-    ) -> None:
-        self.params = UnpoolParams.parse(
-            self._nd, kernel_size, stride, padding, channels_last, index_format, storage_order
-        )
+    __init__ = _parsing_init(UnpoolParams)
 
     def forward(
         self, x: ArrayLike, indices: ArrayLike, output_size: tuple[int, ...] | None = None
@@ -611,11 +579,10 @@ class _MaxUnpoolNd(Layer):
 
     def _options(self) -> list[str]:
         p = self.params
-        layout = _indices.layout_repr(p.index_format, p.storage_order)
         return [
             f"kernel_size={compact(p.kernel)}", f"stride={compact(p.stride)}",
-            f"padding={_padding_repr(p.padding)!r}", *_flag("channels_last", p.channels_last),
-        ] + ([layout[2:]] if layout else [])
+            f"padding={_padding_repr(p.padding)!r}",
+        ] + _layout_options(p)
 
 
 MaxUnpool1d = _rank_layer(_MaxUnpoolNd, "MaxUnpool1d", "max unpooling", """

@@ -197,9 +197,7 @@ _AVG_DOC = """{nd}-D adaptive average pooling (PyTorch's ``adaptive_avg_pool{nd}
     fixed 16-lane vector sum, one division), so values agree to rounding (relative
     1e-6 in float32), and the backward, one division too, is bit-identical.
 
-    Examples
-    --------
-    >>> import numpy as np, poolkit as pk
+    {examples}
     >>> x = np.array([0.0, 1.0, 2.0, 3.0]).reshape({row4})
     >>> pk.adaptive_avg_pool{nd}d(x, {k2}).ravel()
     array([0.5, 2.5])
@@ -232,9 +230,7 @@ _MAX_DOC = """{nd}-D adaptive max pooling (PyTorch's ``adaptive_max_pool{nd}d``)
     wins ties and the last NaN wins, as in PyTorch (values and indices identical).
     PyTorch has no integer kernel; poolkit accepts integers.
 
-    Examples
-    --------
-    >>> import numpy as np, poolkit as pk
+    {examples}
     >>> x = np.array([1.0, 5.0, 2.0, 4.0]).reshape({row4})
     >>> pk.adaptive_max_pool{nd}d(x, {k2}).ravel()
     array([5., 4.])
@@ -247,10 +243,8 @@ _BACKWARD_DOC = """Gradient of :func:`adaptive_{kind}_pool{nd}d` with respect to
 
     Parameters
     ----------
-    grad_output : array_like
-        float16/32/64, shaped like the forward output.
-{indices}    input_shape : tuple of int
-        Shape of the forward input.
+    {grad}
+{indices}    {input_shape}
     channels_last : bool, default False
         Layout of the arrays.
     {backward}

@@ -16,15 +16,14 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-from numpy.typing import ArrayLike
 
-from .. import _args, _docs, _engine
+from .. import _args, _engine
 from .._engine import KERNEL_NDIM
 from .._geometry import Geometry, PaddingSpec, empty_windows, output_shape
 from .._kernels import LazyModule
-from .._types import IntOrTuple, Padding
+from .._types import IntOrTuple
 from .._window_sum import window_counts, window_sums, window_sums_transpose
-from .params import WindowParams
+from .params import WindowParams, rank_functions
 
 #: compiled kernels, imported (with numba) by the first call that needs them
 _k: Any = LazyModule("avg_pool")
@@ -59,24 +58,17 @@ class AvgPoolParams(WindowParams):
         return any(d != 1 for d in self.dilation)
 
     @classmethod
-    def _parse(
+    def _more(
         cls,
         nd: int,
-        kernel_size: Any,
-        stride: Any,
-        padding: Any,
-        ceil_mode: Any,
-        count_include_pad: Any,
-        divisor_override: Any,
-        channels_last: Any,
-        dilation: Any = 1,
-    ) -> AvgPoolParams:
-        kernel, strides = _args.kernel_and_stride(kernel_size, stride, nd)
-        return cls(
-            nd,
-            kernel,
-            strides,
-            _args.parse_padding(padding, kernel),
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
+        divisor_override: int | None = None,
+        channels_last: bool = False,
+        dilation: IntOrTuple = 1,
+    ) -> tuple[Any, ...]:
+        """The options of every average pooling function and layer after ``padding``."""
+        return (
             _args.check_bool(ceil_mode, "ceil_mode"),
             _args.check_bool(count_include_pad, "count_include_pad"),
             _args.check_divisor_override(divisor_override),
@@ -434,9 +426,7 @@ _FORWARD_DOC = """{nd}-D average pooling, bit-identical to PyTorch's CPU ``avg_p
     or float64, divided once by the integer divisor and rounded to the output dtype:
     PyTorch's CPU arithmetic, so values are bit-identical (docs/semantics.md §7).
 
-    Examples
-    --------
-    >>> import numpy as np, poolkit as pk
+    {examples}
     >>> x = np.array([1.0, 3.0, 2.0, 0.0]).reshape({row4})
     >>> pk.avg_pool{nd}d(x, {k2}).ravel()
     array([2., 1.])
@@ -453,8 +443,7 @@ _BACKWARD_DOC = """Gradient of :func:`avg_pool{nd}d` with respect to its input.
     grad_output : array_like
         float16/32/64, shaped like the forward output (``{layout}`` / ``{unbatched}``,
         or ``{cl}`` / ``{cl_unbatched}`` with ``channels_last=True``).
-    input_shape : tuple of int
-        Shape of the forward input.
+    {input_shape}
     kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, \
 channels_last, dilation
         The forward options.
@@ -465,43 +454,8 @@ channels_last, dilation
     """
 
 
-def _for_rank(nd: int):
-    def pool_nd(
-        x: ArrayLike,
-        kernel_size: IntOrTuple,
-        stride: IntOrTuple | None = None,
-        padding: Padding = 0,
-        ceil_mode: bool = False,
-        count_include_pad: bool = True,
-        divisor_override: int | None = None,
-        channels_last: bool = False,
-        dilation: IntOrTuple = 1,
-    ) -> np.ndarray:
-        return pool(x, AvgPoolParams.parse(nd, kernel_size, stride, padding, ceil_mode,
-                                           count_include_pad, divisor_override,
-                                           channels_last, dilation))
-
-    def backward_nd(
-        grad_output: ArrayLike,
-        input_shape: tuple[int, ...],
-        kernel_size: IntOrTuple,
-        stride: IntOrTuple | None = None,
-        padding: Padding = 0,
-        ceil_mode: bool = False,
-        count_include_pad: bool = True,
-        divisor_override: int | None = None,
-        channels_last: bool = False,
-        dilation: IntOrTuple = 1,
-        out: np.ndarray | None = None,
-    ) -> np.ndarray:
-        p = AvgPoolParams.parse(nd, kernel_size, stride, padding, ceil_mode,
-                                count_include_pad, divisor_override, channels_last, dilation)
-        return backward(grad_output, input_shape, p, out)
-
-    return (_docs.for_rank(pool_nd, f"avg_pool{nd}d", _FORWARD_DOC, nd),
-            _docs.for_rank(backward_nd, f"avg_pool{nd}d_backward", _BACKWARD_DOC, nd))
-
-
-avg_pool1d, avg_pool1d_backward = _for_rank(1)
-avg_pool2d, avg_pool2d_backward = _for_rank(2)
-avg_pool3d, avg_pool3d_backward = _for_rank(3)
+(avg_pool1d, avg_pool1d_backward, avg_pool2d, avg_pool2d_backward,
+ avg_pool3d, avg_pool3d_backward) = rank_functions(
+    AvgPoolParams, "avg_pool", pool, backward, ("input_shape", "tuple[int, ...]"),
+    (_FORWARD_DOC, _BACKWARD_DOC),
+)

@@ -186,9 +186,7 @@ _FORWARD_DOC = """{nd}-D fractional max pooling, PyTorch's ``fractional_max_pool
     First maximum wins ties, the last NaN wins. Stricter than PyTorch: samples outside
     [0, 1), a wrong samples shape and empty outputs are rejected.
 
-    Examples
-    --------
-    >>> import numpy as np, poolkit as pk
+    {examples}
     >>> x = np.arange(25.0 * {planes}).reshape((1, 1) + (2,) * {depth} + (5, 5))
     >>> k = {k22}
     >>> pk.fractional_max_pool{nd}d(x, k, output_size=k, rng=np.random.default_rng(0)).ravel()
@@ -202,12 +200,10 @@ _BACKWARD_DOC = """Gradient of :func:`fractional_max_pool{nd}d` with respect to 
 
     Parameters
     ----------
-    grad_output : array_like
-        float16/32/64, shaped like the forward output.
+    {grad}
     indices : array_like of int
         The indices returned by the forward pass.
-    input_shape : tuple of int
-        Shape of the forward input.
+    {input_shape}
     {backward}
     >>> x = np.arange(9.0 * {planes}).reshape((1, 1) + (2,) * {depth} + (3, 3))
     >>> k, o = {k22}, {o11}

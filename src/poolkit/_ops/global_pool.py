@@ -10,6 +10,7 @@ contiguous first.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,10 @@ __all__ = [
     "global_max_pool",
     "global_max_pool_backward",
 ]
+
+#: The docstrings of the backward passes, with the gradient every one of them takes.
+_shared = partial(_docs.shared, global_grad="grad_output : array_like\n"
+                  "        ``(N, C, 1, ..., 1)`` or ``(N, C)``, float16/32/64.")
 
 #: Channels-last plane mean: rows of lane sums at least this long are filled one lane
 #: at a time (shorter ones: all 16 lanes at once, L1 sized); no channel block is shorter.
@@ -186,7 +191,7 @@ def _global_grad(grad_output: Any, input_shape: Any, channels_last: Any, out: An
     return grad.reshape(shape[0], -1)[:, :, None, None, None], shape, nd, channels_last, out
 
 
-@_docs.shared
+@_shared
 def global_avg_pool_backward(
     grad_output: ArrayLike, input_shape: tuple[int, ...], channels_last: bool = False,
     out: np.ndarray | None = None,
@@ -195,10 +200,8 @@ def global_avg_pool_backward(
 
     Parameters
     ----------
-    grad_output : array_like
-        ``(N, C, 1, ..., 1)`` or ``(N, C)``, float16/32/64.
-    input_shape : tuple of int
-        Shape of the forward input.
+    {global_grad}
+    {input_shape}
     channels_last : bool, default False
         Layout of the forward input.
     {backward}
@@ -263,7 +266,7 @@ def global_max_pool(
     return out
 
 
-@_docs.shared
+@_shared
 def global_max_pool_backward(
     grad_output: ArrayLike,
     indices: ArrayLike,
@@ -275,12 +278,10 @@ def global_max_pool_backward(
 
     Parameters
     ----------
-    grad_output : array_like
-        ``(N, C, 1, ..., 1)`` or ``(N, C)``, float16/32/64.
+    {global_grad}
     indices : array_like of int
         The indices of the forward pass (same shape as ``grad_output``).
-    input_shape : tuple of int
-        Shape of the forward input.
+    {input_shape}
     channels_last : bool, default False
         Layout of the forward input.
     {backward}
@@ -345,7 +346,7 @@ def _plane_sums(arr: np.ndarray, nd: int, channels_last: bool) -> np.ndarray:
     return avg_pool.pool(planes, params)
 
 
-@_docs.shared
+@_shared
 def global_lp_pool_backward(
     grad_output: ArrayLike, x: ArrayLike, p: float = 2.0, channels_last: bool = False,
     out: np.ndarray | None = None,
@@ -357,8 +358,7 @@ def global_lp_pool_backward(
 
     Parameters
     ----------
-    grad_output : array_like
-        ``(N, C, 1, ..., 1)`` or ``(N, C)``, float16/32/64.
+    {global_grad}
     x : array_like
         The forward input.
     p : float, default 2.0

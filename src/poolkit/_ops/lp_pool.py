@@ -11,15 +11,14 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-from numpy.typing import ArrayLike
 
-from .. import _args, _docs, _engine
+from .. import _args, _engine
 from .._geometry import Geometry, output_shape
 from .._types import IntOrTuple, Padding
 from .._window_sum import window_sums, window_sums_transpose
 from . import avg_pool
 from .avg_pool import AvgPoolParams
-from .params import PoolParams
+from .params import PoolParams, rank_functions
 
 __all__ = [
     "lp_pool1d",
@@ -53,9 +52,17 @@ class LpPoolParams(PoolParams):
 
     @classmethod
     def _parse(
-        cls, nd: int, norm_type: Any, kernel_size: Any, stride: Any, ceil_mode: Any,
-        channels_last: Any, padding: Any = 0, dilation: Any = 1,
+        cls,
+        nd: int,
+        norm_type: float,
+        kernel_size: IntOrTuple,
+        stride: IntOrTuple | None = None,
+        ceil_mode: bool = False,
+        channels_last: bool = False,
+        padding: Padding = 0,
+        dilation: IntOrTuple = 1,
     ) -> LpPoolParams:
+        """The options of every Lp pooling function and layer."""
         p = _args.check_norm_type(norm_type)
         avg = AvgPoolParams.parse(
             nd, kernel_size, stride, padding, ceil_mode, True, None, channels_last, dilation
@@ -190,9 +197,7 @@ _FORWARD_DOC = """{nd}-D power-average (Lp) pooling: ``(sum over the window of |
     Negative inputs use ``|x|^p``, the true Lp norm as in ONNX ``LpPool``
     (docs/semantics.md §8).
 
-    Examples
-    --------
-    >>> import numpy as np, poolkit as pk
+    {examples}
     >>> x = np.array([3.0, 4.0, 0.0, -2.0]).reshape({row4})
     >>> pk.lp_pool{nd}d(x, 2, {k2}).ravel()
     array([5., 2.])
@@ -206,8 +211,7 @@ _BACKWARD_DOC = """Gradient of :func:`lp_pool{nd}d` with respect to its input.
 
     Parameters
     ----------
-    grad_output : array_like
-        float16/32/64, shaped like the forward output.
+    {grad}
     x : array_like
         The forward input.
     norm_type, kernel_size, stride, ceil_mode, channels_last, padding, dilation
@@ -219,40 +223,7 @@ _BACKWARD_DOC = """Gradient of :func:`lp_pool{nd}d` with respect to its input.
     """
 
 
-def _for_rank(nd: int):
-    def pool_nd(
-        x: ArrayLike,
-        norm_type: float,
-        kernel_size: IntOrTuple,
-        stride: IntOrTuple | None = None,
-        ceil_mode: bool = False,
-        channels_last: bool = False,
-        padding: Padding = 0,
-        dilation: IntOrTuple = 1,
-    ) -> np.ndarray:
-        return pool(x, LpPoolParams.parse(nd, norm_type, kernel_size, stride, ceil_mode,
-                                          channels_last, padding, dilation))
-
-    def backward_nd(
-        grad_output: ArrayLike,
-        x: ArrayLike,
-        norm_type: float,
-        kernel_size: IntOrTuple,
-        stride: IntOrTuple | None = None,
-        ceil_mode: bool = False,
-        channels_last: bool = False,
-        padding: Padding = 0,
-        dilation: IntOrTuple = 1,
-        out: np.ndarray | None = None,
-    ) -> np.ndarray:
-        p = LpPoolParams.parse(nd, norm_type, kernel_size, stride, ceil_mode, channels_last,
-                               padding, dilation)
-        return backward(grad_output, x, p, out)
-
-    return (_docs.for_rank(pool_nd, f"lp_pool{nd}d", _FORWARD_DOC, nd),
-            _docs.for_rank(backward_nd, f"lp_pool{nd}d_backward", _BACKWARD_DOC, nd))
-
-
-lp_pool1d, lp_pool1d_backward = _for_rank(1)
-lp_pool2d, lp_pool2d_backward = _for_rank(2)
-lp_pool3d, lp_pool3d_backward = _for_rank(3)
+(lp_pool1d, lp_pool1d_backward, lp_pool2d, lp_pool2d_backward,
+ lp_pool3d, lp_pool3d_backward) = rank_functions(
+    LpPoolParams, "lp_pool", pool, backward, ("x", "ArrayLike"), (_FORWARD_DOC, _BACKWARD_DOC)
+)

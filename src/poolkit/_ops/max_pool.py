@@ -18,9 +18,9 @@ from numpy.typing import ArrayLike
 from .. import _args, _docs, _engine, _indices
 from .._geometry import Geometry
 from .._kernels import LazyModule
-from .._types import IntOrTuple, Padding
+from .._types import IntOrTuple
 from . import argmax, max_select
-from .params import WindowParams
+from .params import OUT, IndexedParams, take, with_options
 
 #: compiled kernels, imported (with numba) by the first call that needs them
 _k: Any = LazyModule("max_pool")
@@ -42,42 +42,32 @@ _U16 = np.dtype(np.uint16)
 
 
 @dataclass(frozen=True)
-class MaxPoolParams(WindowParams):
+class MaxPoolParams(IndexedParams):
     """Validated, per-dimension max pooling options (input-independent)."""
 
     dilation: tuple[int, ...]
     ceil_mode: bool
     return_indices: bool
-    channels_last: bool
-    index_format: str = "plane"
-    storage_order: int = 0
 
     @classmethod
-    def _parse(
+    def _more(
         cls,
         nd: int,
-        kernel_size: Any,
-        stride: Any,
-        padding: Any,
-        dilation: Any,
-        ceil_mode: Any,
-        return_indices: Any,
-        channels_last: Any,
-        index_format: Any = "plane",
-        storage_order: Any = 0,
-    ) -> MaxPoolParams:
-        kernel, strides = _args.kernel_and_stride(kernel_size, stride, nd)
-        return cls(
-            nd,
-            kernel,
-            strides,
-            _args.parse_padding(padding, kernel),
+        dilation: IntOrTuple = 1,
+        ceil_mode: bool = False,
+        return_indices: bool = False,
+        channels_last: bool = False,
+        index_format: str = "plane",
+        storage_order: int = 0,
+    ) -> tuple[Any, ...]:
+        """The options of every max pooling function and layer after ``padding``."""
+        rest = (
             _args.int_tuple(dilation, nd, "dilation", minimum=1),
             _args.check_bool(ceil_mode, "ceil_mode"),
             _args.check_bool(return_indices, "return_indices"),
-            _args.check_bool(channels_last, "channels_last"),
-            *_args.check_index_format(index_format, storage_order),
         )
+        layout = _args.check_bool(channels_last, "channels_last")
+        return (layout, *_args.check_index_format(index_format, storage_order), *rest)
 
 
 class ForwardPlan:
@@ -242,10 +232,7 @@ def _convert_indices(idx, shape: tuple[int, ...], p: MaxPoolParams, convert: boo
     """Plane row-major kernel indices in ``p``'s layout (unchanged with ``convert=False``)."""
     if idx is None or not convert:
         return idx
-    batched = len(shape) == p.nd + 2
-    return _indices.from_plane(
-        idx, shape, p.nd, batched, p.channels_last, p.index_format, p.storage_order
-    )
+    return p.indices_from_plane(idx, shape)
 
 
 def backward(
@@ -253,7 +240,7 @@ def backward(
     indices: Any,
     input_shape: Any,
     nd: int,
-    channels_last: Any,
+    channels_last: Any = False,
     index_format: Any = "plane",
     storage_order: Any = 0,
     out: Any = None,
@@ -330,9 +317,7 @@ _FORWARD_DOC = """{nd}-D max pooling, exact and PyTorch-compatible (docs/semanti
     last NaN in window order wins. A window that covers no input element (possible with
     dilation and padding) gives ``-inf`` (the dtype minimum) and index ``-1``.
 
-    Examples
-    --------
-    >>> import numpy as np, poolkit as pk
+    {examples}
     >>> x = np.array([1.0, 3.0, 2.0, 0.0]).reshape({row4})
     >>> pk.max_pool{nd}d(x, {k2}).ravel()
     array([3., 2.])
@@ -353,8 +338,7 @@ _BACKWARD_DOC = """Gradient of :func:`max_pool{nd}d` with respect to its input.
         ``channels_last=True``).
     indices : array_like of int
         The indices returned by the forward pass, same shape as ``grad_output``.
-    input_shape : tuple of int
-        Shape of the forward input.
+    {input_shape}
     channels_last : bool, default False
         Layout of all three arrays.
     index_format : {{"plane", "global"}}, default "plane"
@@ -402,44 +386,31 @@ storage_order
     """
 
 
+#: The layout options of the forward that every max pooling backward takes too.
+_LAYOUT = ("channels_last", "index_format", "storage_order")
+
+
 def _pool_function(nd: int | None):
     """The forward of ``nd`` spatial dims (None: as many as ``kernel_size`` has)."""
 
-    def pool_nd(
-        x: ArrayLike,
-        kernel_size: IntOrTuple,
-        stride: IntOrTuple | None = None,
-        padding: Padding = 0,
-        dilation: IntOrTuple = 1,
-        ceil_mode: bool = False,
-        return_indices: bool = False,
-        channels_last: bool = False,
-        index_format: str = "plane",
-        storage_order: int = 0,
-    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-        rank = _args.spatial_ndim_of(kernel_size) if nd is None else nd
-        p = MaxPoolParams.parse(rank, kernel_size, stride, padding, dilation, ceil_mode,
-                                return_indices, channels_last, index_format, storage_order)
+    def pool_nd(x: ArrayLike, *options: Any,
+                **kw: Any) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        p = MaxPoolParams.of(nd, options, kw)
         return _finish(*pool(x, p, p.return_indices), p.return_indices)
 
-    return pool_nd
+    return with_options(pool_nd, MaxPoolParams.options())
 
 
 def _for_rank(nd: int):
-    def backward_nd(
-        grad_output: ArrayLike,
-        indices: ArrayLike,
-        input_shape: tuple[int, ...],
-        channels_last: bool = False,
-        index_format: str = "plane",
-        storage_order: int = 0,
-        out: np.ndarray | None = None,
-    ) -> np.ndarray:
-        return backward(grad_output, indices, input_shape, nd, channels_last, index_format,
-                        storage_order, out)
+    def backward_nd(grad_output: ArrayLike, indices: ArrayLike, input_shape: tuple[int, ...],
+                    *options: Any, **kw: Any) -> np.ndarray:
+        options, out = take(options, kw, len(_LAYOUT), "out")
+        return backward(grad_output, indices, input_shape, nd, *options, out=out, **kw)
 
+    layout = [p for p in MaxPoolParams.options() if p.name in _LAYOUT]
     return (_docs.for_rank(_pool_function(nd), f"max_pool{nd}d", _FORWARD_DOC, nd),
-            _docs.for_rank(backward_nd, f"max_pool{nd}d_backward", _BACKWARD_DOC, nd))
+            _docs.for_rank(with_options(backward_nd, [*layout, OUT]), f"max_pool{nd}d_backward",
+                           _BACKWARD_DOC, nd))
 
 
 max_pool = _pool_function(None)

@@ -7,16 +7,16 @@ a zero output plane (PyTorch's ``max_unpool*d``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from inspect import Parameter
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .. import _args, _docs, _engine, _indices
-from .._geometry import output_shape
+from .. import _args, _docs, _engine
+from .._geometry import PaddingSpec, output_shape
 from .._kernels import LazyModule
-from .._types import IntOrTuple
-from .params import WindowParams
+from .params import OUT, IndexedParams, take, with_options
 
 #: compiled kernels, imported (with numba) by the first call that needs them
 _indexed: Any = LazyModule("indexed")
@@ -32,41 +32,24 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class UnpoolParams(WindowParams):
+class UnpoolParams(IndexedParams):
     """Validated max unpooling options (``padding.pytorch``: symmetric ints)."""
 
-    channels_last: bool
-    index_format: str = "plane"
-    storage_order: int = 0
+    _padding_type = "IntOrTuple | tuple[tuple[int, int], ...]"
+
+    @staticmethod
+    def _padding(padding: Any, nd: int, kernel: tuple[int, ...]) -> PaddingSpec:
+        return _args.parse_unpool_padding(padding, nd)
 
     @classmethod
-    def _parse(
-        cls,
-        nd: int,
-        kernel_size: Any,
-        stride: Any,
-        padding: Any,
-        channels_last: Any,
-        index_format: Any = "plane",
-        storage_order: Any = 0,
-    ) -> UnpoolParams:
-        kernel, strides = _args.kernel_and_stride(kernel_size, stride, nd)
-        return cls(
-            nd,
-            kernel,
-            strides,
-            _args.parse_unpool_padding(padding, nd),
-            _args.check_bool(channels_last, "channels_last"),
-            *_args.check_index_format(index_format, storage_order),
-        )
-
-    def plane_indices(self, idx: np.ndarray, out_shape: tuple[int, ...]) -> np.ndarray:
-        """``idx`` (in this layout) as plane row-major indices of the output planes."""
-        batched = len(out_shape) == self.nd + 2
-        return _indices.to_plane(
-            idx, out_shape, self.nd, batched, self.channels_last, self.index_format,
-            self.storage_order,
-        )
+    def _more(
+        cls, nd: int, channels_last: bool = False, index_format: str = "plane",
+        storage_order: int = 0,
+    ) -> tuple[Any, ...]:
+        """The options of every max unpooling function and layer after ``padding`` (the
+        forward functions also take ``output_size``, between the two)."""
+        return (_args.check_bool(channels_last, "channels_last"),
+                *_args.check_index_format(index_format, storage_order))
 
     def out_size(self, in_spatial: tuple[int, ...], output_size: Any, ndim: int) -> tuple:
         """PyTorch's rule: default ``(L-1)*s - 2p + k``; a given size must lie strictly
@@ -136,7 +119,7 @@ def unpool(x: Any, indices: Any, p: UnpoolParams, output_size: Any) -> np.ndarra
     in_spatial = _args.spatial_shape(arr.shape, p.nd, p.channels_last)
     out_spatial = p.out_size(in_spatial, output_size, arr.ndim)
     shape = output_shape(arr.shape, p.nd, out_spatial, p.channels_last)
-    return scatter_on(arr, p.plane_indices(idx, shape), shape, p.nd, p.channels_last)
+    return scatter_on(arr, p.indices_to_plane(idx, shape), shape, p.nd, p.channels_last)
 
 
 def backward(grad_output: Any, indices: Any, input_shape: Any, p: UnpoolParams,
@@ -161,7 +144,7 @@ def backward(grad_output: Any, indices: Any, input_shape: Any, p: UnpoolParams,
     except ValueError as exc:
         raise ValueError(f"grad_output has an impossible unpooled size: {exc}") from None
     _args.check_grad_shape(grad, output_shape(shape, p.nd, out_spatial, p.channels_last))
-    idx = p.plane_indices(idx, grad.shape)
+    idx = p.indices_to_plane(idx, grad.shape)
     g_planes = np.ascontiguousarray(
         _engine.to_planes(_engine.kernel_bits(grad), p.nd, p.channels_last)
     )
@@ -222,9 +205,7 @@ _FORWARD_DOC = """{nd}-D max unpooling: place each value at its index in a zero 
     also the last). The backward routes a slot's gradient to the winner only (PyTorch
     gives it to every duplicate, which double-counts after a max_pool round trip).
 
-    Examples
-    --------
-    >>> import numpy as np, poolkit as pk
+    {examples}
     >>> x = np.array([5.0, 7.0]).reshape({row2})
     >>> pk.max_unpool{nd}d(x, np.array([1, 2]).reshape({row2}), {k2}).ravel()
     array([0., 5., 7., 0.])
@@ -253,40 +234,28 @@ _BACKWARD_DOC = """Gradient of :func:`max_unpool{nd}d` with respect to ``x``.
     """
 
 
-def _for_rank(nd: int):
-    def unpool_nd(
-        x: ArrayLike,
-        indices: ArrayLike,
-        kernel_size: IntOrTuple,
-        stride: IntOrTuple | None = None,
-        padding: IntOrTuple | tuple[tuple[int, int], ...] = 0,
-        output_size: tuple[int, ...] | None = None,
-        channels_last: bool = False,
-        index_format: str = "plane",
-        storage_order: int = 0,
-    ) -> np.ndarray:
-        p = UnpoolParams.parse(nd, kernel_size, stride, padding, channels_last, index_format,
-                               storage_order)
-        return unpool(x, indices, p, output_size)
+#: The forward's ``output_size``: after ``padding``, not an option of the layer.
+_OUTPUT_SIZE = Parameter("output_size", Parameter.POSITIONAL_OR_KEYWORD, default=None,
+                         annotation="tuple[int, ...] | None")
+_OPTIONS = UnpoolParams.options()
+_AT = [p.name for p in _OPTIONS].index("padding") + 1
 
-    def backward_nd(
-        grad_output: ArrayLike,
-        indices: ArrayLike,
-        input_shape: tuple[int, ...],
-        kernel_size: IntOrTuple,
-        stride: IntOrTuple | None = None,
-        padding: IntOrTuple | tuple[tuple[int, int], ...] = 0,
-        channels_last: bool = False,
-        index_format: str = "plane",
-        storage_order: int = 0,
-        out: np.ndarray | None = None,
-    ) -> np.ndarray:
-        p = UnpoolParams.parse(nd, kernel_size, stride, padding, channels_last, index_format,
-                               storage_order)
+
+def _for_rank(nd: int):
+    def unpool_nd(x: ArrayLike, indices: ArrayLike, *options: Any, **kw: Any) -> np.ndarray:
+        options, output_size = take(options, kw, _AT, "output_size")
+        return unpool(x, indices, UnpoolParams.of(nd, options, kw), output_size)
+
+    def backward_nd(grad_output: ArrayLike, indices: ArrayLike, input_shape: tuple[int, ...],
+                    *options: Any, **kw: Any) -> np.ndarray:
+        options, out = take(options, kw, len(_OPTIONS), "out")
+        p = UnpoolParams.of(nd, options, kw)
         return backward(grad_output, indices, input_shape, p, out)
 
-    return (_docs.for_rank(unpool_nd, f"max_unpool{nd}d", _FORWARD_DOC, nd),
-            _docs.for_rank(backward_nd, f"max_unpool{nd}d_backward", _BACKWARD_DOC, nd))
+    forward = with_options(unpool_nd, [*_OPTIONS[:_AT], _OUTPUT_SIZE, *_OPTIONS[_AT:]])
+    return (_docs.for_rank(forward, f"max_unpool{nd}d", _FORWARD_DOC, nd),
+            _docs.for_rank(with_options(backward_nd, [*_OPTIONS, OUT]),
+                           f"max_unpool{nd}d_backward", _BACKWARD_DOC, nd))
 
 
 max_unpool1d, max_unpool1d_backward = _for_rank(1)

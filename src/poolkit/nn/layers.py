@@ -7,6 +7,7 @@ stores parameter gradients in ``Parameter.grad`` (overwriting them).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,17 @@ def _float_dtype(dtype: Any) -> np.dtype:
 
 def _positive_int(value: Any, name: str) -> int:
     return _args.int_tuple(value, 1, name, minimum=1)[0]
+
+
+def _init_weights(layer: Module, shape: tuple[int, ...], bias: Any, rng: Any,
+                  dtype: Any) -> None:
+    """``layer.weight`` of ``shape``, uniform in +-sqrt(6 / fan_in) (fan_in: the product of
+    ``shape[1:]``), and ``layer.bias``: zeros of ``shape[0]``, or None without ``bias``."""
+    dt = _float_dtype(dtype)
+    gen = as_generator(rng)
+    bound = np.sqrt(6.0 / math.prod(shape[1:]))
+    layer.weight = Parameter(gen.uniform(-bound, bound, shape).astype(dt))
+    layer.bias = Parameter(np.zeros(shape[0], dt)) if _args.check_bool(bias, "bias") else None
 
 
 def _float_input(x: Any, name: str = "x") -> np.ndarray:
@@ -100,17 +112,8 @@ class Conv2d(Module):
         self.kernel_size = _args.int_tuple(kernel_size, 2, "kernel_size", minimum=1)
         self.stride = _args.int_tuple(stride, 2, "stride", minimum=1)
         self.padding = _args.int_tuple(padding, 2, "padding", minimum=0)
-        dt = _float_dtype(dtype)
-        gen = as_generator(rng)
-        kh, kw = self.kernel_size
-        fan_in = self.in_channels * kh * kw
-        bound = np.sqrt(6.0 / fan_in)
-        self.weight = Parameter(
-            gen.uniform(-bound, bound, (self.out_channels, self.in_channels, kh, kw)).astype(dt)
-        )
-        self.bias = Parameter(np.zeros(self.out_channels, dt)) if _args.check_bool(
-            bias, "bias"
-        ) else None
+        _init_weights(self, (self.out_channels, self.in_channels, *self.kernel_size), bias, rng,
+                      dtype)
         self._cols: np.ndarray | None = None
         self._in_shape: tuple[int, ...] = ()
         self._out_shape: tuple[int, ...] = ()
@@ -201,16 +204,7 @@ class Linear(Module):
     ) -> None:
         self.in_features = _positive_int(in_features, "in_features")
         self.out_features = _positive_int(out_features, "out_features")
-        dt = _float_dtype(dtype)
-        bound = np.sqrt(6.0 / self.in_features)
-        self.weight = Parameter(
-            as_generator(rng)
-            .uniform(-bound, bound, (self.out_features, self.in_features))
-            .astype(dt)
-        )
-        self.bias = Parameter(np.zeros(self.out_features, dt)) if _args.check_bool(
-            bias, "bias"
-        ) else None
+        _init_weights(self, (self.out_features, self.in_features), bias, rng, dtype)
         self._x: np.ndarray | None = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
