@@ -47,6 +47,29 @@ def _interior(size, k, s, p, d, n_out):
     return lo, hi
 
 
+@njit(cache=True, nogil=True)
+def window_rows(kp, in_d, in_h, od, oh, rows):
+    """The window rows of output row ``(od, oh)`` that lie inside the input.
+
+    Writes their plane row numbers ``z * in_h + y`` to ``rows`` in scan order and
+    returns how many there are (``kp``: the geometry table of the module docstring).
+    """
+    n_rows = 0
+    z0 = od * kp[1, 0] - kp[2, 0]
+    y0 = oh * kp[1, 1] - kp[2, 1]
+    for a in range(kp[0, 0]):
+        z = z0 + a * kp[3, 0]
+        if z < 0 or z >= in_d:
+            continue
+        for b in range(kp[0, 1]):
+            y = y0 + b * kp[3, 1]
+            if y < 0 or y >= in_h:
+                continue
+            rows[n_rows] = z * in_h + y
+            n_rows += 1
+    return n_rows
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _wins(v, best):
     """Does ``v`` replace ``best`` in a scan? (strictly greater, or NaN; no branches)."""

@@ -30,6 +30,7 @@ from .._kernels import LazyModule
 _k: Any = LazyModule("max_pool")
 _rows: Any = LazyModule("max_rows")
 _cl: Any = LazyModule("max_cl")
+_idx: Any = LazyModule("max_idx")
 
 _FAST_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -109,6 +110,35 @@ class _Pixels:
                          chunks(n_tasks))
 
 
+class _IndexRows:
+    """NCHW values and indices through the row kernels of :mod:`poolkit._kernels.max_idx`."""
+
+    __slots__ = ("engine", "geo", "name")
+
+    def __init__(self, in5, out5, kp, engine):
+        (_, _, kw), (_, _, sw), (_, _, pw), (_, _, dw) = kp.tolist()
+        self.geo = _idx.module().geometry(in5[4], out5[4], kw, sw, pw, dw)
+        self.name = f"indices_s{sw}"
+        self.engine = engine
+
+    def __call__(self, x5: np.ndarray, o5: np.ndarray, idx: np.ndarray) -> None:
+        engine = self.engine
+        if not x5.flags.c_contiguous or not engine.is_serial(engine.work):
+            # (the parallel wrappers are the window engine's until the engine runs the
+            # range kernels on its threads)
+            engine(x5, o5, idx)
+            return
+        getattr(_idx, self.name)(x5, o5, idx, engine.kp, self.geo, 0, engine.n_tasks)
+
+
+def index_kernel_ok(in5, out5, dtype, kp, want, nhwc) -> bool:
+    """Does this plan take the NCHW index row kernels of :mod:`poolkit._kernels.max_idx`?"""
+    return (
+        want and not nhwc and np.dtype(dtype) in _FAST_DTYPES and min(out5) > 0
+        and kp[1, 2] in (1, 2) and in5[2] * in5[3] * in5[4] < 2**31  # int32 plane indices
+    )
+
+
 def pixel_kernel_ok(in5, out5, dtype, nhwc) -> bool:
     """Does this plan take the channels-last pixel kernels of :mod:`poolkit._kernels.max_cl`?"""
     return (
@@ -157,6 +187,8 @@ def forward_runner(
     engine = _Engine(kp, fill, want, nhwc, work, is_serial, n_tasks)
     if pixel_kernel_ok(in5, out5, dtype, nhwc):
         return _Pixels(want, engine)
+    if index_kernel_ok(in5, out5, dtype, kp, want, nhwc):
+        return _IndexRows(in5, out5, kp, engine)
     name = row_kernel_name(in5, out5, dtype, kp, want, nhwc)
     if name is None:
         return engine
