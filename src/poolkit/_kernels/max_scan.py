@@ -19,8 +19,8 @@ A block of lanes whose stored windows all lie inside the input row (the interior
 of a row) starts its scan at the first window element and runs branch-free. Other
 blocks (windows crossing the W border) load with masks and track per lane whether an
 element inside the input was seen: a lane takes its first element inside the input
-unconditionally, later ones by the scan rule, and a lane with none keeps ``fill`` and
-index -1. Padding never wins.
+unconditionally, later ones by the scan rule, and a lane with none keeps the dtype's
+lowest value (-inf, the integer minimum) and index -1. Padding never wins.
 
 Written as an intrinsic (explicit vectors), the kernel leaves LLVM's loop vectorizer
 nothing to do, which keeps a first compilation to about a second.
@@ -34,7 +34,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from ._scalar import is_half_bits
+from ._lanes import lowest, masked_memory, scan_dtype_ok, scan_lanes, scan_wins, splat
 from .max_pool import window_rows
 
 # the geometry vector ``geo`` (int64): the indices of its entries
@@ -49,17 +49,11 @@ def _c(ty, value):
     return ir.Constant(ty, value)
 
 
-def lanes_of(elem) -> int:
-    """Lanes of the row vectors for the numba element type ``elem``."""
-    return 4 if elem.bitwidth == 64 else 8
-
-
-def _ok(x, out, fill):
+def _ok(x, out):
     return (
         isinstance(x, types.Array) and x.layout == "C" and x.ndim == 5
-        and isinstance(x.dtype, (types.Float, types.Integer))
+        and scan_dtype_ok(x.dtype)
         and isinstance(out, types.Array) and out.layout == "C" and out.dtype == x.dtype
-        and fill == x.dtype
     )
 
 
@@ -68,16 +62,16 @@ def _make_row(s2: bool, want: bool):
     index vector."""
 
     @intrinsic
-    def pool_row(typingctx, x, out, idx, xoffs, kbase, n_rows, geo, fill, obase):
+    def pool_row(typingctx, x, out, idx, xoffs, kbase, n_rows, geo, obase):
         """Output row at flat offset ``obase`` of ``out`` (and ``idx``).
 
         Window rows ``r < n_rows`` start at flat element ``xoffs[r]`` of ``x`` (column 0)
         and have plane index ``kbase[r]`` at column 0; ``geo`` is the geometry vector
-        (``G_*``); ``fill`` is what a window without input elements yields.
+        (``G_*``).
         """
-        if not _ok(x, out, fill):
+        if not _ok(x, out):
             return None
-        sig = types.none(x, out, idx, xoffs, kbase, n_rows, geo, fill, obase)
+        sig = types.none(x, out, idx, xoffs, kbase, n_rows, geo, obase)
         return sig, lambda context, builder, sig, args: _codegen(
             context, builder, sig, args, s2, want)
 
@@ -86,7 +80,7 @@ def _make_row(s2: bool, want: bool):
 
 def _codegen(context, builder, sig, args, s2, want):
     elem = sig.args[0].dtype
-    lanes = lanes_of(elem)
+    lanes = scan_lanes(elem)
     xa, oa, ia, xo, kb = (context.make_array(sig.args[k])(context, builder, args[k])
                           for k in range(5))
     ga = context.make_array(sig.args[6])(context, builder, args[6])
@@ -100,7 +94,6 @@ def _codegen(context, builder, sig, args, s2, want):
     bvec = ir.VectorType(i1, lanes)
     align = elem.bitwidth // 8
     mod = builder.module
-    suffix = f"{'f' if isinstance(elem, types.Float) else 'i'}{elem.bitwidth}"
 
     def g(k):
         return builder.load(builder.gep(ga.data, [_c(i64, k)]))
@@ -109,58 +102,24 @@ def _codegen(context, builder, sig, args, s2, want):
     pw, dw, lo, hi = g(G_PW), g(G_DW), g(G_LO), g(G_HI)
     sw = _c(i64, 2 if s2 else 1)
     n_rows = context.cast(builder, args[5], sig.args[5], types.int64)
-    obase = context.cast(builder, args[8], sig.args[8], types.int64)
+    obase = context.cast(builder, args[7], sig.args[7], types.int64)
     L, one, zero = _c(i64, lanes), _c(i64, 1), _c(i64, 0)
 
-    def splat(v, ty):
-        s = builder.insert_element(ir.Constant(ty, None), v, _c(i32, 0))
-        return builder.shuffle_vector(s, s, ir.Constant(ir.VectorType(i32, ty.count),
-                                                        [0] * ty.count))
+    def vsplat(v, ty):
+        return splat(builder, v, ty.count)
 
-    fill = splat(args[7], vec)
-    fill_load = splat(args[7], lvec)
-
-    def masked(name, vty, ret, *extra):
-        bty = ir.VectorType(i1, vty.count)
-        params = ([vty.as_pointer(), i32, bty, vty] if name == "load"
-                  else [vty, vty.as_pointer(), i32, bty])
-        return cgutils.get_or_insert_function(
-            mod, ir.FunctionType(ret, params),
-            f"llvm.masked.{name}.v{vty.count}{extra[0] if extra else suffix}.p0")
-
-    mload = masked("load", lvec, lvec)
-    mstore = masked("store", vec, ir.VoidType())
-    istore = masked("store", ivec, ir.VoidType(), "i64")
+    fill = ir.Constant(vec, [lowest(elem)] * lanes)  # a window without input elements
+    fill_load = ir.Constant(lvec, [lowest(elem)] * n_load)
+    mload = masked_memory(mod, "load", lvec)
+    mstore = masked_memory(mod, "store", vec)
+    istore = masked_memory(mod, "store", ivec)
     load_ids = ir.Constant(ir.VectorType(i32, n_load), list(range(n_load)))
     even = ir.Constant(kvec, [2 * j for j in range(lanes)])
     kstep = ir.Constant(kvec, [(2 if s2 else 1) * j for j in range(lanes)])  # sw * lane
     lane_ids = ir.Constant(kvec, list(range(lanes)))
 
-    def half_key(v):
-        """float16 bits -> int32 ordering key (NaN 0x10000, zeros 0x8000)."""
-        b = builder.zext(v, kvec)
-        mag = builder.and_(b, splat(_c(i32, 0x7FFF), kvec))
-        neg = builder.icmp_unsigned("!=", builder.and_(b, splat(_c(i32, 0x8000), kvec)),
-                                    splat(_c(i32, 0), kvec))
-        key = builder.select(neg, builder.sub(splat(_c(i32, 0xFFFF), kvec), b),
-                             builder.or_(b, splat(_c(i32, 0x8000), kvec)))
-        key = builder.select(builder.icmp_unsigned("==", mag, splat(_c(i32, 0), kvec)),
-                             splat(_c(i32, 0x8000), kvec), key)
-        return builder.select(builder.icmp_unsigned(">", mag, splat(_c(i32, 0x7C00), kvec)),
-                              splat(_c(i32, 0x10000), kvec), key)
-
     def wins(v, m):
-        """Lanes where ``v`` replaces ``m``: greater in the dtype's order, or NaN."""
-        if isinstance(elem, types.Float):
-            return builder.or_(builder.fcmp_ordered(">", v, m),
-                               builder.fcmp_unordered("uno", v, v))
-        if is_half_bits(elem):  # key(NaN) is above every other key
-            kv = half_key(v)
-            return builder.or_(builder.icmp_signed(">", kv, half_key(m)),
-                               builder.icmp_signed("==", kv, splat(_c(i32, 0x10000), kvec)))
-        if elem.signed:
-            return builder.icmp_signed(">", v, m)
-        return builder.icmp_unsigned(">", v, m)
+        return scan_wins(builder, elem, v, m)
 
     def element(r, e, p0, mode):
         """Lane values, int32 plane indices (None without ``want``) and validity
@@ -174,20 +133,20 @@ def _codegen(context, builder, sig, args, s2, want):
             v = builder.load(ptr, align=align)
         else:
             limit = builder.trunc(builder.sub(in_w, p), i32)  # columns from in_w - p on
-            m = builder.icmp_signed("<", load_ids, splat(limit, load_ids.type))
+            m = builder.icmp_signed("<", load_ids, vsplat(limit, load_ids.type))
             if mode == FULL:
                 neg = builder.trunc(builder.neg(p), i32)  # columns before 0
                 m = builder.and_(m, builder.icmp_signed(">=", load_ids,
-                                                        splat(neg, load_ids.type)))
-                valid = builder.and_(builder.icmp_signed("<", kstep, splat(limit, kvec)),
-                                     builder.icmp_signed(">=", kstep, splat(neg, kvec)))
+                                                        vsplat(neg, load_ids.type)))
+                valid = builder.and_(builder.icmp_signed("<", kstep, vsplat(limit, kvec)),
+                                     builder.icmp_signed(">=", kstep, vsplat(neg, kvec)))
             v = builder.call(mload, [ptr, _c(i32, align), m, fill_load])
         if s2:  # the even lanes of the two vectors
             v = builder.shuffle_vector(v, v, even)
         k = None
         if want:
             kb0 = builder.add(builder.load(builder.gep(kb.data, [r])), p)
-            k = builder.add(splat(builder.trunc(kb0, i32), kvec), kstep)
+            k = builder.add(vsplat(builder.trunc(kb0, i32), kvec), kstep)
         return v, k, valid
 
     acc = cgutils.alloca_once(builder, vec)
@@ -262,7 +221,7 @@ def _codegen(context, builder, sig, args, s2, want):
                     builder.store(ks, iptr, align=8)
             with no:
                 smask = builder.icmp_signed(
-                    "<", lane_ids, splat(builder.trunc(builder.sub(out_w, ow0), i32), kvec))
+                    "<", lane_ids, vsplat(builder.trunc(builder.sub(out_w, ow0), i32), kvec))
                 builder.call(mstore, [res, optr, _c(i32, align), smask])
                 if want:
                     builder.call(istore, [ks, iptr, _c(i32, 8), smask])
@@ -276,7 +235,7 @@ _indices_s2 = _make_row(True, True)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _tasks(x, out, idx, kp, geo, fill, t0, t1, s2, want):
+def _tasks(x, out, idx, kp, geo, t0, t1, s2, want):
     in_d, in_h, in_w = x.shape[2], x.shape[3], x.shape[4]
     out_d, out_h, out_w = out.shape[2], out.shape[3], out.shape[4]
     rows = np.empty(kp[0, 0] * kp[0, 1], dtype=np.int64)
@@ -291,43 +250,44 @@ def _tasks(x, out, idx, kp, geo, fill, t0, t1, s2, want):
             rows[i] *= in_w
         o = task * out_w
         if want and s2:
-            _indices_s2(x, out, idx, xoffs, rows, n_rows, geo, fill, o)
+            _indices_s2(x, out, idx, xoffs, rows, n_rows, geo, o)
         elif want:
-            _indices_s1(x, out, idx, xoffs, rows, n_rows, geo, fill, o)
+            _indices_s1(x, out, idx, xoffs, rows, n_rows, geo, o)
         elif s2:
-            _values_s2(x, out, idx, xoffs, rows, n_rows, geo, fill, o)
+            _values_s2(x, out, idx, xoffs, rows, n_rows, geo, o)
         else:
-            _values_s1(x, out, idx, xoffs, rows, n_rows, geo, fill, o)
+            _values_s1(x, out, idx, xoffs, rows, n_rows, geo, o)
 
 
 @njit(cache=True, nogil=True)
-def indices_s2(x, out, idx, kp, geo, fill, t0, t1):
+def indices_s2(x, out, idx, kp, geo, t0, t1):
     """Values and int64 plane indices for output rows ``t0 <= task < t1`` of a
     C-contiguous ``(N, C, D, H, W)`` view (``task`` = (n, c, od, oh)), W stride 2.
 
     ``kp`` is the geometry table of :mod:`poolkit._kernels.max_pool`, ``geo``
-    :func:`geometry`'s vector, ``fill`` the value of a window without input elements;
-    planes have fewer than 2**31 elements. float16 travels as its uint16 bits.
+    :func:`geometry`'s vector; a window without input elements yields the dtype's lowest
+    value (``poolkit._engine.lowest``) and index -1; planes have fewer than 2**31
+    elements. float16 travels as its uint16 bits.
     """
-    _tasks(x, out, idx, kp, geo, fill, t0, t1, True, True)
+    _tasks(x, out, idx, kp, geo, t0, t1, True, True)
 
 
 @njit(cache=True, nogil=True)
-def indices_s1(x, out, idx, kp, geo, fill, t0, t1):
+def indices_s1(x, out, idx, kp, geo, t0, t1):
     """:func:`indices_s2` for W stride 1."""
-    _tasks(x, out, idx, kp, geo, fill, t0, t1, False, True)
+    _tasks(x, out, idx, kp, geo, t0, t1, False, True)
 
 
 @njit(cache=True, nogil=True)
-def values_s2(x, out, idx, kp, geo, fill, t0, t1):
+def values_s2(x, out, idx, kp, geo, t0, t1):
     """:func:`indices_s2` without the indices (``idx`` is not touched)."""
-    _tasks(x, out, idx, kp, geo, fill, t0, t1, True, False)
+    _tasks(x, out, idx, kp, geo, t0, t1, True, False)
 
 
 @njit(cache=True, nogil=True)
-def values_s1(x, out, idx, kp, geo, fill, t0, t1):
+def values_s1(x, out, idx, kp, geo, t0, t1):
     """:func:`values_s2` for W stride 1."""
-    _tasks(x, out, idx, kp, geo, fill, t0, t1, False, False)
+    _tasks(x, out, idx, kp, geo, t0, t1, False, False)
 
 
 def geometry(in_w: int, out_w: int, kw: int, sw: int, pw: int, dw: int) -> np.ndarray:

@@ -7,7 +7,7 @@ callable ``run(x5, o5, idx)`` that runs exactly one kernel variant, so a call co
 * NCHW float32/float64 values, one depth slice (1-D and 2-D pooling), W stride 1 or 2:
   the row kernels of :mod:`poolkit._kernels.max_rows` (k2s2, k3s2, any-k s2, any-k s1),
   serial or parallel;
-* NHWC float32/float64, values or values and indices, 1-D to 3-D: the pixel kernels of
+* NHWC, any dtype, values or values and indices, 1-D to 3-D: the pixel kernels of
   :mod:`poolkit._kernels.max_cl`, serial or parallel;
 * other NCHW plans with W stride 1 or 2 (indices, any dtype, 3-D), serial: the row
   kernels of :mod:`poolkit._kernels.max_scan`;
@@ -128,8 +128,8 @@ class _Scan:
             # on its own threads)
             engine(x5, o5, idx)
             return
-        getattr(_scan, self.name)(np.ascontiguousarray(x5), o5, idx, engine.kp, self.geo,
-                                  engine.fill, 0, engine.n_tasks)
+        getattr(_scan, self.name)(np.ascontiguousarray(x5), o5, idx, engine.kp, self.geo, 0,
+                                  engine.n_tasks)
 
 
 def scan_kernel_ok(in5, out5, kp, nhwc) -> bool:
@@ -140,12 +140,9 @@ def scan_kernel_ok(in5, out5, kp, nhwc) -> bool:
     )
 
 
-def pixel_kernel_ok(in5, out5, dtype, nhwc) -> bool:
+def pixel_kernel_ok(in5, out5, nhwc) -> bool:
     """Does this plan take the channels-last pixel kernels of :mod:`poolkit._kernels.max_cl`?"""
-    return (
-        nhwc and np.dtype(dtype) in _FAST_DTYPES and min(out5) > 0
-        and in5[1] * in5[2] * in5[3] < 2**31  # int32 plane indices
-    )
+    return nhwc and min(out5) > 0 and in5[1] * in5[2] * in5[3] < 2**31  # int32 plane indices
 
 
 def row_kernel_name(in5, out5, dtype, kp, want, nhwc) -> str | None:
@@ -186,7 +183,7 @@ def forward_runner(
     ``is_serial(work)``, asked at every call, whether the call stays on this thread.
     """
     engine = _Engine(kp, fill, want, nhwc, work, is_serial, n_tasks)
-    if pixel_kernel_ok(in5, out5, dtype, nhwc):
+    if pixel_kernel_ok(in5, out5, nhwc):
         return _Pixels(want, engine)
     name = row_kernel_name(in5, out5, dtype, kp, want, nhwc)
     if name is not None:
