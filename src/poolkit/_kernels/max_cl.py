@@ -61,7 +61,6 @@ def _make_pixel(want: bool):
             vec = ir.VectorType(fty, lanes)
             ivec = ir.VectorType(i64, lanes)
             kvec = ir.VectorType(i32, lanes)
-            bvec = ir.VectorType(ir.IntType(1), lanes)
             align = elem.bitwidth // 8
 
             def arg(k):
