@@ -30,6 +30,7 @@ import numpy as np
 from .._engine import parallel_chunks as chunks
 from .._engine import run_parallel
 from .._kernels import LazyModule
+from .._threads import get_num_threads
 
 _k: Any = LazyModule("max_pool")
 _rows: Any = LazyModule("max_rows")
@@ -123,9 +124,9 @@ class _Scan:
 
     def __call__(self, x5: np.ndarray, o5: np.ndarray, idx: np.ndarray) -> None:
         engine = self.engine
-        if not engine.is_serial(engine.work):
+        if not engine.is_serial(engine.work) and get_num_threads() > 1:
             # (the window engine's parallel wrapper, until the engine runs range kernels
-            # on its own threads)
+            # on its own threads: then run_tasks(kernel, n_tasks, work, ...) here)
             engine(x5, o5, idx)
             return
         getattr(_scan, self.name)(np.ascontiguousarray(x5), o5, idx, engine.kp, self.geo, 0,
