@@ -99,7 +99,7 @@ def test_every_channel_count_around_the_blocks(dtype):
                 np.testing.assert_array_equal(_bits(y), _bits(ry))
 
 
-def test_non_contiguous_and_other_dtypes_keep_the_window_engine():
+def test_non_contiguous_views_are_copied_for_the_pixel_kernels():
     rng = np.random.default_rng(1)
     base = _special(rng, (2, 9, 11, 10), np.float32)
     for x in [base[:, :, :, ::2], base[:, ::2], base[..., ::-1]]:
@@ -107,13 +107,26 @@ def test_non_contiguous_and_other_dtypes_keep_the_window_engine():
         y, i = pk.max_pool2d(x, 3, 2, 1, return_indices=True, channels_last=True)
         np.testing.assert_array_equal(_bits(y), _bits(ry))
         np.testing.assert_array_equal(i, ri)
-    kp = _engine.kernel_table((2, 2), (2, 2), (0, 0), (1, 1))
-    for dtype in ["float16", "int8", "int32", "uint8"]:
-        assert not max_select.pixel_kernel_ok((1, 1, 4, 4, 3), (1, 1, 2, 2, 3), np.dtype(dtype),
-                                              True)
-        x = rng.integers(0, 5, size=(2, 6, 7, 5)).astype(dtype)
-        ry, ri = ref.max_pool(x, (2, 2), (2, 2), (0, 0), (1, 1), False, True)
-        y, i = pk.max_pool2d(x, 2, return_indices=True, channels_last=True)
-        np.testing.assert_array_equal(_bits(y), _bits(ry))
-        np.testing.assert_array_equal(i, ri)
-    assert kp is not None
+
+
+@pytest.mark.parametrize(
+    "dtype", ["float16", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
+              "uint64"])
+def test_other_dtypes_take_the_pixel_kernels(dtype):
+    assert max_select.pixel_kernel_ok((1, 1, 4, 4, 3), (1, 1, 2, 2, 3), True)
+    rng = np.random.default_rng(2)
+    if np.dtype(dtype).kind == "f":
+        pool = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, -1.0], dtype=dtype)
+    else:
+        info = np.iinfo(dtype)
+        pool = np.array([info.min, info.max, 0, 1, info.min + 1, info.max - 1], dtype=dtype)
+    for chan in (1, 5, 8, 13, 37):
+        x = rng.choice(pool, size=(2, 7, 9, chan))
+        for k, s, p, d, ceil in [(2, 2, 0, 1, False), (3, 2, 1, 1, True), (3, 1, 1, 2, False)]:
+            args = ((k, k), (s, s), (p, p), (d, d), ceil)
+            ry, ri = ref.max_pool(x, *args, True)
+            y, i = pk.max_pool(x, *args, return_indices=True, channels_last=True)
+            np.testing.assert_array_equal(_bits(y), _bits(ry))
+            np.testing.assert_array_equal(i, ri)
+            y = pk.max_pool(x, *args, channels_last=True)
+            np.testing.assert_array_equal(_bits(y), _bits(ry))

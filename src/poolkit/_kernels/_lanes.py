@@ -1,4 +1,5 @@
-"""Plane sums in a fixed 16-lane order, written as explicit LLVM IR.
+"""Vector IR helpers of the compiled kernels: plane sums in a fixed 16-lane order, and
+the max scan step (the end of this module).
 
 numba runs LLVM's loop vectorizer but not its SLP vectorizer, so a sum whose order is
 fixed (no fast-math reassociation) compiles to a chain of scalar adds. The intrinsic
@@ -172,3 +173,83 @@ def lane_total(typingctx, row, size):
         return builder.extract_element(acc, _i32(0))
 
     return acc_type(row, size), codegen
+
+
+# ------------------------------------------------------------------ the max scan step
+# Shared by the max pooling kernels in vector IR (max_scan, max_cl).
+
+
+def scan_lanes(elem) -> int:
+    """Lanes of a max kernel's vectors for the numba element type ``elem`` (256 bits for
+    32- and 64-bit elements; 8 lanes of narrower integers)."""
+    return 4 if elem.bitwidth == 64 else 8
+
+
+def scan_dtype_ok(elem) -> bool:
+    """Can the vector max kernels scan this element type (floats, integers, float16
+    bits)?"""
+    return isinstance(elem, (types.Float, types.Integer)) and elem.bitwidth in (8, 16, 32, 64)
+
+
+def lowest(elem) -> float | int:
+    """What an empty max window yields, in kernel form (as :func:`poolkit._engine.lowest`):
+    -inf, the bits of float16 -inf, or the integer minimum."""
+    if isinstance(elem, types.Float):
+        return float("-inf")
+    if is_half_bits(elem):
+        return 0xFC00
+    return -(1 << (elem.bitwidth - 1)) if elem.signed else 0
+
+
+def splat(builder, value, count: int):
+    """``<count x T>`` with every lane ``value``."""
+    vty = ir.VectorType(value.type, count)
+    s = builder.insert_element(ir.Constant(vty, None), value, _i32(0))
+    return builder.shuffle_vector(s, s, ir.Constant(ir.VectorType(ir.IntType(32), count),
+                                                    [0] * count))
+
+
+def masked_memory(module, name: str, vty: ir.VectorType):
+    """The ``llvm.masked.load`` (``name="load"``) or ``llvm.masked.store`` intrinsic for
+    vectors of type ``vty``."""
+    bty = ir.VectorType(ir.IntType(1), vty.count)
+    el = vty.element
+    if isinstance(el, ir.IntType):
+        suffix = f"v{vty.count}i{el.width}"
+    else:
+        suffix = f"v{vty.count}f{32 if isinstance(el, ir.FloatType) else 64}"
+    if name == "load":
+        fty = ir.FunctionType(vty, [vty.as_pointer(), ir.IntType(32), bty, vty])
+    else:
+        fty = ir.FunctionType(ir.VoidType(), [vty, vty.as_pointer(), ir.IntType(32), bty])
+    return cgutils.get_or_insert_function(module, fty, f"llvm.masked.{name}.{suffix}.p0")
+
+
+def _half_key(builder, v):
+    """float16 bits -> int32 ordering key, lane-wise (:func:`poolkit._kernels._scalar.
+    order_key`: NaN 0x10000 above everything, both zeros 0x8000)."""
+    n = v.type.count
+
+    def k(value):
+        return splat(builder, _i32(value), n)
+
+    b = builder.zext(v, ir.VectorType(ir.IntType(32), n))
+    mag = builder.and_(b, k(0x7FFF))
+    neg = builder.icmp_unsigned("!=", builder.and_(b, k(0x8000)), k(0))
+    key = builder.select(neg, builder.sub(k(0xFFFF), b), builder.or_(b, k(0x8000)))
+    key = builder.select(builder.icmp_unsigned("==", mag, k(0)), k(0x8000), key)
+    return builder.select(builder.icmp_unsigned(">", mag, k(0x7C00)), k(0x10000), key)
+
+
+def scan_wins(builder, elem, v, m):
+    """Lanes where ``v`` replaces the running maximum ``m`` in a max scan: greater in the
+    dtype's order, or NaN (docs/semantics.md §4)."""
+    if isinstance(elem, types.Float):
+        return builder.or_(builder.fcmp_ordered(">", v, m), builder.fcmp_unordered("uno", v, v))
+    if is_half_bits(elem):
+        kv = _half_key(builder, v)
+        nan = builder.icmp_signed("==", kv, splat(builder, _i32(0x10000), v.type.count))
+        return builder.or_(builder.icmp_signed(">", kv, _half_key(builder, m)), nan)
+    if elem.signed:
+        return builder.icmp_signed(">", v, m)
+    return builder.icmp_unsigned(">", v, m)

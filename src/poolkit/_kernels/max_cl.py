@@ -20,7 +20,8 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .max_rows import _LANES, _X86_MAX
+from ._lanes import lowest, masked_memory, scan_dtype_ok, scan_lanes, scan_wins, splat
+from .max_rows import _X86_MAX
 
 #: Channel vectors per window scan (their maxima stay in registers).
 _UNROLL = 4
@@ -42,12 +43,12 @@ def _make_pixel(want: bool):
         ``x0 + e*dw`` for ``e_lo <= e < e_hi``. ``geo`` = ``(C, dw)``.
         """
         if not (
-            isinstance(x, types.Array) and x.layout == "C" and x.dtype in _LANES
+            isinstance(x, types.Array) and x.layout == "C" and scan_dtype_ok(x.dtype)
             and isinstance(out, types.Array) and out.layout == "C" and out.dtype == x.dtype
         ):
             return None
         elem = x.dtype
-        lanes = _LANES[elem]
+        lanes = scan_lanes(elem)
 
         def codegen(context, builder, sig, args):
             arrs = [context.make_array(sig.args[k])(context, builder, args[k])
@@ -60,7 +61,6 @@ def _make_pixel(want: bool):
             vec = ir.VectorType(fty, lanes)
             ivec = ir.VectorType(i64, lanes)
             kvec = ir.VectorType(i32, lanes)
-            bvec = ir.VectorType(ir.IntType(1), lanes)
             align = elem.bitwidth // 8
 
             def arg(k):
@@ -71,33 +71,21 @@ def _make_pixel(want: bool):
             dw = builder.load(builder.gep(ga.data, [_c(i64, 1)]))
             L = _c(i64, lanes)
             lane_ids = ir.Constant(ivec, list(range(lanes)))
-            neg_inf = ir.Constant(vec, [float("-inf")] * lanes)
+            fill = ir.Constant(vec, [lowest(elem)] * lanes)  # also the masked loads' rest
             mod = builder.module
             vptr = vec.as_pointer()
-            fsuffix = f"v{lanes}f{elem.bitwidth}"
-            mload = cgutils.get_or_insert_function(
-                mod, ir.FunctionType(vec, [vptr, i32, bvec, vec]), f"llvm.masked.load.{fsuffix}.p0")
-            mstore = cgutils.get_or_insert_function(
-                mod, ir.FunctionType(ir.VoidType(), [vec, vptr, i32, bvec]),
-                f"llvm.masked.store.{fsuffix}.p0")
             ivptr = ivec.as_pointer()
-            istore = cgutils.get_or_insert_function(
-                mod, ir.FunctionType(ir.VoidType(), [ivec, ivptr, i32, bvec]),
-                f"llvm.masked.store.v{lanes}i64.p0")
+            mload = masked_memory(mod, "load", vec)
+            mstore = masked_memory(mod, "store", vec)
+            istore = masked_memory(mod, "store", ivec)
             xmax = None
-            if _X86_MAX and lanes * elem.bitwidth == 256:
+            if _X86_MAX and isinstance(elem, types.Float):
                 xmax = cgutils.get_or_insert_function(
                     mod, ir.FunctionType(vec, [vec, vec]),
                     f"llvm.x86.avx.max.{'ps' if elem == types.float32 else 'pd'}.256")
 
-            def splat(v, ty):
-                s = builder.insert_element(ir.Constant(ty, None), v, _c(i32, 0))
-                return builder.shuffle_vector(s, s, ir.Constant(kvec, [0] * lanes))
-
-            def wins(m, v):
-                if xmax is not None:  # maxps(v, m) = v > m ? v : m
-                    return builder.call(xmax, [v, m])
-                return builder.select(builder.fcmp_ordered(">", v, m), v, m)
+            def vsplat(v, ty):
+                return splat(builder, v, ty.count)
 
             acc_slots = [cgutils.alloca_once(builder, vec) for _ in range(_UNROLL)]
             k_slots = [cgutils.alloca_once(builder, kvec) for _ in range(_UNROLL)]
@@ -118,12 +106,12 @@ def _make_pixel(want: bool):
                     if mask is None:
                         vs.append(builder.load(p, align=align))
                     else:
-                        vs.append(builder.call(mload, [p, _c(i32, align), mask, neg_inf]))
+                        vs.append(builder.call(mload, [p, _c(i32, align), mask, fill]))
                 k = None
                 if want:
                     k = builder.trunc(builder.add(builder.load(builder.gep(kb.data, [r])), xx),
                                       i32)
-                    k = splat(k, kvec)
+                    k = vsplat(k, kvec)
                 return vs, k
 
             def update(r, e, c, u, mask):
@@ -131,12 +119,15 @@ def _make_pixel(want: bool):
                 for j in range(u):
                     v = vs[j]
                     m = builder.load(acc_slots[j])
-                    nan = builder.fcmp_unordered("uno", v, v)
-                    if not want:
-                        builder.store(builder.select(nan, v, wins(m, v)), acc_slots[j])
+                    if not want and xmax is not None:  # maxps(v, m) = v > m ? v : m
+                        nan = builder.fcmp_unordered("uno", v, v)
+                        builder.store(builder.select(nan, v, builder.call(xmax, [v, m])),
+                                      acc_slots[j])
                         continue
-                    take = builder.or_(builder.fcmp_ordered(">", v, m), nan)
+                    take = scan_wins(builder, elem, v, m)
                     builder.store(builder.select(take, v, m), acc_slots[j])
+                    if not want:
+                        continue
                     builder.store(builder.select(take, k, builder.load(k_slots[j])), k_slots[j])
 
             def block(c, u, mask):
@@ -157,7 +148,7 @@ def _make_pixel(want: bool):
                                 update(r, builder.add(e_lo, el.index), c, u, mask)
                     with no:
                         for j in range(u):
-                            builder.store(neg_inf, acc_slots[j])
+                            builder.store(fill, acc_slots[j])
                             if want:
                                 builder.store(ir.Constant(kvec, [-1] * lanes), k_slots[j])
                 for j in range(u):
@@ -188,7 +179,7 @@ def _make_pixel(want: bool):
             c = builder.add(done, builder.mul(n_full, L))
             with builder.if_then(builder.icmp_signed("<", c, n_chan)):
                 mask = builder.icmp_signed(
-                    "<", builder.add(splat(c, ivec), lane_ids), splat(n_chan, ivec))
+                    "<", builder.add(vsplat(c, ivec), lane_ids), vsplat(n_chan, ivec))
                 block(c, 1, mask)
             return context.get_dummy_value()
 

@@ -4,16 +4,20 @@
 callable ``run(x5, o5, idx)`` that runs exactly one kernel variant, so a call compiles
 (on its first use in a fresh cache) only the variant it needs:
 
-* NCHW float32/float64 values, one depth slice (1-D and 2-D pooling), W stride 1 or 2,
-  C-contiguous input: the row kernels of :mod:`poolkit._kernels.max_rows` (k2s2, k3s2,
-  any-k s2, any-k s1), serial or parallel;
-* NHWC float32/float64, values or values and indices, 1-D to 3-D, C-contiguous input:
-  the pixel kernels of :mod:`poolkit._kernels.max_cl`, serial or parallel;
-* everything else: the window engine of :mod:`poolkit._kernels.max_pool` (serial or parallel).
+* NCHW float32/float64 values, one depth slice (1-D and 2-D pooling), W stride 1 or 2:
+  the row kernels of :mod:`poolkit._kernels.max_rows` (k2s2, k3s2, any-k s2, any-k s1),
+  serial or parallel;
+* NHWC, any dtype, values or values and indices, 1-D to 3-D: the pixel kernels of
+  :mod:`poolkit._kernels.max_cl`, serial or parallel;
+* other NCHW plans with W stride 1 or 2 (indices, any dtype, 3-D), serial: the row
+  kernels of :mod:`poolkit._kernels.max_scan`;
+* everything else: the window engine of :mod:`poolkit._kernels.max_pool` (serial or
+  parallel; also the parallel runs of ``max_scan``'s plans for now).
 
-A non-contiguous input of a fast-path plan runs the window engine (plans are keyed on
-shape and dtype, not on strides). Plain Python, no numba import here: the family's
-choice among kernels, run through the engine's serial/parallel helpers.
+The fast kernels take C-contiguous input: a strided view is copied first (plans are keyed
+on shape and dtype, not on strides; one copy costs less than a strided window scan and
+compiles nothing more). Plain Python, no numba import here: the family's choice among
+kernels, run through the engine's serial/parallel helpers.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from .._kernels import LazyModule
 _k: Any = LazyModule("max_pool")
 _rows: Any = LazyModule("max_rows")
 _cl: Any = LazyModule("max_cl")
+_scan: Any = LazyModule("max_scan")
 
 _FAST_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -65,9 +70,7 @@ class _Rows:
         self.engine = engine
 
     def __call__(self, x5: np.ndarray, o5: np.ndarray, idx: np.ndarray) -> None:
-        if not x5.flags.c_contiguous:
-            self.engine(x5, o5, idx)
-            return
+        x5 = np.ascontiguousarray(x5)  # a strided view: one copy, then the fast kernel
         run_tasks(getattr(_rows, self.name), self.n_rows, self.engine.work, x5, o5, self.rows,
                   self.geo, self.scr_len)
 
@@ -82,19 +85,39 @@ class _Pixels:
         self.engine = engine
 
     def __call__(self, x5: np.ndarray, o5: np.ndarray, idx: np.ndarray) -> None:
-        if not x5.flags.c_contiguous:
-            self.engine(x5, o5, idx)
-            return
+        x5 = np.ascontiguousarray(x5)  # a strided view: one copy, then the fast kernel
         engine = self.engine
         run_tasks(getattr(_cl, self.kernel), engine.n_tasks, engine.work, x5, o5, idx, engine.kp)
 
 
-def pixel_kernel_ok(in5, out5, dtype, nhwc) -> bool:
-    """Does this plan take the channels-last pixel kernels of :mod:`poolkit._kernels.max_cl`?"""
+class _Scan:
+    """NCHW rows through the kernels of :mod:`poolkit._kernels.max_scan` (any dtype)."""
+
+    __slots__ = ("engine", "geo", "name")
+
+    def __init__(self, in5, out5, kp, want, engine):
+        (_, _, kw), (_, _, sw), (_, _, pw), (_, _, dw) = kp.tolist()
+        self.geo = _scan.module().geometry(in5[4], out5[4], kw, sw, pw, dw)
+        self.name = f"{'indices' if want else 'values'}_s{sw}"
+        self.engine = engine
+
+    def __call__(self, x5: np.ndarray, o5: np.ndarray, idx: np.ndarray) -> None:
+        engine = self.engine
+        run_tasks(getattr(_scan, self.name), engine.n_tasks, engine.work,
+                  np.ascontiguousarray(x5), o5, idx, engine.kp, self.geo)
+
+
+def scan_kernel_ok(in5, out5, kp, nhwc) -> bool:
+    """Does this plan take the NCHW row kernels of :mod:`poolkit._kernels.max_scan`?"""
     return (
-        nhwc and np.dtype(dtype) in _FAST_DTYPES and min(out5) > 0
-        and in5[1] * in5[2] * in5[3] < 2**31  # int32 plane indices
+        not nhwc and min(out5) > 0 and kp[1, 2] in (1, 2)
+        and in5[2] * in5[3] * in5[4] < 2**31  # int32 plane indices
     )
+
+
+def pixel_kernel_ok(in5, out5, nhwc) -> bool:
+    """Does this plan take the channels-last pixel kernels of :mod:`poolkit._kernels.max_cl`?"""
+    return nhwc and min(out5) > 0 and in5[1] * in5[2] * in5[3] < 2**31  # int32 plane indices
 
 
 def row_kernel_name(in5, out5, dtype, kp, want, nhwc) -> str | None:
@@ -134,9 +157,11 @@ def forward_runner(
     engine's serial/parallel choice, :func:`poolkit._engine.run_tasks`, made at every call).
     """
     engine = _Engine(kp, fill, want, nhwc, work, n_tasks)
-    if pixel_kernel_ok(in5, out5, dtype, nhwc):
+    if pixel_kernel_ok(in5, out5, nhwc):
         return _Pixels(want, engine)
     name = row_kernel_name(in5, out5, dtype, kp, want, nhwc)
-    if name is None:
-        return engine
-    return _Rows(in5, out5, dtype, kp, name, engine)
+    if name is not None:
+        return _Rows(in5, out5, dtype, kp, name, engine)
+    if scan_kernel_ok(in5, out5, kp, nhwc):
+        return _Scan(in5, out5, kp, want, engine)
+    return engine

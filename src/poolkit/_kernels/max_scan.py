@@ -1,0 +1,300 @@
+"""Max pooling, channels first, any dtype: whole output rows in vector IR.
+
+The NCHW forward (1-D to 3-D pooling, W stride 1 or 2, C-contiguous input) with
+indices for every dtype, and values only for the dtypes the row kernels of
+:mod:`poolkit._kernels.max_rows` do not take (integers, float16 as its uint16 bits).
+Each output row is computed in vectors of output columns (8 lanes, 4 for 64-bit
+elements): for every window element the lanes load their input column (stride 2: two
+vectors' worth and their even lanes, one shuffle) and take one scan step, ``v``
+replacing the running ``m`` if ``v`` is greater or NaN, the int32 plane index vector
+following the same mask (widened to int64 at the store). "Greater" is the dtype's order:
+floats and signed or unsigned integers compare directly, float16 bits through the
+ordering key of :func:`poolkit._kernels._scalar.order_key` (NaN above everything, -0 and
++0 equal). The window rows inside the input are listed by
+:func:`poolkit._kernels.max_pool.window_rows`; the elements of a window are scanned in
+row-major order, so the first maximum wins ties (of -0.0 and +0.0 the first), the last
+NaN wins, exactly as in every other path.
+
+A block of lanes whose stored windows all lie inside the input row (the interior, most
+of a row) starts its scan at the first window element and runs branch-free. Other
+blocks (windows crossing the W border) load with masks and track per lane whether an
+element inside the input was seen: a lane takes its first element inside the input
+unconditionally, later ones by the scan rule, and a lane with none keeps the dtype's
+lowest value (-inf, the integer minimum) and index -1. Padding never wins.
+
+Written as an intrinsic (explicit vectors), the kernel leaves LLVM's loop vectorizer
+nothing to do, which keeps a first compilation to about a second.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from ._lanes import lowest, masked_memory, scan_dtype_ok, scan_lanes, scan_wins, splat
+from .max_pool import window_rows
+
+# the geometry vector ``geo`` (int64): the indices of its entries
+G_IN_W, G_OUT_W, G_KW, G_PW, G_DW, G_LO, G_HI = range(7)
+
+#: How a window element's vector is loaded: plain, masked to columns below ``in_w``,
+#: or masked to the columns inside the row (then the lanes' validity is tracked).
+PLAIN, LIMIT, FULL = range(3)
+
+
+def _c(ty, value):
+    return ir.Constant(ty, value)
+
+
+def _ok(x, out):
+    return (
+        isinstance(x, types.Array) and x.layout == "C" and x.ndim == 5
+        and scan_dtype_ok(x.dtype)
+        and isinstance(out, types.Array) and out.layout == "C" and out.dtype == x.dtype
+    )
+
+
+def _make_row(s2: bool, want: bool):
+    """The row intrinsic for W stride 2 (``s2``) or 1, with (``want``) or without the
+    index vector."""
+
+    @intrinsic
+    def pool_row(typingctx, x, out, idx, xoffs, kbase, n_rows, geo, obase):
+        """Output row at flat offset ``obase`` of ``out`` (and ``idx``).
+
+        Window rows ``r < n_rows`` start at flat element ``xoffs[r]`` of ``x`` (column 0)
+        and have plane index ``kbase[r]`` at column 0; ``geo`` is the geometry vector
+        (``G_*``).
+        """
+        if not _ok(x, out):
+            return None
+        sig = types.none(x, out, idx, xoffs, kbase, n_rows, geo, obase)
+        return sig, lambda context, builder, sig, args: _codegen(
+            context, builder, sig, args, s2, want)
+
+    return pool_row
+
+
+def _codegen(context, builder, sig, args, s2, want):
+    elem = sig.args[0].dtype
+    lanes = scan_lanes(elem)
+    xa, oa, ia, xo, kb = (context.make_array(sig.args[k])(context, builder, args[k])
+                          for k in range(5))
+    ga = context.make_array(sig.args[6])(context, builder, args[6])
+    i64, i32, i1 = ir.IntType(64), ir.IntType(32), ir.IntType(1)
+    ety = context.get_data_type(elem)
+    vec = ir.VectorType(ety, lanes)
+    n_load = 2 * lanes if s2 else lanes  # elements loaded per window element
+    lvec = ir.VectorType(ety, n_load)
+    kvec = ir.VectorType(i32, lanes)
+    ivec = ir.VectorType(i64, lanes)
+    bvec = ir.VectorType(i1, lanes)
+    align = elem.bitwidth // 8
+    mod = builder.module
+
+    def g(k):
+        return builder.load(builder.gep(ga.data, [_c(i64, k)]))
+
+    in_w, out_w, kw = g(G_IN_W), g(G_OUT_W), g(G_KW)
+    pw, dw, lo, hi = g(G_PW), g(G_DW), g(G_LO), g(G_HI)
+    sw = _c(i64, 2 if s2 else 1)
+    n_rows = context.cast(builder, args[5], sig.args[5], types.int64)
+    obase = context.cast(builder, args[7], sig.args[7], types.int64)
+    L, one, zero = _c(i64, lanes), _c(i64, 1), _c(i64, 0)
+
+    def vsplat(v, ty):
+        return splat(builder, v, ty.count)
+
+    fill = ir.Constant(vec, [lowest(elem)] * lanes)  # a window without input elements
+    fill_load = ir.Constant(lvec, [lowest(elem)] * n_load)
+    mload = masked_memory(mod, "load", lvec)
+    mstore = masked_memory(mod, "store", vec)
+    istore = masked_memory(mod, "store", ivec)
+    load_ids = ir.Constant(ir.VectorType(i32, n_load), list(range(n_load)))
+    even = ir.Constant(kvec, [2 * j for j in range(lanes)])
+    kstep = ir.Constant(kvec, [(2 if s2 else 1) * j for j in range(lanes)])  # sw * lane
+    lane_ids = ir.Constant(kvec, list(range(lanes)))
+
+    def wins(v, m):
+        return scan_wins(builder, elem, v, m)
+
+    def element(r, e, p0, mode):
+        """Lane values, int32 plane indices (None without ``want``) and validity
+        (``FULL`` mode, else None) of window element (r, e); ``p0`` is the input column
+        of lane 0's first window element."""
+        p = builder.add(p0, builder.mul(e, dw))  # column of lane 0
+        ptr = builder.gep(xa.data, [builder.add(builder.load(builder.gep(xo.data, [r])), p)])
+        ptr = builder.bitcast(ptr, lvec.as_pointer())
+        valid = None
+        if mode == PLAIN:
+            v = builder.load(ptr, align=align)
+        else:
+            limit = builder.trunc(builder.sub(in_w, p), i32)  # columns from in_w - p on
+            m = builder.icmp_signed("<", load_ids, vsplat(limit, load_ids.type))
+            if mode == FULL:
+                neg = builder.trunc(builder.neg(p), i32)  # columns before 0
+                m = builder.and_(m, builder.icmp_signed(">=", load_ids,
+                                                        vsplat(neg, load_ids.type)))
+                valid = builder.and_(builder.icmp_signed("<", kstep, vsplat(limit, kvec)),
+                                     builder.icmp_signed(">=", kstep, vsplat(neg, kvec)))
+            v = builder.call(mload, [ptr, _c(i32, align), m, fill_load])
+        if s2:  # the even lanes of the two vectors
+            v = builder.shuffle_vector(v, v, even)
+        k = None
+        if want:
+            kb0 = builder.add(builder.load(builder.gep(kb.data, [r])), p)
+            k = builder.add(vsplat(builder.trunc(kb0, i32), kvec), kstep)
+        return v, k, valid
+
+    acc = cgutils.alloca_once(builder, vec)
+    acck = cgutils.alloca_once(builder, kvec)
+    has = cgutils.alloca_once(builder, bvec)
+
+    def step(v, k, take):
+        builder.store(builder.select(take, v, builder.load(acc)), acc)
+        if want:
+            builder.store(builder.select(take, k, builder.load(acck)), acck)
+
+    def plain_block(p0, mode):
+        v, k, _ = element(zero, zero, p0, mode)
+        builder.store(v, acc)
+        if want:
+            builder.store(k, acck)
+        with cgutils.for_range(builder, builder.sub(kw, one)) as el:
+            v, k, _ = element(zero, builder.add(el.index, one), p0, mode)
+            step(v, k, wins(v, builder.load(acc)))
+        with cgutils.for_range(builder, builder.sub(n_rows, one)) as rl:
+            with cgutils.for_range(builder, kw) as el:
+                v, k, _ = element(builder.add(rl.index, one), el.index, p0, mode)
+                step(v, k, wins(v, builder.load(acc)))
+
+    def masked_block(p0):
+        builder.store(fill, acc)
+        builder.store(ir.Constant(kvec, [-1] * lanes), acck)
+        builder.store(ir.Constant(bvec, [0] * lanes), has)
+        with cgutils.for_range(builder, n_rows) as rl:
+            with cgutils.for_range(builder, kw) as el:
+                v, k, valid = element(rl.index, el.index, p0, FULL)
+                h = builder.load(has)
+                take = builder.or_(wins(v, builder.load(acc)), builder.not_(h))
+                step(v, k, builder.and_(valid, take))
+                builder.store(builder.or_(h, valid), has)
+
+    def select_min(a, b):
+        return builder.select(builder.icmp_signed("<", a, b), a, b)
+
+    n_blocks = builder.udiv(builder.add(out_w, builder.sub(L, one)), L)
+    # the last column a block loads, past lane 0's first window element column
+    last_load = builder.add(builder.mul(builder.sub(kw, one), dw),
+                            _c(i64, n_load - 1))
+    with cgutils.for_range(builder, n_blocks) as bl:
+        ow0 = builder.mul(bl.index, L)
+        ow1 = builder.add(ow0, L)
+        p0 = builder.sub(builder.mul(ow0, sw), pw)
+        # every stored lane's window inside the input (and some window row)?
+        clean = builder.and_(
+            builder.and_(builder.icmp_signed(">=", ow0, lo),
+                         builder.icmp_signed("<=", select_min(ow1, out_w), hi)),
+            builder.icmp_signed(">", n_rows, zero))
+        in_row = builder.icmp_signed("<", builder.add(p0, last_load), in_w)
+        with builder.if_else(clean, likely=True) as (yes, no):
+            with yes:
+                with builder.if_else(in_row, likely=True) as (inside, tail):
+                    with inside:
+                        plain_block(p0, PLAIN)
+                    with tail:
+                        plain_block(p0, LIMIT)
+            with no:
+                masked_block(p0)
+        o = builder.add(obase, ow0)
+        optr = builder.bitcast(builder.gep(oa.data, [o]), vec.as_pointer())
+        iptr = builder.bitcast(builder.gep(ia.data, [o]), ivec.as_pointer())
+        res = builder.load(acc)
+        ks = builder.sext(builder.load(acck), ivec) if want else None
+        with builder.if_else(builder.icmp_signed("<=", ow1, out_w), likely=True) as (yes, no):
+            with yes:
+                builder.store(res, optr, align=align)
+                if want:
+                    builder.store(ks, iptr, align=8)
+            with no:
+                smask = builder.icmp_signed(
+                    "<", lane_ids, vsplat(builder.trunc(builder.sub(out_w, ow0), i32), kvec))
+                builder.call(mstore, [res, optr, _c(i32, align), smask])
+                if want:
+                    builder.call(istore, [ks, iptr, _c(i32, 8), smask])
+    return context.get_dummy_value()
+
+
+_values_s1 = _make_row(False, False)
+_values_s2 = _make_row(True, False)
+_indices_s1 = _make_row(False, True)
+_indices_s2 = _make_row(True, True)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _tasks(x, out, idx, kp, geo, t0, t1, s2, want):
+    in_d, in_h, in_w = x.shape[2], x.shape[3], x.shape[4]
+    out_d, out_h, out_w = out.shape[2], out.shape[3], out.shape[4]
+    rows = np.empty(kp[0, 0] * kp[0, 1], dtype=np.int64)
+    xoffs = np.empty(kp[0, 0] * kp[0, 1], dtype=np.int64)
+    for task in range(t0, t1):
+        oh = task % out_h
+        od = (task // out_h) % out_d
+        plane = task // (out_h * out_d)  # n * C + c
+        n_rows = window_rows(kp, in_d, in_h, od, oh, rows)
+        for i in range(n_rows):
+            xoffs[i] = (plane * in_d * in_h + rows[i]) * in_w
+            rows[i] *= in_w
+        o = task * out_w
+        if want and s2:
+            _indices_s2(x, out, idx, xoffs, rows, n_rows, geo, o)
+        elif want:
+            _indices_s1(x, out, idx, xoffs, rows, n_rows, geo, o)
+        elif s2:
+            _values_s2(x, out, idx, xoffs, rows, n_rows, geo, o)
+        else:
+            _values_s1(x, out, idx, xoffs, rows, n_rows, geo, o)
+
+
+@njit(cache=True, nogil=True)
+def indices_s2(x, out, idx, kp, geo, t0, t1):
+    """Values and int64 plane indices for output rows ``t0 <= task < t1`` of a
+    C-contiguous ``(N, C, D, H, W)`` view (``task`` = (n, c, od, oh)), W stride 2.
+
+    ``kp`` is the geometry table of :mod:`poolkit._kernels.max_pool`, ``geo``
+    :func:`geometry`'s vector; a window without input elements yields the dtype's lowest
+    value (``poolkit._engine.lowest``) and index -1; planes have fewer than 2**31
+    elements. float16 travels as its uint16 bits.
+    """
+    _tasks(x, out, idx, kp, geo, t0, t1, True, True)
+
+
+@njit(cache=True, nogil=True)
+def indices_s1(x, out, idx, kp, geo, t0, t1):
+    """:func:`indices_s2` for W stride 1."""
+    _tasks(x, out, idx, kp, geo, t0, t1, False, True)
+
+
+@njit(cache=True, nogil=True)
+def values_s2(x, out, idx, kp, geo, t0, t1):
+    """:func:`indices_s2` without the indices (``idx`` is not touched)."""
+    _tasks(x, out, idx, kp, geo, t0, t1, True, False)
+
+
+@njit(cache=True, nogil=True)
+def values_s1(x, out, idx, kp, geo, t0, t1):
+    """:func:`values_s2` for W stride 1."""
+    _tasks(x, out, idx, kp, geo, t0, t1, False, False)
+
+
+def geometry(in_w: int, out_w: int, kw: int, sw: int, pw: int, dw: int) -> np.ndarray:
+    """The read-only geometry vector of the kernels (plain Python, once per plan)."""
+    lo = min(-(-pw // sw), out_w)
+    num = in_w - 1 + pw - (kw - 1) * dw
+    hi = max(min(num // sw + 1 if num >= 0 else 0, out_w), lo)
+    geo = np.array([in_w, out_w, kw, pw, dw, lo, hi], dtype=np.int64)
+    geo.flags.writeable = False
+    return geo
