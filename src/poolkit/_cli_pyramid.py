@@ -127,14 +127,14 @@ def _check(x: Any, args: argparse.Namespace) -> None:
     if args.factor < 2:
         raise UsageError("poolkit pyramid: error: --factor must be at least 2")
     try:
-        names = pkd._pyramid_axes(x.ndim, args.axes)
+        names = pkd.pyramid_axes(x.ndim, args.axes)
     except ValueError as exc:
         raise UsageError(f"poolkit pyramid: error: {exc}") from None
     nd = sum(n in "zyx" for n in names)
     try:  # the in-memory functions decide which dtypes are supported
         import dask.array as da
 
-        pkd._pool_level(da.zeros((1,) * x.ndim, dtype=x.dtype), nd, args.factor, args.method)
+        pkd.pyramid_step(da.zeros((1,) * x.ndim, dtype=x.dtype), nd, args.factor, args.method)
     except TypeError:
         names_ = ", ".join(d.name for d in _args.MAX_POOL_DTYPES)
         raise UsageError(

@@ -1549,7 +1549,15 @@ _AXIS_TYPES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "sp
 _DEFAULT_AXES = {2: "yx", 3: "zyx", 4: "czyx", 5: "tczyx"}
 
 
-def _pyramid_axes(ndim: int, axes: Any) -> list[str]:
+def pyramid_axes(ndim: int, axes: Any) -> list[str]:
+    """The OME-NGFF axis names of a pyramid's image (``axes`` checked, or the default for
+    ``ndim``), as :func:`pyramid` uses them; ``ValueError`` names what is wrong.
+
+    Examples
+    --------
+    >>> pyramid_axes(3, None)
+    ['z', 'y', 'x']
+    """
     if axes is None:
         if ndim not in _DEFAULT_AXES:
             raise ValueError(
@@ -1603,8 +1611,16 @@ def pyramid_levels(shape: Sequence[int], factor: int = 2, target: int = 256) -> 
     return levels
 
 
-def _pool_level(arr: da.Array, nd: int, factor: int, method: str) -> da.Array:
-    """One pyramid step on ``(..., *spatial)`` with 0 to 2 leading axes."""
+def pyramid_step(arr: da.Array, nd: int, factor: int, method: str) -> da.Array:
+    """One pyramid step of :func:`pyramid` (lazy) on ``(..., *spatial)`` with 0 to 2
+    leading axes: ``method`` pooling by ``factor`` over the last ``nd`` axes, ceil_mode.
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> pyramid_step(da.ones((5, 5)), 2, 2, "max").shape
+    (3, 3)
+    """
     lead = arr.ndim - nd
     work = arr[None] if lead == 0 else arr
     k = (factor,) * nd
@@ -1726,7 +1742,7 @@ def pyramid(
 
     if not isinstance(x, da.Array):
         x = da.from_array(np.asarray(x))
-    names = _pyramid_axes(x.ndim, axes)
+    names = pyramid_axes(x.ndim, axes)
     f = _args.int_tuple(factor, 1, "factor", minimum=2)[0]
     if method not in ("max", "avg"):
         raise ValueError(f"method must be 'max' or 'avg', got {method!r}")
@@ -1740,7 +1756,7 @@ def pyramid(
     if len(pixel) != nd:
         raise ValueError(f"scale must give one pixel size per space axis ({nd}), got {scale}")
     # probe the dtype (raises the in-memory TypeError for unsupported ones)
-    _pool_level(da.zeros((1,) * x.ndim, dtype=x.dtype), nd, f, method)
+    pyramid_step(da.zeros((1,) * x.ndim, dtype=x.dtype), nd, f, method)
     if chunks is None:
         base = tuple(1 if _AXIS_TYPES[n] != "space" else (256 if nd == 2 else 64)
                      for n in names)
@@ -1755,7 +1771,7 @@ def pyramid(
     for level in range(n_levels):
         if level:
             prev = da.from_zarr(root[str(level - 1)])
-            cur = _pool_level(prev, nd, f, method)
+            cur = pyramid_step(prev, nd, f, method)
         level_chunks = tuple(min(c, s) for c, s in zip(base, cur.shape))
         cur = cur.rechunk(level_chunks)
         arr = root.create_array(str(level), shape=cur.shape, dtype=cur.dtype,

@@ -67,6 +67,12 @@ def _is_nan(v):
     return lambda v: False
 
 
+@njit(inline="always")
+def unsigned(i):
+    """Unsigned index: numba then skips its negative-index wraparound, so loops vectorize."""
+    return np.uint64(i)
+
+
 @njit(cache=True)
 def half_to_float(h):
     """float16 bits -> float32 value (exact)."""

@@ -15,8 +15,8 @@ from numba import njit
 from numba.extending import overload
 
 from ._lanes import lane_total
-from ._scalar import accumulate, float_to_half, is_half_bits, is_nan, order_key
-from .avg_pool import _u, divide, from_opmath, opmath_zero, to_opmath
+from ._scalar import accumulate, float_to_half, is_half_bits, is_nan, order_key, unsigned
+from .avg_pool import divide, from_opmath, opmath_zero, to_opmath
 
 
 @njit(inline="always")
@@ -45,25 +45,25 @@ def window_argmax(x, n, c, z0, z1, y0, y1, x0, x1):
     for z in range(z0, z1):
         for y in range(y0, y1):
             row = x[n, c, z, y]
-            xx = _u(x0)
-            end = _u(x1)
-            while xx + _u(4) <= end:
+            xx = unsigned(x0)
+            end = unsigned(x1)
+            while xx + unsigned(4) <= end:
                 k0 = order_key(row[xx])
-                k1 = order_key(row[xx + _u(1)])
-                k2 = order_key(row[xx + _u(2)])
-                k3 = order_key(row[xx + _u(3)])
-                nan_seen |= is_nan(row[xx]) | is_nan(row[xx + _u(1)])
-                nan_seen |= is_nan(row[xx + _u(2)]) | is_nan(row[xx + _u(3)])
+                k1 = order_key(row[xx + unsigned(1)])
+                k2 = order_key(row[xx + unsigned(2)])
+                k3 = order_key(row[xx + unsigned(3)])
+                nan_seen |= is_nan(row[xx]) | is_nan(row[xx + unsigned(1)])
+                nan_seen |= is_nan(row[xx + unsigned(2)]) | is_nan(row[xx + unsigned(3)])
                 m0 = k0 if k0 > m0 else m0
                 m1 = k1 if k1 > m1 else m1
                 m2 = k2 if k2 > m2 else m2
                 m3 = k3 if k3 > m3 else m3
-                xx += _u(4)
+                xx += unsigned(4)
             while xx < end:
                 k0 = order_key(row[xx])
                 nan_seen |= is_nan(row[xx])
                 m0 = k0 if k0 > m0 else m0
-                xx += _u(1)
+                xx += unsigned(1)
     m01 = m0 if m0 > m1 else m1
     m23 = m2 if m2 > m3 else m3
     top = m01 if m01 > m23 else m23
@@ -113,7 +113,7 @@ def _add8(sums, r0, r1, r2, r3, r4, r5, r6, r7, j0, j1):
     """Add ``r_k[j]`` for j in [j0, j1), in order, to the k-th of 8 opmath sums (8
     independent add chains: one per plane)."""
     a0, a1, a2, a3, a4, a5, a6, a7 = sums
-    for j in range(_u(j0), _u(j1)):
+    for j in range(unsigned(j0), unsigned(j1)):
         a0 += to_opmath(r0[j])
         a1 += to_opmath(r1[j])
         a2 += to_opmath(r2[j])
@@ -263,11 +263,11 @@ def adaptive_avg_backward(grad, dx, out_size, single_division, t0, t1):
         n = task // n_chan
         c = task % n_chan
         if single_division:
-            for o in range(_u(n_out)):
+            for o in range(unsigned(n_out)):
                 k = ks[0, o] * ks[1, o] * ks[2, o]
                 share[o] = _round_div(grad[task, o], k, like)
         else:
-            for o in range(_u(n_out)):
+            for o in range(unsigned(n_out)):
                 d = _round_div(grad[task, o], ks[0, o], like)
                 d = _round_div(d, ks[1, o], like)
                 share[o] = _round_div(d, ks[2, o], like)
@@ -279,19 +279,19 @@ def adaptive_avg_backward(grad, dx, out_size, single_division, t0, t1):
                     base = (od * out_h + oh) * out_w
                     for ow in range(out_w):
                         v = accumulate(zero, share[base + ow])
-                        for xx in range(_u(xb[ow, 0]), _u(xb[ow, 1])):
+                        for xx in range(unsigned(xb[ow, 0]), unsigned(xb[ow, 1])):
                             dx[n, c, z, y, xx] = v
                     continue
-                for xx in range(_u(in_w)):
+                for xx in range(unsigned(in_w)):
                     rb[xx] = zero
                 for od in range(zc[z, 0], zc[z, 1] + 1):
                     for oh in range(yc[y, 0], yc[y, 1] + 1):
                         base = (od * out_h + oh) * out_w
                         for ow in range(out_w):
                             d = share[base + ow]
-                            for xx in range(_u(xb[ow, 0]), _u(xb[ow, 1])):
+                            for xx in range(unsigned(xb[ow, 0]), unsigned(xb[ow, 1])):
                                 rb[xx] = accumulate(rb[xx], d)
-                for xx in range(_u(in_w)):
+                for xx in range(unsigned(in_w)):
                     dx[n, c, z, y, xx] = rb[xx]
 
 
@@ -330,7 +330,7 @@ def plane_mean_backward(grad, dx, kd, kh, kw, single_division, t0, t1):
             delta = _round_div(_round_div(_round_div(g, kd, g), kh, g), kw, g)
         row = dx[p]
         value = accumulate(row[0], delta)
-        for j in range(_u(size)):
+        for j in range(unsigned(size)):
             row[j] = value
 
 
@@ -358,13 +358,13 @@ def _store_means_impl(totals, out, p0, size):
     live in ``out``, else rounded to float16 bits on the way out."""
     if is_half_bits(out.dtype):
         def store_half(totals, out, p0, size):
-            for i in range(_u(totals.shape[0])):
-                out[_u(p0) + i] = float_to_half(divide(totals[i] + np.float32(0.0), size))
+            for i in range(unsigned(totals.shape[0])):
+                out[unsigned(p0) + i] = float_to_half(divide(totals[i] + np.float32(0.0), size))
         return store_half
 
     def store_in_place(totals, out, p0, size):
         zero = totals.dtype.type(0.0)
-        for i in range(_u(totals.shape[0])):
+        for i in range(unsigned(totals.shape[0])):
             totals[i] = divide(totals[i] + zero, size)
     return store_in_place
 
@@ -377,8 +377,8 @@ def plane_mean_range(x, out, p0, p1):
     vectorised pass adds the +0.0 the lanes start from and divides."""
     size = x.shape[1]
     totals = _totals_buffer(out, p0, p1)
-    for i in range(_u(p1 - p0)):
-        totals[i] = lane_total(x[_u(p0) + i], size)
+    for i in range(unsigned(p1 - p0)):
+        totals[i] = lane_total(x[unsigned(p0) + i], size)
     _store_means(totals, out, p0, size)
 
 
@@ -428,7 +428,7 @@ def adaptive_avg_flat(x, out, in_size, out_size, t0, t1):
                             for z in range(z0, z1):
                                 for y in range(y0, y1):
                                     base = (z * in_h + y) * in_w
-                                    for j in range(_u(base + x0), _u(base + x1)):
+                                    for j in range(unsigned(base + x0), unsigned(base + x1)):
                                         total += to_opmath(row[j])
                             v = _divide3(total, z1 - z0, y1 - y0, x1 - x0)
                             out[p, o] = from_opmath(v, like)
@@ -471,10 +471,10 @@ def _scale(g, n, k, one):
         return
     if _pow2(k):
         r = divide(one, k)
-        for i in range(_u(n)):
+        for i in range(unsigned(n)):
             g[i] = g[i] * r
     else:
-        for i in range(_u(n)):
+        for i in range(unsigned(n)):
             g[i] = divide(g[i], k)
 
 
@@ -482,19 +482,19 @@ def _scale(g, n, k, one):
 def _add_groups(g, src, n, kw):
     """``g[i] = (((g[i] + src[kw*i]) + src[kw*i + 1]) + ...)`` for i < n, kw in 1..4
     (constant strides: the loads vectorize as interleaved groups)."""
-    one, two, three, four = _u(1), _u(2), _u(3), _u(4)
+    one, two, three, four = unsigned(1), unsigned(2), unsigned(3), unsigned(4)
     if kw == 1:
-        for i in range(_u(n)):
+        for i in range(unsigned(n)):
             g[i] = g[i] + src[i]
     elif kw == 2:
-        for i in range(_u(n)):
+        for i in range(unsigned(n)):
             g[i] = (g[i] + src[two * i]) + src[two * i + one]
     elif kw == 3:
-        for i in range(_u(n)):
+        for i in range(unsigned(n)):
             k = three * i
             g[i] = ((g[i] + src[k]) + src[k + one]) + src[k + two]
     else:
-        for i in range(_u(n)):
+        for i in range(unsigned(n)):
             k = four * i
             g[i] = (((g[i] + src[k]) + src[k + one]) + src[k + two]) + src[k + three]
 
@@ -512,28 +512,28 @@ def _uniform_block(f, out, t0, t1, dims, zero):
     u0 = _row_start(t0, in_d, in_h, out_d, out_h, kd, kh, out_w)
     n = _row_start(t1 - 1, in_d, in_h, out_d, out_h, kd, kh, out_w) + out_w - u0
     g = np.empty(n, dtype=type(zero))
-    base = _u(kw * u0)
-    one, two, three = _u(1), _u(2), _u(3)
+    base = unsigned(kw * u0)
+    one, two, three = unsigned(1), unsigned(2), unsigned(3)
     if kw == 2 and kd * kh == 2:  # 2x2 (or 2x1x2): the whole sum in registers
         s0 = f[base:]
-        s1 = f[base + _u((kh - 1) * in_w + (kd - 1) * in_h * in_w):]
-        for i in range(_u(n)):
+        s1 = f[base + unsigned((kh - 1) * in_w + (kd - 1) * in_h * in_w):]
+        for i in range(unsigned(n)):
             k = two * i
             g[i] = (((zero + s0[k]) + s0[k + one]) + s1[k]) + s1[k + one]
     elif kw == 2 and kd * kh == 1:
-        for i in range(_u(n)):
+        for i in range(unsigned(n)):
             k = base + two * i
             g[i] = (zero + f[k]) + f[k + one]
     elif kw == 3 and kd * kh == 1:
-        for i in range(_u(n)):
+        for i in range(unsigned(n)):
             k = base + three * i
             g[i] = ((zero + f[k]) + f[k + one]) + f[k + two]
     else:  # one pass per window row, rows in row-major order
-        for i in range(_u(n)):
+        for i in range(unsigned(n)):
             g[i] = zero
         for dz in range(kd):
             for dy in range(kh):
-                _add_groups(g, f[base + _u((dz * in_h + dy) * in_w):], n, kw)
+                _add_groups(g, f[base + unsigned((dz * in_h + dy) * in_w):], n, kw)
     one_v = zero + np.float32(1.0)  # 1 in the opmath type
     rd, rh, rw = one_v, one_v, one_v  # multiplied in while copying out (x * 1 == x)
     if _pow2(kd) and _pow2(kh) and _pow2(kw):
@@ -545,12 +545,12 @@ def _uniform_block(f, out, t0, t1, dims, zero):
     oh = t0 % out_h  # super-row counters, stepped (no divisions per row)
     od = (t0 // out_h) % out_d
     p = t0 // (out_h * out_d)
-    dst = _u(t0 * out_w)
+    dst = unsigned(t0 * out_w)
     for _ in range(t1 - t0):
-        src = _u(((p * in_d + od * kd) * in_h + oh * kh) * out_w - u0)
-        for j in range(_u(out_w)):
+        src = unsigned(((p * in_d + od * kd) * in_h + oh * kh) * out_w - u0)
+        for j in range(unsigned(out_w)):
             out[dst + j] = ((g[src + j] * rd) * rh) * rw
-        dst += _u(out_w)
+        dst += unsigned(out_w)
         oh += 1
         if oh == out_h:
             oh = 0

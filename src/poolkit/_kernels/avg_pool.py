@@ -26,7 +26,14 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-from ._scalar import accumulate, compiled_only, float_to_half, half_to_float, is_half_bits
+from ._scalar import (
+    accumulate,
+    compiled_only,
+    float_to_half,
+    half_to_float,
+    is_half_bits,
+    unsigned,
+)
 
 #: the opmath conversions (compiled code only; implementations: the overloads below)
 to_opmath, from_opmath, opmath_zero, divide = (
@@ -93,17 +100,11 @@ def _cover(i, stride, pad, kernel, n_out):
 
 
 @njit(inline="always")
-def _u(i):
-    """Unsigned index: numba then skips its negative-index wraparound, so loops vectorize."""
-    return np.uint64(i)
-
-
-@njit(inline="always")
 def _add_run(dst, dst_start, src, src_start, count):
     """``dst[dst_start + i] += src[src_start + i]`` for i < count (each add in order)."""
-    d0 = _u(dst_start)
-    s0 = _u(src_start)
-    for i in range(_u(count)):
+    d0 = unsigned(dst_start)
+    s0 = unsigned(src_start)
+    for i in range(unsigned(count)):
         dst[d0 + i] = accumulate(dst[d0 + i], src[s0 + i])
 
 
@@ -119,17 +120,17 @@ def _split_row(x, n, c, z, y, buf, ri, pw, sw):
     in_w = x.shape[4]
     if sw == 2:
         a = pw % 2
-        oa = _u(pw // 2)
-        ob = _u((pw + 1) // 2)
-        for k in range(_u(in_w // 2)):
-            buf[ri, a, oa + k] = to_opmath(x[n, c, z, y, _u(2) * k])
-            buf[ri, 1 - a, ob + k] = to_opmath(x[n, c, z, y, _u(2) * k + _u(1)])
+        oa = unsigned(pw // 2)
+        ob = unsigned((pw + 1) // 2)
+        for k in range(unsigned(in_w // 2)):
+            buf[ri, a, oa + k] = to_opmath(x[n, c, z, y, unsigned(2) * k])
+            buf[ri, 1 - a, ob + k] = to_opmath(x[n, c, z, y, unsigned(2) * k + unsigned(1)])
         if in_w % 2:
             t = in_w - 1 + pw
             buf[ri, t % 2, t // 2] = to_opmath(x[n, c, z, y, in_w - 1])
     elif sw == 1:
-        for i in range(_u(in_w)):
-            buf[ri, 0, _u(pw) + i] = to_opmath(x[n, c, z, y, i])
+        for i in range(unsigned(in_w)):
+            buf[ri, 0, unsigned(pw) + i] = to_opmath(x[n, c, z, y, i])
     else:
         for i in range(in_w):
             t = i + pw
@@ -139,22 +140,22 @@ def _split_row(x, n, c, z, y, buf, ri, pw, sw):
 @njit(inline="always")
 def _add_window_row(acc, buf, ri, kw, sw, out_w):
     """``acc[ow] += buf[ri, e % sw, e // sw + ow]`` for e = 0..kw-1 in order, per output."""
-    n = _u(out_w)
+    n = unsigned(out_w)
     if kw == 3 and sw == 2:
         for ow in range(n):
-            acc[ow] = ((acc[ow] + buf[ri, 0, ow]) + buf[ri, 1, ow]) + buf[ri, 0, ow + _u(1)]
+            acc[ow] = ((acc[ow] + buf[ri, 0, ow]) + buf[ri, 1, ow]) + buf[ri, 0, ow + unsigned(1)]
     elif kw == 2 and sw == 2:
         for ow in range(n):
             acc[ow] = (acc[ow] + buf[ri, 0, ow]) + buf[ri, 1, ow]
     elif kw == 3 and sw == 1:
         for ow in range(n):
-            acc[ow] = ((acc[ow] + buf[ri, 0, ow]) + buf[ri, 0, ow + _u(1)]) + buf[
-                ri, 0, ow + _u(2)
+            acc[ow] = ((acc[ow] + buf[ri, 0, ow]) + buf[ri, 0, ow + unsigned(1)]) + buf[
+                ri, 0, ow + unsigned(2)
             ]
     else:
         for e in range(kw):
             r = e % sw
-            q = _u(e // sw)
+            q = unsigned(e // sw)
             for ow in range(n):
                 acc[ow] += buf[ri, r, q + ow]
 
@@ -205,14 +206,14 @@ def forward_split_range(x, out, divs, params, pad_end, t0, t1):
                 _split_row(x, n, c, z, y, buf, (z - z0) * in_h + y, pw, sw)
         for oh in range(out_h):
             y0, y1, _ = _window(oh, sh, ph, kh, in_h, eh)
-            for ow in range(_u(out_w)):
+            for ow in range(unsigned(out_w)):
                 acc[ow] = zero
             for z in range(z0, z1):
                 for y in range(y0, y1):
                     _add_window_row(acc, buf, (z - z0) * in_h + y, kw, sw, out_w)
             dst = out[n, c, od, oh]
             q = divs[od, oh]
-            for ow in range(_u(out_w)):
+            for ow in range(unsigned(out_w)):
                 dst[ow] = from_opmath(acc[ow] / q[ow], like)
 
 
@@ -233,7 +234,7 @@ def forward_nhwc_range(x, out, divs, params, pad_end, t0, t1):
     ed, eh, ew = pad_end[0], pad_end[1], pad_end[2]
     like = x[0, 0, 0, 0, 0]
     zero = opmath_zero(like)
-    nc = _u(n_chan)
+    nc = unsigned(n_chan)
     acc = np.empty(n_chan, dtype=type(zero))
     for task in range(t0, t1):
         n = task // (out_d * out_h)
@@ -299,10 +300,10 @@ def backward_range(grad, dx, divs, params, t0, t1):
         for i in range(n_od):
             od = fd + i
             for oh in range(out_h):
-                base = _u((i * out_h + oh) * out_w)
+                base = unsigned((i * out_h + oh) * out_w)
                 q = divs[od, oh]
                 g = grad[n, c, od, oh]
-                for ow in range(_u(out_w)):
+                for ow in range(unsigned(out_w)):
                     delta[base + ow] = from_opmath(to_opmath(g[ow]) / q[ow], like)
         for y in range(in_h):
             fh, lh = _cover(y, sh, ph, kh, out_h)
@@ -318,14 +319,14 @@ def backward_range(grad, dx, divs, params, t0, t1):
                             _add_run(acc, runs[k, 2], delta, base + lo, hi - lo)
             row = dx[n, c, z, y]
             if sw == 2:
-                for j in range(_u(in_w // 2)):
-                    row[_u(2) * j] = acc[j]
-                    row[_u(2) * j + _u(1)] = acc[_u(phase_len) + j]
+                for j in range(unsigned(in_w // 2)):
+                    row[unsigned(2) * j] = acc[j]
+                    row[unsigned(2) * j + unsigned(1)] = acc[unsigned(phase_len) + j]
                 if in_w % 2:
                     row[in_w - 1] = acc[in_w // 2]
                 continue
-            step = _u(sw)
+            step = unsigned(sw)
             for r in range(sw):
-                src0 = _u(r * phase_len)
-                for j in range(_u((in_w - r + sw - 1) // sw)):
-                    row[j * step + _u(r)] = acc[src0 + j]
+                src0 = unsigned(r * phase_len)
+                for j in range(unsigned((in_w - r + sw - 1) // sw)):
+                    row[j * step + unsigned(r)] = acc[src0 + j]
