@@ -174,3 +174,28 @@ def test_kernel_modules_load_safely_from_many_threads_at_once():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_pool_works_in_a_forked_child():
+    """A child forked after the pool started its workers (multiprocessing's fork start
+    method) has none of them: the pool notices and starts new ones instead of waiting on
+    threads that do not exist."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, numpy as np, poolkit as pk\n"
+        "from poolkit import _engine\n"
+        "_engine.SERIAL_WORK = 0\n"
+        "x = np.arange(4 * 8 * 16 * 16, dtype=np.float32).reshape(4, 8, 16, 16)\n"
+        "want = pk.max_pool2d(x, 2)  # the parent's workers start here\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    ok = np.array_equal(pk.max_pool2d(x, 2), want)\n"
+        "    os._exit(0 if ok else 3)\n"
+        "_, status = os.waitpid(pid, 0)\n"
+        "print(os.waitstatus_to_exitcode(status))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True).stdout
+    assert out.strip() == "0"
