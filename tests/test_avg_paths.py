@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -20,8 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import poolkit as pk
-from _family import assert_same
-from poolkit import _engine
+from _family import assert_same, forced_serial_work
 from poolkit import _reference as ref
 from test_avg_pool import _special_input as _special
 
@@ -31,20 +31,16 @@ def _quiet(fn, *args, **kw):
         return fn(*args, **kw)
 
 
-class _Mode:
+@contextmanager
+def _mode(parallel: bool, threads: int):
     """Force the call onto this thread or onto the thread pool, at a thread count."""
-
-    def __init__(self, parallel: bool, threads: int) -> None:
-        self.parallel, self.threads = parallel, threads
-
-    def __enter__(self):
-        self.old = (_engine.SERIAL_WORK, pk.get_num_threads())
-        _engine.SERIAL_WORK = 0 if self.parallel else 1 << 62
-        pk.set_num_threads(min(self.threads, pk._threads._limit()))
-
-    def __exit__(self, *exc):
-        _engine.SERIAL_WORK, threads = self.old
-        pk.set_num_threads(threads)
+    before = pk.get_num_threads()
+    pk.set_num_threads(min(threads, pk._threads._limit()))
+    try:
+        with forced_serial_work(not parallel):
+            yield
+    finally:
+        pk.set_num_threads(before)
 
 
 _MODES = [(False, 1), (True, 1), (True, 2)]
@@ -97,7 +93,7 @@ def test_forward_and_backward_paths_match_reference(nd, dtype, layout, batched, 
     arr, cl = _layout(x, layout, nd)
     fwd = getattr(pk, f"avg_pool{nd}d")
     bwd = getattr(pk, f"avg_pool{nd}d_backward")
-    with _Mode(*mode):
+    with _mode(*mode):
         got = _quiet(fwd, arr, *args, channels_last=cl)
     assert_same(_to_first(got, cl, nd), expected)
     # backward of a finite gradient (the reference scatters in output order)
@@ -107,7 +103,7 @@ def test_forward_and_backward_paths_match_reference(nd, dtype, layout, batched, 
     g_ref = g_ref if batched else g_ref[0]
     g_arr = np.ascontiguousarray(np.moveaxis(g, -nd - 1, -1)) if cl else g
     in_shape = arr.shape
-    with _Mode(*mode):
+    with _mode(*mode):
         dx = _quiet(bwd, g_arr, in_shape, *args, channels_last=cl)
     assert_same(_to_first(dx, cl, nd), g_ref)
 
@@ -124,7 +120,7 @@ def test_float16_overflow_to_inf_and_signed_zero(mode):
     assert np.isinf(expected).any() and (expected == 0).any()
     for layout in ("contiguous", "strided", "cl", "cl strided"):
         arr, cl = _layout(x, layout, 2)
-        with _Mode(*mode):
+        with _mode(*mode):
             got = _quiet(pk.avg_pool2d, arr, *args, channels_last=cl)
         assert_same(_to_first(got, cl, 2), expected)
         assert not np.signbit(_to_first(got, cl, 2)[0, 3]).any()
@@ -134,7 +130,7 @@ def test_same_bits_at_one_and_two_threads_channels_last():
     x = _special(np.random.default_rng(5), (3, 14, 14, 64), np.float32)
     results = []
     for mode in _MODES:
-        with _Mode(*mode):
+        with _mode(*mode):
             results.append(pk.avg_pool2d(x, 3, 2, 1, channels_last=True))
     for y in results[1:]:
         assert_same(y, results[0])
@@ -181,7 +177,7 @@ def test_short_2x2_rows_fixed_width_blocks(mode):
             for pad in ((0, 0), (1, 0), (0, 1), (1, 1)):
                 for ceil in (False, True):
                     args = ((2, 2), (2, 2), pad, ceil, bool(width % 2))
-                    with _Mode(*mode):
+                    with _mode(*mode):
                         got = _quiet(pk.avg_pool2d, x, *args)
                     assert_same(got, _quiet(ref.avg_pool, x, *args)), (width, height, pad)
 

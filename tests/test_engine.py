@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import threading
+
 import numpy as np
 import pytest
 from onnx.reference import ReferenceEvaluator
@@ -68,8 +72,6 @@ def test_uint16_comparable_round_trip():
 
 
 def _record_parts(parts, t0, t1):
-    import threading
-
     parts.append((t0, t1, threading.get_ident()))
 
 
@@ -82,7 +84,7 @@ def test_pool_splits_tasks_into_one_part_per_thread():
     assert len({p[2] for p in parts}) == 3  # the caller and two workers
     parts.clear()
     pool.run(_record_parts, (parts,), 10, 1)  # one part: the calling thread only
-    assert parts == [(0, 10, __import__("threading").get_ident())]
+    assert parts == [(0, 10, threading.get_ident())]
 
 
 def _fail_in_second_part(t0, t1):
@@ -104,8 +106,6 @@ def test_pool_hands_a_worker_error_to_the_caller_and_keeps_working():
 def test_pool_busy_runs_a_concurrent_call_on_its_own_thread():
     """poolkit called from two threads at once (dask's threaded scheduler): the second
     call does not wait for the pool, it runs serially, with the same bits."""
-    import threading
-
     from poolkit._threads import ThreadPool
 
     pool, parts = ThreadPool(), []
@@ -135,8 +135,6 @@ def test_parallel_results_do_not_depend_on_the_thread_count(monkeypatch):
 
 
 def test_set_num_threads_is_per_thread():
-    import threading
-
     before = pk.get_num_threads()
     seen = []
     try:
@@ -150,13 +148,16 @@ def test_set_num_threads_is_per_thread():
         pk.set_num_threads(before)
 
 
+def _python_prints(code: str) -> str:
+    """What ``code`` prints when run in a fresh interpreter (stripped)."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=True).stdout.strip()
+
+
 def test_kernel_modules_load_safely_from_many_threads_at_once():
     """Regression: threads touching a lazily imported kernel module at the same moment
     (dask's threaded scheduler, first call) all wait for the one import to finish; one
     used to see the half-initialised module (AttributeError)."""
-    import subprocess
-    import sys
-
     code = (
         "import threading, numpy as np\n"
         "from poolkit._kernels import LazyModule\n"
@@ -171,18 +172,13 @@ def test_kernel_modules_load_safely_from_many_threads_at_once():
         "[t.start() for t in ts]; [t.join() for t in ts]\n"
         "print(errors)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120, check=True).stdout
-    assert out.strip() == "[]"
+    assert _python_prints(code) == "[]"
 
 
 def test_pool_works_in_a_forked_child():
     """A child forked after the pool started its workers (multiprocessing's fork start
     method) has none of them: the pool notices and starts new ones instead of waiting on
     threads that do not exist."""
-    import subprocess
-    import sys
-
     code = (
         "import os, numpy as np, poolkit as pk\n"
         "from poolkit import _engine\n"
@@ -196,6 +192,4 @@ def test_pool_works_in_a_forked_child():
         "_, status = os.waitpid(pid, 0)\n"
         "print(os.waitstatus_to_exitcode(status))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120, check=True).stdout
-    assert out.strip() == "0"
+    assert _python_prints(code) == "0"
