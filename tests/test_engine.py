@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -101,6 +102,36 @@ def test_pool_hands_a_worker_error_to_the_caller_and_keeps_working():
     parts = []
     pool.run(_record_parts, (parts,), 4, 2)  # the worker survived
     assert sorted(p[:2] for p in parts) == [(0, 2), (2, 4)]
+
+
+@pytest.mark.parametrize("spin_seconds", [0.0, 200e-6, 0.05])
+def test_pool_hands_over_whether_its_threads_spin_or_sleep(monkeypatch, spin_seconds):
+    """The spin is only a hint: with none (every hand-over sleeps on the locks), a short
+    one, or one longer than the gap between calls, every part runs exactly once."""
+    from poolkit import _threads
+    from poolkit._threads import ThreadPool
+
+    monkeypatch.setattr(_threads, "SPIN_SECONDS", spin_seconds)
+    pool = ThreadPool()
+    for n_tasks in (2, 7, 100, 3, 50):
+        parts = []
+        pool.run(_record_parts, (parts,), n_tasks, 2)
+        assert sorted(p[:2] for p in parts) == [(0, n_tasks // 2), (n_tasks // 2, n_tasks)]
+        time.sleep(0.002 if n_tasks == 100 else 0)  # let the worker fall asleep once
+
+
+def test_spin_until_sees_a_flag_another_thread_sets():
+    from poolkit._spin import rounds_per_second, spin_until
+
+    flags = np.zeros(16, np.int64)
+    assert not spin_until(flags, 8, 1, 1000)  # never set: gives up after its rounds
+    rounds = int(5.0 * rounds_per_second())  # up to 5 s: ample for the setter below
+    setter = threading.Timer(0.01, flags.__setitem__, (8, 1))
+    setter.start()
+    t = time.perf_counter()
+    assert spin_until(flags, 8, 1, rounds)
+    assert time.perf_counter() - t < 2.5  # returned on the store, not at the end
+    setter.join()
 
 
 def test_pool_busy_runs_a_concurrent_call_on_its_own_thread():

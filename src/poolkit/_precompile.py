@@ -143,7 +143,9 @@ def run_job(job: Job) -> None:
     """Run one job's calls (numba compiles, and caches, what they need)."""
     import poolkit as pk
     from poolkit import _engine
+    from poolkit._spin import rounds_per_second
 
+    rounds_per_second()  # compiles the thread pool's spin wait, used by parallel calls
     old = _engine.SERIAL_WORK
     _engine.SERIAL_WORK = 1 << 62  # tiny inputs, on this thread: the kernels are the same
     try:
