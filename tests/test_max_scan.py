@@ -1,10 +1,10 @@
 """The NCHW row kernels (:mod:`poolkit._kernels.max_scan`) against the loop reference.
 
 Rows wide enough for several vector blocks (plain interior blocks, masked border and
-tail blocks), W stride 1 and 2, any window, padding, dilation and ceil_mode, 1-D to
-3-D, every dtype, values full of ties, NaN, +-0.0, +-inf and integer extremes, with and
-without indices, contiguous and strided: values bit for bit and indices equal to
-:func:`poolkit._reference.max_pool`.
+tail blocks), W stride 1, 2 and larger (the gather kernels), any window, padding,
+dilation and ceil_mode, 1-D to 3-D, every dtype, values full of ties, NaN, +-0.0,
++-inf and integer extremes, with and without indices, contiguous and strided: values
+bit for bit and indices equal to :func:`poolkit._reference.max_pool`.
 """
 
 from __future__ import annotations
@@ -40,11 +40,12 @@ def _values(rng, shape, dtype, kind):
     return rng.standard_normal(shape).astype(dtype)
 
 
-def _case(seed):
+def _case(seed, last_strides=(1, 3)):
     rng = np.random.default_rng(seed)
     nd = int(rng.integers(1, 4))
     kernel = tuple(int(k) for k in rng.integers(1, 4, nd))
-    stride = tuple(int(s) for s in rng.integers(1, 3, nd))
+    stride = tuple(int(s) for s in rng.integers(1, 3, nd - 1)) + (
+        int(rng.integers(*last_strides)),)
     dilation = tuple(int(d) for d in rng.integers(1, 3, nd))
     padding = tuple(int(rng.integers(0, k // 2 + 1)) for k in kernel)
     spatial = [int(rng.integers(1, 4)) for _ in range(nd - 1)]
@@ -89,6 +90,19 @@ def test_other_dtypes_match_reference(seed, dtype):
            dilation, ceil_mode)
 
 
+@pytest.mark.parametrize(
+    "dtype", ["float32", "float64", "float16", "int8", "int16", "uint16", "int64"])
+@pytest.mark.parametrize("seed", range(8))
+def test_any_w_stride_rows_match_reference(seed, dtype):
+    """W strides 3 to 6: the gather kernels (``values_sn``, ``indices_sn``)."""
+    rng, kernel, stride, padding, dilation, ceil_mode, spatial = _case(200 + seed, (3, 7))
+    kind = ("normal", "specials", "ties", "neg_inf")[seed % 4]
+    if np.dtype(dtype).kind in "iu" and kind == "neg_inf":
+        kind = "specials"
+    _check(_values(rng, (2, 2) + spatial, dtype, kind), kernel, stride, padding,
+           dilation, ceil_mode)
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float16", "int32"])
 def test_strided_views_match_reference(dtype):
     rng = np.random.default_rng(7)
@@ -96,6 +110,7 @@ def test_strided_views_match_reference(dtype):
     for x in (base[:, ::2, :, ::2], base[..., 1:], np.flip(base, -1)):
         _check(x, (3, 3), (2, 2), (1, 1), (1, 1), False)
         _check(x, (2, 2), (1, 1), (0, 1), (1, 2), True)
+        _check(x, (4, 5), (2, 3), (1, 2), (1, 1), True)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -120,4 +135,7 @@ def test_plans_pick_the_scan_rows():
     assert max_select.scan_kernel_ok(in5, out5, kp, False)
     assert not max_select.scan_kernel_ok(in5, out5, kp, True)  # channels last
     kp3 = _engine.kernel_table((3, 3), (3, 3), (1, 1), (1, 1))
-    assert not max_select.scan_kernel_ok(in5, (1, 2, 1, 3, 3), kp3, False)  # W stride 3
+    assert max_select.scan_kernel_ok(in5, (1, 2, 1, 3, 3), kp3, False)  # W stride 3
+    run = max_select.forward_runner(in5, (1, 2, 1, 3, 3), np.dtype(np.float32), kp3,
+                                    -np.inf, True, False, 1, 6)
+    assert run.name == "indices_sn"  # one gather kernel for every W stride above 2

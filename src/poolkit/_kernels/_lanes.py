@@ -209,20 +209,34 @@ def splat(builder, value, count: int):
                                                     [0] * count))
 
 
+def _vector_suffix(vty: ir.VectorType) -> str:
+    """The overload suffix of a vector type in an intrinsic's name (``v8f32``, ``v8i16``)."""
+    el = vty.element
+    if isinstance(el, ir.IntType):
+        return f"v{vty.count}i{el.width}"
+    return f"v{vty.count}f{32 if isinstance(el, ir.FloatType) else 64}"
+
+
 def masked_memory(module, name: str, vty: ir.VectorType):
     """The ``llvm.masked.load`` (``name="load"``) or ``llvm.masked.store`` intrinsic for
     vectors of type ``vty``."""
     bty = ir.VectorType(ir.IntType(1), vty.count)
-    el = vty.element
-    if isinstance(el, ir.IntType):
-        suffix = f"v{vty.count}i{el.width}"
-    else:
-        suffix = f"v{vty.count}f{32 if isinstance(el, ir.FloatType) else 64}"
     if name == "load":
         fty = ir.FunctionType(vty, [vty.as_pointer(), ir.IntType(32), bty, vty])
     else:
         fty = ir.FunctionType(ir.VoidType(), [vty, vty.as_pointer(), ir.IntType(32), bty])
-    return cgutils.get_or_insert_function(module, fty, f"llvm.masked.{name}.{suffix}.p0")
+    return cgutils.get_or_insert_function(
+        module, fty, f"llvm.masked.{name}.{_vector_suffix(vty)}.p0")
+
+
+def masked_gather(module, vty: ir.VectorType):
+    """The ``llvm.masked.gather`` intrinsic: ``vty`` lanes from a vector of pointers,
+    ``(pointers, align, mask, passthru)``."""
+    n = vty.count
+    pty = ir.VectorType(vty.element.as_pointer(), n)
+    fty = ir.FunctionType(vty, [pty, ir.IntType(32), ir.VectorType(ir.IntType(1), n), vty])
+    return cgutils.get_or_insert_function(
+        module, fty, f"llvm.masked.gather.{_vector_suffix(vty)}.v{n}p0")
 
 
 def _half_key(builder, v):

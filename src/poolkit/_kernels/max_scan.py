@@ -1,11 +1,13 @@
 """Max pooling, channels first, any dtype: whole output rows in vector IR.
 
-The NCHW forward (1-D to 3-D pooling, W stride 1 or 2, C-contiguous input) with
-indices for every dtype, and values only for the dtypes the row kernels of
-:mod:`poolkit._kernels.max_rows` do not take (integers, float16 as its uint16 bits).
-Each output row is computed in vectors of output columns (8 lanes, 4 for 64-bit
-elements): for every window element the lanes load their input column (stride 2: two
-vectors' worth and their even lanes, one shuffle) and take one scan step, ``v``
+The NCHW forward (1-D to 3-D pooling, any W stride, C-contiguous input) with indices
+for every dtype, and values for what the row kernels of :mod:`poolkit._kernels.max_rows`
+do not take (integers, float16 as its uint16 bits, W strides above 2). Each output row
+is computed in vectors of output columns (8 lanes, 4 for 64-bit elements): for every
+window element the lanes load their input column (stride 1: one vector load; stride 2:
+two vectors' worth and their even lanes, one shuffle; any other stride: one gather,
+the stride read from the geometry vector, so one compiled kernel serves them all) and
+take one scan step, ``v``
 replacing the running ``m`` if ``v`` is greater or NaN, the int32 plane index vector
 following the same mask (widened to int64 at the store). "Greater" is the dtype's order:
 floats and signed or unsigned integers compare directly, float16 bits through the
@@ -34,11 +36,22 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from ._lanes import lowest, masked_memory, scan_dtype_ok, scan_lanes, scan_wins, splat
+from ._lanes import (
+    lowest,
+    masked_gather,
+    masked_memory,
+    scan_dtype_ok,
+    scan_lanes,
+    scan_wins,
+    splat,
+)
 from .max_pool import window_rows
 
 # the geometry vector ``geo`` (int64): the indices of its entries
-G_IN_W, G_OUT_W, G_KW, G_PW, G_DW, G_LO, G_HI = range(7)
+G_IN_W, G_OUT_W, G_KW, G_PW, G_DW, G_LO, G_HI, G_SW = range(8)
+
+#: The ``stride`` of :func:`_make_row` whose kernels take any W stride (a gather per load).
+ANY = 0
 
 #: How a window element's vector is loaded: plain, masked to columns below ``in_w``,
 #: or masked to the columns inside the row (then the lanes' validity is tracked).
@@ -57,8 +70,8 @@ def _ok(x, out):
     )
 
 
-def _make_row(s2: bool, want: bool):
-    """The row intrinsic for W stride 2 (``s2``) or 1, with (``want``) or without the
+def _make_row(stride: int, want: bool):
+    """The row intrinsic for W stride 1, 2 or :data:`ANY`, with (``want``) or without the
     index vector."""
 
     @intrinsic
@@ -73,12 +86,12 @@ def _make_row(s2: bool, want: bool):
             return None
         sig = types.none(x, out, idx, xoffs, kbase, n_rows, geo, obase)
         return sig, lambda context, builder, sig, args: _codegen(
-            context, builder, sig, args, s2, want)
+            context, builder, sig, args, stride, want)
 
     return pool_row
 
 
-def _codegen(context, builder, sig, args, s2, want):
+def _codegen(context, builder, sig, args, stride, want):
     elem = sig.args[0].dtype
     lanes = scan_lanes(elem)
     xa, oa, ia, xo, kb = (context.make_array(sig.args[k])(context, builder, args[k])
@@ -87,6 +100,7 @@ def _codegen(context, builder, sig, args, s2, want):
     i64, i32, i1 = ir.IntType(64), ir.IntType(32), ir.IntType(1)
     ety = context.get_data_type(elem)
     vec = ir.VectorType(ety, lanes)
+    s2, gather = stride == 2, stride == ANY
     n_load = 2 * lanes if s2 else lanes  # elements loaded per window element
     lvec = ir.VectorType(ety, n_load)
     kvec = ir.VectorType(i32, lanes)
@@ -100,7 +114,7 @@ def _codegen(context, builder, sig, args, s2, want):
 
     in_w, out_w, kw = g(G_IN_W), g(G_OUT_W), g(G_KW)
     pw, dw, lo, hi = g(G_PW), g(G_DW), g(G_LO), g(G_HI)
-    sw = _c(i64, 2 if s2 else 1)
+    sw = g(G_SW) if gather else _c(i64, stride)
     n_rows = context.cast(builder, args[5], sig.args[5], types.int64)
     obase = context.cast(builder, args[7], sig.args[7], types.int64)
     L, one, zero = _c(i64, lanes), _c(i64, 1), _c(i64, 0)
@@ -115,8 +129,14 @@ def _codegen(context, builder, sig, args, s2, want):
     istore = masked_memory(mod, "store", ivec)
     load_ids = ir.Constant(ir.VectorType(i32, n_load), list(range(n_load)))
     even = ir.Constant(kvec, [2 * j for j in range(lanes)])
-    kstep = ir.Constant(kvec, [(2 if s2 else 1) * j for j in range(lanes)])  # sw * lane
     lane_ids = ir.Constant(kvec, list(range(lanes)))
+    if gather:  # sw * lane, the lanes' columns past lane 0's
+        kstep = builder.mul(lane_ids, vsplat(builder.trunc(sw, i32), kvec))
+        pvec = ir.VectorType(ety.as_pointer(), lanes)
+        byte_steps = builder.mul(builder.sext(kstep, ivec), vsplat(_c(i64, align), ivec))
+        gather_fn = masked_gather(mod, vec)
+    else:
+        kstep = ir.Constant(kvec, [stride * j for j in range(lanes)])
 
     def wins(v, m):
         return scan_wins(builder, elem, v, m)
@@ -127,8 +147,10 @@ def _codegen(context, builder, sig, args, s2, want):
         of lane 0's first window element."""
         p = builder.add(p0, builder.mul(e, dw))  # column of lane 0
         ptr = builder.gep(xa.data, [builder.add(builder.load(builder.gep(xo.data, [r])), p)])
-        ptr = builder.bitcast(ptr, lvec.as_pointer())
         valid = None
+        if gather:
+            return gather_element(r, p, ptr, mode)
+        ptr = builder.bitcast(ptr, lvec.as_pointer())
         if mode == PLAIN:
             v = builder.load(ptr, align=align)
         else:
@@ -143,11 +165,29 @@ def _codegen(context, builder, sig, args, s2, want):
             v = builder.call(mload, [ptr, _c(i32, align), m, fill_load])
         if s2:  # the even lanes of the two vectors
             v = builder.shuffle_vector(v, v, even)
-        k = None
-        if want:
-            kb0 = builder.add(builder.load(builder.gep(kb.data, [r])), p)
-            k = builder.add(vsplat(builder.trunc(kb0, i32), kvec), kstep)
-        return v, k, valid
+        return v, plane_indices(r, p), valid
+
+    def plane_indices(r, p):
+        if not want:
+            return None
+        kb0 = builder.add(builder.load(builder.gep(kb.data, [r])), p)
+        return builder.add(vsplat(builder.trunc(kb0, i32), kvec), kstep)
+
+    def gather_element(r, p, ptr, mode):
+        """:func:`element` for any stride: lane j reads column ``p + sw * j``."""
+        base = vsplat(builder.ptrtoint(ptr, i64), ivec)
+        ptrs = builder.inttoptr(builder.add(base, byte_steps), pvec)
+        valid = None
+        if mode == PLAIN:
+            m = ir.Constant(bvec, [1] * lanes)
+        else:
+            m = builder.icmp_signed("<", kstep, vsplat(builder.trunc(builder.sub(in_w, p), i32),
+                                                       kvec))
+            if mode == FULL:
+                neg = vsplat(builder.trunc(builder.neg(p), i32), kvec)
+                m = valid = builder.and_(m, builder.icmp_signed(">=", kstep, neg))
+        v = builder.call(gather_fn, [ptrs, _c(i32, align), m, fill])
+        return v, plane_indices(r, p), valid
 
     acc = cgutils.alloca_once(builder, vec)
     acck = cgutils.alloca_once(builder, kvec)
@@ -189,7 +229,8 @@ def _codegen(context, builder, sig, args, s2, want):
     n_blocks = builder.udiv(builder.add(out_w, builder.sub(L, one)), L)
     # the last column a block loads, past lane 0's first window element column
     last_load = builder.add(builder.mul(builder.sub(kw, one), dw),
-                            _c(i64, n_load - 1))
+                            builder.mul(sw, _c(i64, lanes - 1)) if gather
+                            else _c(i64, n_load - 1))
     with cgutils.for_range(builder, n_blocks) as bl:
         ow0 = builder.mul(bl.index, L)
         ow1 = builder.add(ow0, L)
@@ -228,14 +269,16 @@ def _codegen(context, builder, sig, args, s2, want):
     return context.get_dummy_value()
 
 
-_values_s1 = _make_row(False, False)
-_values_s2 = _make_row(True, False)
-_indices_s1 = _make_row(False, True)
-_indices_s2 = _make_row(True, True)
+_values_s1 = _make_row(1, False)
+_values_s2 = _make_row(2, False)
+_values_sn = _make_row(ANY, False)
+_indices_s1 = _make_row(1, True)
+_indices_s2 = _make_row(2, True)
+_indices_sn = _make_row(ANY, True)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _tasks(x, out, idx, kp, geo, t0, t1, s2, want):
+def _tasks(x, out, idx, kp, geo, t0, t1, stride, want):
     in_d, in_h, in_w = x.shape[2], x.shape[3], x.shape[4]
     out_d, out_h, out_w = out.shape[2], out.shape[3], out.shape[4]
     rows = np.empty(kp[0, 0] * kp[0, 1], dtype=np.int64)
@@ -249,14 +292,18 @@ def _tasks(x, out, idx, kp, geo, t0, t1, s2, want):
             xoffs[i] = (plane * in_d * in_h + rows[i]) * in_w
             rows[i] *= in_w
         o = task * out_w
-        if want and s2:
+        if want and stride == 2:
             _indices_s2(x, out, idx, xoffs, rows, n_rows, geo, o)
-        elif want:
+        elif want and stride == 1:
             _indices_s1(x, out, idx, xoffs, rows, n_rows, geo, o)
-        elif s2:
+        elif want:
+            _indices_sn(x, out, idx, xoffs, rows, n_rows, geo, o)
+        elif stride == 2:
             _values_s2(x, out, idx, xoffs, rows, n_rows, geo, o)
-        else:
+        elif stride == 1:
             _values_s1(x, out, idx, xoffs, rows, n_rows, geo, o)
+        else:
+            _values_sn(x, out, idx, xoffs, rows, n_rows, geo, o)
 
 
 @njit(cache=True, nogil=True)
@@ -269,25 +316,37 @@ def indices_s2(x, out, idx, kp, geo, t0, t1):
     value (``poolkit._engine.lowest``) and index -1; planes have fewer than 2**31
     elements. float16 travels as its uint16 bits.
     """
-    _tasks(x, out, idx, kp, geo, t0, t1, True, True)
+    _tasks(x, out, idx, kp, geo, t0, t1, 2, True)
 
 
 @njit(cache=True, nogil=True)
 def indices_s1(x, out, idx, kp, geo, t0, t1):
     """:func:`indices_s2` for W stride 1."""
-    _tasks(x, out, idx, kp, geo, t0, t1, False, True)
+    _tasks(x, out, idx, kp, geo, t0, t1, 1, True)
 
 
 @njit(cache=True, nogil=True)
 def values_s2(x, out, idx, kp, geo, t0, t1):
     """:func:`indices_s2` without the indices (``idx`` is not touched)."""
-    _tasks(x, out, idx, kp, geo, t0, t1, True, False)
+    _tasks(x, out, idx, kp, geo, t0, t1, 2, False)
 
 
 @njit(cache=True, nogil=True)
 def values_s1(x, out, idx, kp, geo, t0, t1):
     """:func:`values_s2` for W stride 1."""
-    _tasks(x, out, idx, kp, geo, t0, t1, False, False)
+    _tasks(x, out, idx, kp, geo, t0, t1, 1, False)
+
+
+@njit(cache=True, nogil=True)
+def indices_sn(x, out, idx, kp, geo, t0, t1):
+    """:func:`indices_s2` for any W stride (``geo[G_SW]``; a gather per window element)."""
+    _tasks(x, out, idx, kp, geo, t0, t1, ANY, True)
+
+
+@njit(cache=True, nogil=True)
+def values_sn(x, out, idx, kp, geo, t0, t1):
+    """:func:`values_s2` for any W stride (``geo[G_SW]``)."""
+    _tasks(x, out, idx, kp, geo, t0, t1, ANY, False)
 
 
 def geometry(in_w: int, out_w: int, kw: int, sw: int, pw: int, dw: int) -> np.ndarray:
@@ -295,6 +354,6 @@ def geometry(in_w: int, out_w: int, kw: int, sw: int, pw: int, dw: int) -> np.nd
     lo = min(-(-pw // sw), out_w)
     num = in_w - 1 + pw - (kw - 1) * dw
     hi = max(min(num // sw + 1 if num >= 0 else 0, out_w), lo)
-    geo = np.array([in_w, out_w, kw, pw, dw, lo, hi], dtype=np.int64)
+    geo = np.array([in_w, out_w, kw, pw, dw, lo, hi, sw], dtype=np.int64)
     geo.flags.writeable = False
     return geo

@@ -5,14 +5,15 @@ callable ``run(x5, o5, idx)`` that runs exactly one kernel variant, so a call co
 (on its first use in a fresh cache) only the variant it needs:
 
 * NCHW float32/float64 values, one depth slice (1-D and 2-D pooling), W stride 1 or 2:
-  the row kernels of :mod:`poolkit._kernels.max_rows` (k2s2, k3s2, any-k s2, any-k s1),
-  serial or parallel;
+  the row kernels of :mod:`poolkit._kernels.max_rows` (k2s2, k3s2, any-k s2, any-k s1);
 * NHWC, any dtype, values or values and indices, 1-D to 3-D: the pixel kernels of
-  :mod:`poolkit._kernels.max_cl`, serial or parallel;
-* other NCHW plans with W stride 1 or 2 (indices, any dtype, 3-D), serial: the row
-  kernels of :mod:`poolkit._kernels.max_scan`;
-* everything else: the window engine of :mod:`poolkit._kernels.max_pool` (serial or
-  parallel; also the parallel runs of ``max_scan``'s plans for now).
+  :mod:`poolkit._kernels.max_cl`;
+* every other NCHW plan (indices, any dtype, 3-D, any W stride): the row kernels of
+  :mod:`poolkit._kernels.max_scan`;
+* what is left (planes of 2**31 elements or more): the window engine of
+  :mod:`poolkit._kernels.max_pool`.
+
+Every kernel runs serially or split over threads by the engine (``run_tasks``).
 
 The fast kernels take C-contiguous input: a strided view is copied first (plans are keyed
 on shape and dtype, not on strides; one copy costs less than a strided window scan and
@@ -98,7 +99,7 @@ class _Scan:
     def __init__(self, in5, out5, kp, want, engine):
         (_, _, kw), (_, _, sw), (_, _, pw), (_, _, dw) = kp.tolist()
         self.geo = _scan.module().geometry(in5[4], out5[4], kw, sw, pw, dw)
-        self.name = f"{'indices' if want else 'values'}_s{sw}"
+        self.name = f"{'indices' if want else 'values'}_s{sw if sw in (1, 2) else 'n'}"
         self.engine = engine
 
     def __call__(self, x5: np.ndarray, o5: np.ndarray, idx: np.ndarray) -> None:
@@ -110,7 +111,7 @@ class _Scan:
 def scan_kernel_ok(in5, out5, kp, nhwc) -> bool:
     """Does this plan take the NCHW row kernels of :mod:`poolkit._kernels.max_scan`?"""
     return (
-        not nhwc and min(out5) > 0 and kp[1, 2] in (1, 2)
+        not nhwc and min(out5) > 0
         and in5[2] * in5[3] * in5[4] < 2**31  # int32 plane indices
     )
 
