@@ -42,7 +42,7 @@ def _x(dtype: str, channels_last: bool, shape=(2, 3, 9, 10)) -> np.ndarray:
 
 
 def _max(pk, x, cl):
-    for k, s, p in ((3, 2, 1), (2, 2, 0), (3, 1, 1)):
+    for k, s, p in ((3, 2, 1), (2, 2, 0), (3, 1, 1), (3, 3, 0)):  # s3: the gather rows
         y, idx = pk.max_pool2d(x, k, s, p, return_indices=True, channels_last=cl)
         pk.max_pool2d(x, k, s, p, channels_last=cl)
         g = np.ones(y.shape, x.dtype if x.dtype.kind == "f" else np.float32)
