@@ -5,6 +5,7 @@ store, starts a ``LocalCluster`` of 2 worker processes x 1 thread with a memory 
 (default 1.5 GiB), and times, on the same array and scheduler:
 
 * poolkit.dask max and average pooling at k2s2 and k3s2p1, and a 5-level pyramid;
+* the floor: ``x[..., ::2, ::2]`` stored (the same reads and writes, no pooling);
 * ``da.coarsen(np.max / np.mean)`` and xarray-multiscale ``windowed_max/windowed_mean``
   (k == s only), and dask-image ``maximum_filter`` + ``[..., ::2, ::2]`` (k3s2p1).
 
@@ -126,6 +127,8 @@ def main() -> None:
         rows.append([label, f"{wall:.1f}", str(tasks), spot, label])
         print(f"  {label}: {wall:.1f} s, {tasks} tasks {spot}", flush=True)
 
+    # the floor every k2s2 row stands on: read the input, write a quarter-size output
+    run("floor: x[..., ::2, ::2] (read + write, no pooling)", x[..., ::2, ::2])
     for kind in ("max", "avg"):
         fn = pkd.max_pool2d if kind == "max" else pkd.avg_pool2d
         run(f"poolkit.dask {kind} k2s2", fn(x, 2), (kind, 2, 2, 0))

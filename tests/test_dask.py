@@ -481,6 +481,39 @@ def test_task_counts():
     assert aligned.npartitions == n_in and halo.npartitions == n_in
 
 
+def test_tasks_run_poolkit_on_one_thread(monkeypatch):
+    """The scheduler runs one task per core: a task must not also split its kernels over
+    poolkit's threads (4 busy threads on 2 cores under 2 dask workers)."""
+    from poolkit import _engine, _threads
+
+    parts = []
+    real = _threads.POOL.run
+
+    def record(kernel, args, n_tasks, n_parts):
+        parts.append(n_parts)
+        real(kernel, args, n_tasks, n_parts)
+
+    monkeypatch.setattr(_threads.POOL, "run", record)
+    monkeypatch.setattr(_engine, "SERIAL_WORK", 0)  # every call asks the pool
+    x = np.arange(2 * 3 * 12 * 12, dtype=np.float32).reshape(2, 3, 12, 12)
+    before = pk.get_num_threads()
+    pk.set_num_threads(2 if _threads._limit() >= 2 else 1)
+    try:
+        want = pk.max_pool2d(x, 3, 2, 1)
+        assert parts == [pk.get_num_threads()]  # in memory: every thread asked for
+        parts.clear()
+        dx = da.from_array(x, chunks=(1, 2, 6, 5))
+        got = [pkd.max_pool2d(dx, 3, 2, 1), pkd.global_avg_pool(dx),
+               pkd.avg_pool2d_backward(da.ones((2, 3, 6, 6), chunks=3), x.shape, 3, 2, 1)]
+        with dask.config.set(scheduler="threads", num_workers=2):
+            out = dask.compute(*got)
+        assert_bits(out[0], want)
+        assert parts and set(parts) == {1}
+        assert pk.get_num_threads() == (2 if _threads._limit() >= 2 else 1)  # restored
+    finally:
+        pk.set_num_threads(before)
+
+
 def test_small_chunks_are_merged_explicitly():
     x = da.zeros((1, 1, 20), chunks=((1,), (1,), (1, 1, 5, 1, 12)))
     plan = pkd.plan_chunks(x, 5, stride=1)

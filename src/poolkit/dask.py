@@ -26,6 +26,8 @@ How chunks map to tasks (see ``docs/dask.md``):
   would not be bitwise).
 * Global and adaptive pooling bring the spatial axes to one chunk (a plane mean split
   across chunks would not be bitwise); batch and channel chunks are kept.
+* Each task runs poolkit's kernels on its own thread only: the scheduler supplies the
+  parallelism (one task per core), so tasks do not oversubscribe the cores.
 
 Examples
 --------
@@ -435,8 +437,26 @@ def _block_offsets(chunks: tuple[tuple[int, ...], ...], block_id: tuple[int, ...
     return tuple(int(sum(c[:b])) for c, b in zip(chunks, block_id))
 
 
+def _on_one_thread(func: Callable) -> Callable:
+    """``func`` with poolkit's kernels kept on the calling thread: the scheduler already
+    runs one task per core, and a task splitting itself over poolkit's threads as well
+    would oversubscribe the cores (results never depend on the thread count)."""
+
+    @functools.wraps(func)  # keeps the signature: dask looks for ``block_id`` in it
+    def task(*blocks, **kw):
+        before = _pk.get_num_threads()
+        _pk.set_num_threads(1)
+        try:
+            return func(*blocks, **kw)
+        finally:
+            _pk.set_num_threads(before)
+
+    return task
+
+
 def _run(func, sources, depths, plan: _Plan, out_chunks, dtype) -> da.Array:
     """map_overlap (or map_blocks where no halo is needed) of ``func`` over sources."""
+    func = _on_one_thread(func)
     meta = np.empty((0,) * len(out_chunks), dtype=dtype)
     if len(sources) == 1 and all(d == (0, 0) for dep in depths for d in dep.values()):
         return da.map_blocks(func, *sources, chunks=out_chunks, dtype=dtype, meta=meta)
@@ -1374,7 +1394,8 @@ def _whole_planes(x: da.Array, lay: _Layout, fn, out_spatial, dtype, keep=True, 
 
     meta = np.empty((0,) * len(chunks), dtype=odtype)
     kw = {} if keep else dict(drop_axis=list(lay.spatial))
-    res = da.map_blocks(task, x, chunks=tuple(chunks), dtype=odtype, meta=meta, **kw)
+    res = da.map_blocks(_on_one_thread(task), x, chunks=tuple(chunks), dtype=odtype, meta=meta,
+                        **kw)
     return _fields(res, dtype) if rec else res
 
 
@@ -1433,8 +1454,8 @@ def _global_backward(args, memory: Callable):
         return memory(*blocks, tuple(full), args.channels_last)
 
     kw = {} if keep else dict(new_axis=list(lay.spatial))
-    res = da.map_blocks(task, *srcs, chunks=tuple(out_chunks), dtype=grad.dtype, meta=meta,
-                        **kw)
+    res = da.map_blocks(_on_one_thread(task), *srcs, chunks=tuple(out_chunks),
+                        dtype=grad.dtype, meta=meta, **kw)
     if args.chunks is not None:
         res = res.rechunk(da.core.normalize_chunks(args.chunks, shape, dtype=grad.dtype))
     return res
