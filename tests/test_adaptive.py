@@ -325,6 +325,26 @@ def test_plane_mean_same_in_every_layout():
     assert_same(pk.global_avg_pool(x[:, ::-1]), expected[:, ::-1])
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_plane_mean_contiguous_shortcuts(dtype):
+    """C-contiguous arrays skip the moved-axis views: channels last with one channel or
+    one pixel per plane, channels first, and a channels-first declaration of NHWC memory
+    (and the reverse) all give the reference's bits, for channel counts around the
+    vector width."""
+    rng = np.random.default_rng(1602)
+    for shape in [(2, 1, 1, 5), (2, 3, 4, 1), (1, 1, 1, 1), (3, 7, 7, 9), (2, 4, 4, 17),
+                  (1, 5, 3, 65)]:
+        x = random_input(rng, shape, dtype, ties=True, nan=True)  # (N, H, W, C)
+        first = np.moveaxis(x, -1, 1)
+        expected = ref.adaptive_avg_pool(first, (1, 1)).reshape(shape[0], shape[-1])
+        assert_same(pk.global_avg_pool(x, keepdims=False, channels_last=True), expected)
+        assert_same(pk.global_avg_pool(first, keepdims=False), expected)  # NHWC memory
+        nchw = np.ascontiguousarray(first)
+        assert_same(pk.global_avg_pool(nchw, keepdims=False), expected)
+        assert_same(pk.global_avg_pool(np.moveaxis(nchw, 1, -1), keepdims=False,
+                                       channels_last=True), expected)
+
+
 def test_plane_mean_is_order_not_row_major():
     """The lane order is a real, documented choice: on a plane where row-major order
     rounds differently, poolkit follows the lane order (and stays within rounding)."""

@@ -254,3 +254,77 @@ def test_row_kernels_chunks_write_only_their_rows(kw, sw, pw):
         with np.errstate(all="ignore"):
             kernel(x.reshape(-1), out, divs, rows, geo, cut, n_rows)
         assert_same(out.reshape(expected.shape), expected)
+
+
+def _cl_kernel_of(x_cl, nd, args):
+    """Name of the channels-last kernel the plan of ``avg_pool{nd}d(x_cl, *args)`` runs."""
+    from poolkit._ops import avg_pool
+
+    p = avg_pool.AvgPoolParams.parse(nd, *args, *(None,) * (6 - len(args)), True, 1)
+    geom = p.geometry(x_cl.shape[-nd - 1:-1])
+    return avg_pool._plan(geom, x_cl.shape, x_cl.dtype, x_cl.ndim == nd + 2, True,
+                          p.count_include_pad, p.divisor_override, False).cl[0]
+
+
+def _tiny_input(rng, shape, dtype):
+    """Special values plus sums in the subnormal range (where a reciprocal would round
+    differently from a division by anything but a power of two)."""
+    x = _special(rng, shape, dtype)
+    tiny = np.finfo(dtype).smallest_subnormal
+    pick = rng.random(shape)
+    x[pick < 0.3] = (rng.integers(-40, 40, shape) * tiny)[pick < 0.3]
+    return x
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("mode", _MODES)
+def test_channels_last_power_of_two_divisors_multiply(dtype, mode):
+    """Every divisor a power of two (k=2 windows, 1x1, overrides 1, 2, -8, 16): the
+    reciprocal kernel, bit for bit against the reference's division, including
+    subnormal quotients, overflow, NaN, +-inf and -0.0; mixed divisors take the dividing
+    kernel. Channel counts around the vector width and its 8-vector blocks."""
+    rng = np.random.default_rng(21 + np.dtype(dtype).itemsize)
+    cases = [  # kernel, stride, padding, ceil_mode, count_include_pad, divisor, times
+        ((2, 2), (2, 2), (0, 0), False, True, None, True),
+        ((2, 2), (1, 2), (1, 0), False, True, None, True),  # padding counts: all 4
+        ((2, 2), (2, 2), (1, 1), True, False, None, True),  # 1, 2 and 4: powers of two
+        ((1, 1), (2, 2), (0, 0), False, True, None, True),
+        ((3, 3), (2, 2), (1, 1), False, True, 1, True),
+        ((3, 2), (2, 2), (1, 1), True, False, -8, True),
+        ((2, 4), (2, 3), (1, 2), True, True, 16, True),
+        ((2, 2), (2, 2), (1, 1), True, False, 3, False),
+        ((3, 3), (2, 2), (1, 1), False, True, None, False),  # 9
+    ]
+    for chan in (1, 7, 8, 9, 17, 33, 65):
+        x = _tiny_input(rng, (2, chan, 7, 9), dtype)
+        arr, _ = _layout(x, "cl", 2)
+        for kernel, stride, pad, ceil, cip, div, times in cases:
+            args = (kernel, stride, pad, ceil, cip, div)
+            expected = _quiet(ref.avg_pool, x, *args)
+            if chan == 7:
+                name = _cl_kernel_of(arr, 2, args)
+                assert name == ("avg_cl_times" if times else "avg_cl"), args
+            for layout in ("cl", "cl strided"):
+                arr, _ = _layout(x, layout, 2)
+                with _mode(*mode):
+                    got = _quiet(pk.avg_pool2d, arr, *args, channels_last=True)
+                assert_same(_to_first(got, True, 2), expected), (chan, args, layout)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_channels_last_reciprocal_kernel_1d_3d_unbatched(dtype):
+    """1-D and 3-D windows of power-of-two sizes, unbatched, through the reciprocal
+    kernel."""
+    rng = np.random.default_rng(5)
+    x1 = _tiny_input(rng, (2, 9, 11), dtype)
+    args1 = ((4,), (3,), (2,), False, True)
+    assert _cl_kernel_of(np.moveaxis(x1, 1, -1), 1, args1) == "avg_cl_times"
+    got = _quiet(pk.avg_pool1d, np.ascontiguousarray(np.moveaxis(x1, 1, -1)), *args1,
+                 channels_last=True)
+    assert_same(_to_first(got, True, 1), _quiet(ref.avg_pool, x1, *args1))
+    x3 = _tiny_input(rng, (1, 17, 4, 5, 6), dtype)
+    args3 = ((2, 2, 2), (2, 1, 2), (1, 0, 1), False, True, None)
+    arr = np.ascontiguousarray(np.moveaxis(x3[0], 0, -1))
+    assert _cl_kernel_of(arr, 3, args3) == "avg_cl_times"
+    got = _quiet(pk.avg_pool3d, arr, *args3, channels_last=True)
+    assert_same(np.moveaxis(got, -1, 0), _quiet(ref.avg_pool, x3, *args3)[0])

@@ -11,7 +11,11 @@ output element is stored once.
 Exactness (docs/semantics.md §7): every lane is one channel of the output pixel; its
 accumulator starts at +0.0 and adds the window's input elements in row-major order
 (padding is skipped, which equals adding +0.0), then is divided by the divisor in the
-same opmath type: the scalar loop's and PyTorch's arithmetic, lane by lane.
+same opmath type: the scalar loop's and PyTorch's arithmetic, lane by lane. When every
+divisor of a call is a power of two (``k=2``: 4), the plan hands in their reciprocals
+and :func:`avg_cl_times` multiplies instead of dividing: ``s * 2**-k`` and ``s / 2**k``
+are the same exact quotient rounded once, so the bits are the same (overflow,
+subnormals, NaN and zeros included).
 """
 
 from __future__ import annotations
@@ -27,11 +31,23 @@ from ._vector_ir import Vectors, i64, is_vector_array
 _UNROLL = 8
 
 
-@intrinsic
-def _pixel(typingctx, x, out, xoffs, n_rows, x0, e_lo, e_hi, n_chan, ooff, divisor):
-    """Output pixel at element ``ooff`` of ``out``: the channels of the window elements
-    ``(r, e)``, ``r < n_rows``, ``e_lo <= e < e_hi``, at ``xoffs[r] + (x0 + e) * n_chan``
-    of ``x``, summed in that order and divided by ``divisor``."""
+def _make_pixel(times: bool):
+    """The pixel intrinsic that divides by its divisor, or (``times``) multiplies."""
+    scale_op = "fmul" if times else "fdiv"
+
+    @intrinsic
+    def pixel(typingctx, x, out, xoffs, n_rows, x0, e_lo, e_hi, n_chan, ooff, divisor):
+        """Output pixel at element ``ooff`` of ``out``: the channels of the window
+        elements ``(r, e)``, ``r < n_rows``, ``e_lo <= e < e_hi``, at
+        ``xoffs[r] + (x0 + e) * n_chan`` of ``x``, summed in that order and divided by
+        (``times``: multiplied by) ``divisor``."""
+        return _pixel_codegen(x, out, divisor, scale_op, (x, out, xoffs, n_rows, x0, e_lo,
+                                                          e_hi, n_chan, ooff, divisor))
+
+    return pixel
+
+
+def _pixel_codegen(x, out, divisor, scale_op, arg_types):
     if not (is_vector_array(x) and is_vector_array(out, x.dtype)
             and isinstance(divisor, types.Float)):
         return None
@@ -68,7 +84,7 @@ def _pixel(typingctx, x, out, xoffs, n_rows, x0, e_lo, e_hi, n_chan, ooff, divis
                         builder.store(builder.fadd(builder.load(slots[j]), v), slots[j])
             for j in range(u):
                 at = builder.add(ooff, builder.add(c, i64(j * lanes)))
-                res = builder.fdiv(builder.load(slots[j]), divs)
+                res = getattr(builder, scale_op)(builder.load(slots[j]), divs)
                 if mask is None:
                     vx.store(res, oa.data, at)
                 else:
@@ -95,16 +111,15 @@ def _pixel(typingctx, x, out, xoffs, n_rows, x0, e_lo, e_hi, n_chan, ooff, divis
             block(c, 1, vx.lanes_between(c, None, n_chan))
         return context.get_dummy_value()
 
-    sig = types.none(x, out, xoffs, n_rows, x0, e_lo, e_hi, n_chan, ooff, divisor)
-    return sig, codegen
+    return types.none(*arg_types), codegen
 
 
-@njit(cache=True, nogil=True)
-def avg_cl(x, out, divs, params, t0, t1):
-    """Output rows ``t0 <= task < t1`` (``task`` = (n, od, oh)) of a channels-last
-    ``x`` (``(N, D, H, W, C)``, C-contiguous) into ``out``; ``divs`` is the
-    ``(out_d, out_h, out_w)`` divisor table in the dtype of ``x``, ``params`` the kernel
-    geometry table (window rows and columns past the input are padding: skipped)."""
+_pixel_divide = _make_pixel(False)
+_pixel_times = _make_pixel(True)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _rows(x, out, divs, params, t0, t1, times):
     in_d, in_h, in_w, n_chan = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
     out_d, out_h, out_w = out.shape[1], out.shape[2], out.shape[3]
     kd, kh, kw = params[0, 0], params[0, 1], params[0, 2]
@@ -125,5 +140,26 @@ def avg_cl(x, out, divs, params, t0, t1):
             xs = ow * sw - pw
             e_lo = max(0, -xs)
             e_hi = max(e_lo, min(kw, in_w - xs))
-            _pixel(x, out, xoffs, n_rows, xs, e_lo, e_hi, n_chan, obase + ow * n_chan,
-                   divs[od, oh, ow])
+            if times:
+                _pixel_times(x, out, xoffs, n_rows, xs, e_lo, e_hi, n_chan,
+                             obase + ow * n_chan, divs[od, oh, ow])
+            else:
+                _pixel_divide(x, out, xoffs, n_rows, xs, e_lo, e_hi, n_chan,
+                              obase + ow * n_chan, divs[od, oh, ow])
+
+
+@njit(cache=True, nogil=True)
+def avg_cl(x, out, divs, params, t0, t1):
+    """Output rows ``t0 <= task < t1`` (``task`` = (n, od, oh)) of a channels-last
+    ``x`` (``(N, D, H, W, C)``, C-contiguous) into ``out``; ``divs`` is the
+    ``(out_d, out_h, out_w)`` divisor table in the dtype of ``x``, ``params`` the kernel
+    geometry table (window rows and columns past the input are padding: skipped)."""
+    _rows(x, out, divs, params, t0, t1, False)
+
+
+@njit(cache=True, nogil=True)
+def avg_cl_times(x, out, recips, params, t0, t1):
+    """:func:`avg_cl` with ``recips``, the reciprocals of divisors that are all powers of
+    two: each sum is multiplied by its reciprocal (the same bits as the division)."""
+    _rows(x, out, recips, params, t0, t1, True)
+

@@ -2,7 +2,8 @@
 
 Dilation 1 runs PyTorch-exact kernels (each window summed in row-major order in opmath,
 divided once): the vector-IR row kernels of :mod:`poolkit._kernels.avg_rows` (NCHW) and
-the pixel kernel of :mod:`poolkit._kernels.avg_cl` (channels-last) for C-contiguous
+the pixel kernels of :mod:`poolkit._kernels.avg_cl` (channels-last; a multiply by the
+reciprocal when every divisor is a power of two) for C-contiguous
 float32/float64, else the loops of :mod:`poolkit._kernels.avg_pool`; dilated windows and windows
 without any input element (possible only through ONNX pads) take the separable
 window-sum path of :mod:`poolkit._window_sum`.
@@ -155,6 +156,7 @@ class _Plan:
     __slots__ = (
         "batched",
         "channels_last",
+        "cl",
         "divs",
         "kp",
         "n_tasks",
@@ -193,6 +195,11 @@ class _Plan:
             rows, geo = _rows_tables(geom)
             self.rows = (_rows_kernel_name(geom.kernel[-1], geom.stride[-1]), rows, geo,
                          self.divs.reshape(-1), n_batch * n_chan * out_d * out_h)
+        # the channels-last pixel kernels: float32/float64, C-contiguous input (checked per
+        # call); name and divisor table
+        self.cl = None
+        if channels_last and not backward and dtype in _VECTOR_DTYPES:
+            self.cl = _cl_kernel(self.divs)
         self.shapes = None if backward else (
             _kernel_shape(n_batch, n_chan, geom.in_size, channels_last),
             _kernel_shape(n_batch, n_chan, geom.out_size, channels_last))
@@ -216,8 +223,10 @@ class _Plan:
                               divs, rows, geo)
             return out
         x5, o5 = self.views(arr, out)
-        if self.channels_last and arr.dtype in _VECTOR_DTYPES and x5.flags.c_contiguous:
-            _engine.run_tasks(_cl.avg_cl, self.n_tasks, self.work, x5, o5, self.divs, self.kp)
+        if self.cl is not None and x5.flags.c_contiguous:
+            name, scale = self.cl
+            _engine.run_tasks(getattr(_cl, name), self.n_tasks, self.work, x5, o5, scale,
+                              self.kp)
             return out
         if self.channels_last:
             kernel = _k.forward_nhwc_range
@@ -231,6 +240,19 @@ class _Plan:
         g5, d5 = self.views(grad, dx)
         _engine.run_tasks(_k.backward_range, self.n_tasks, self.work, g5, d5, self.divs,
                           self.kp)
+
+
+def _cl_kernel(divs: np.ndarray) -> tuple[str, np.ndarray]:
+    """``(name, table)`` of the :mod:`poolkit._kernels.avg_cl` kernel for the divisor
+    table ``divs``: ``avg_cl_times`` with the reciprocals when every divisor is a power
+    of two (``s * 2**-k`` rounds exactly as ``s / 2**k``, so docs/semantics.md §7 holds
+    bit for bit), else ``avg_cl`` with the divisors."""
+    mantissa, _ = np.frexp(divs)
+    if not np.all(np.abs(mantissa) == 0.5):
+        return "avg_cl", divs
+    recips = (1 / divs).astype(divs.dtype)
+    recips.flags.writeable = False
+    return "avg_cl_times", recips
 
 
 def _rows_kernel_name(kw: int, sw: int) -> str:

@@ -61,6 +61,16 @@ def plane_mean(arr: np.ndarray, nd: int, channels_last: bool, out: np.ndarray) -
     n_planes = out.size
     if not n_planes:
         return
+    means = _engine.kernel_bits(out).reshape(n_planes)
+    n_batch = arr.shape[0]
+    n_chan = n_planes // n_batch
+    if arr.flags.c_contiguous:  # the declared layout in memory: no moved-axis views
+        if channels_last and 1 < n_chan < arr.size // n_batch:
+            _pixel_means(_engine.kernel_bits(arr).reshape(n_batch, -1, n_chan), means,
+                         arr.dtype)
+        else:  # channels first, or pixels of one channel, or planes of one pixel
+            _plane_means(_engine.kernel_bits(arr).reshape(n_planes, -1), means)
+        return
     first = _engine.channels_first(arr, True, channels_last)  # (N, C, *spatial) views
     last = np.moveaxis(first, 1, -1)  # (N, *spatial, C)
     if not first.flags.c_contiguous and not last.flags.c_contiguous:
@@ -68,14 +78,21 @@ def plane_mean(arr: np.ndarray, nd: int, channels_last: bool, out: np.ndarray) -
             last = np.ascontiguousarray(last)
         else:
             first = np.ascontiguousarray(first)
-    means = _engine.kernel_bits(out).reshape(n_planes)
     if first.flags.c_contiguous:
-        planes = _engine.kernel_bits(first).reshape(n_planes, -1)
-        _engine.run_tasks(_k.plane_mean_range, n_planes, planes.size, planes, means)
-        return
-    n_batch, n_chan = first.shape[0], first.shape[1]
-    pixels = _engine.kernel_bits(last).reshape(n_batch, -1, n_chan)
-    row_bytes = n_chan * (8 if arr.dtype == np.float64 else 4)  # a row of opmath sums
+        _plane_means(_engine.kernel_bits(first).reshape(n_planes, -1), means)
+    else:
+        _pixel_means(_engine.kernel_bits(last).reshape(n_batch, -1, n_chan), means, arr.dtype)
+
+
+def _plane_means(planes: np.ndarray, means: np.ndarray) -> None:
+    """Means of the contiguous ``(planes, P)`` rows into ``means``."""
+    _engine.run_tasks(_k.plane_mean_range, planes.shape[0], planes.size, planes, means)
+
+
+def _pixel_means(pixels: np.ndarray, means: np.ndarray, dtype: np.dtype) -> None:
+    """Per-channel means of the contiguous ``(N, P, C)`` pixels into ``means``."""
+    n_batch, _, n_chan = pixels.shape
+    row_bytes = n_chan * (8 if dtype == np.float64 else 4)  # a row of opmath sums
     block = n_chan
     if not _engine.is_serial(pixels.size):
         want = _TASKS_PER_THREAD * get_num_threads()
