@@ -117,7 +117,7 @@ def route(
                           zero_first)
     else:
         _engine.run_tasks(_k.route_planes_range, n_tasks, work, g, i, d, bad, zero_first)
-    if bad.any() or (not allow_missing and idx.size and idx.min() < 0):
+    if np.count_nonzero(bad) or (not allow_missing and idx.size and idx.min() < 0):
         missing = " or be -1" if allow_missing else ""
         raise ValueError(
             f"indices must lie in [0, {plane}) (the flattened spatial plane of input_shape "
