@@ -29,7 +29,7 @@ import numpy as np
 from numba import njit
 
 from ._lanes import LANES
-from ._scalar import accumulate, unsigned
+from ._scalar import accumulate
 from .avg_pool import divide, from_opmath, opmath_zero, to_opmath
 
 #: Elements (channels first) a watermark step zeroes past the index that reached it.
@@ -37,10 +37,6 @@ _AHEAD_ELEMENTS = 2048
 
 #: Rows (channels last) a watermark step zeroes past the index that reached it.
 _AHEAD_ROWS = 64
-
-#: Outputs (channels first) whose index range a watermark step takes at once.
-_CHUNK = 64
-
 
 @njit(cache=True, nogil=True, inline="always")
 def _zero_run(row, start, stop):
@@ -50,89 +46,47 @@ def _zero_run(row, start, stop):
         row[j] = zero
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _index_range(irow, start, stop, lo, hi):
-    """``(min(lo, irow[start:stop]), max(hi, irow[start:stop]))`` (a vector reduction)."""
-    for o in range(start, stop):
-        i = irow[o]
-        lo = min(lo, i)
-        hi = max(hi, i)
-    return lo, hi
-
-
 @njit(cache=True, nogil=True)
 def route_planes_range(grad, idx, dx, bad, zero_first, t0, t1):
     """Planes ``t0 <= p < t1``: ``dx[p, idx[p, o]] += grad[p, o]`` for ``o`` in order.
 
     ``grad``/``idx`` are ``(P, n_out)``, ``dx`` is ``(P, plane)``, any content on entry
-    (see the module docstring). Sets ``bad[p]`` for an index outside ``[0, plane)``
-    other than -1.
-
-    ``zero_first`` (a plane that fits in cache): zero the plane, then add with one
-    range check per add. Else the watermark, in chunks of ``_CHUNK`` outputs: the range
-    of a chunk's indices (one vector pass) moves it once and, when every index lies in
-    the plane, lets the adds run unchecked; a chunk holding -1 or a bad index takes the
-    checked loop. The adds keep their order either way.
+    (see the module docstring): with ``zero_first`` (a plane that fits in cache) each
+    plane is zeroed whole before its adds, else by the watermark. Sets ``bad[p]`` for
+    an index outside ``[0, plane)`` other than -1.
     """
-    plane = dx.shape[1]
-    n_out = unsigned(grad.shape[1])
-    chunk = unsigned(_CHUNK)
+    plane = np.uint64(dx.shape[1])
+    n_out = np.uint64(grad.shape[1])
+    ahead = np.uint64(_AHEAD_ELEMENTS)
     for p in range(t0, t1):
         drow = dx[p]
         grow = grad[p]
         irow = idx[p]
-        if zero_first:
-            _zero_run(drow, 0, unsigned(plane))
+        if zero_first:  # one check per add
+            _zero_run(drow, 0, plane)
             for o in range(n_out):
                 i = irow[o]
-                u = unsigned(i)
-                if u < unsigned(plane):
+                u = np.uint64(i)
+                if u < plane:
                     drow[u] = accumulate(drow[u], grow[o])
                 elif i != -1:
                     bad[p] = 1
             continue
-        zeroed = 0
-        for c0 in range(unsigned(0), n_out, chunk):
-            c1 = min(c0 + chunk, n_out)
-            lo, hi = _index_range(irow, c0, c1, plane, -1)
-            if lo < 0 or hi >= plane:  # -1 (empty windows) or bad indices: checked
-                for o in range(c0, c1):
-                    i = irow[o]
-                    if i < 0 or i >= plane:
-                        if i != -1:
-                            bad[p] = 1
-                        continue
-                    if i >= zeroed:
-                        stop = min(plane, i + _AHEAD_ELEMENTS)
-                        _zero_run(drow, unsigned(zeroed), unsigned(stop))
-                        zeroed = stop
-                    u = unsigned(i)
-                    drow[u] = accumulate(drow[u], grow[o])
+        zeroed = np.uint64(0)
+        for o in range(n_out):
+            i = irow[o]
+            u = np.uint64(i)
+            if u >= plane:
+                if i != -1:
+                    bad[p] = 1
                 continue
-            if hi >= zeroed:
-                stop = min(plane, hi + _AHEAD_ELEMENTS)
-                _zero_run(drow, unsigned(zeroed), unsigned(stop))
+            if u >= zeroed:
+                stop = min(plane, u + ahead)
+                _zero_run(drow, zeroed, stop)
                 zeroed = stop
-            for o in range(c0, c1):
-                u = unsigned(irow[o])
-                drow[u] = accumulate(drow[u], grow[o])
+            drow[u] = accumulate(drow[u], grow[o])
         if zeroed < plane:
-            _zero_run(drow, unsigned(zeroed), unsigned(plane))
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _add_checked(flat, grow, irow, r0, span, plane, n_chan):
-    """``flat[irow[c] * n_chan + c] += grow[c]`` for the indices in rows
-    ``[r0, r0 + span)``; True if some index is outside ``[0, plane)`` and not -1."""
-    bad = False
-    for c in range(n_chan):
-        i = irow[c]
-        if unsigned(i - r0) < span:
-            at = unsigned(i) * n_chan + c
-            flat[at] = accumulate(flat[at], grow[c])
-        elif i != -1 and unsigned(i) >= unsigned(plane):
-            bad = True
-    return bad
+            _zero_run(drow, zeroed, plane)
 
 
 @njit(cache=True, nogil=True)
@@ -140,58 +94,63 @@ def route_pixels_range(grad, idx, dx, bad, n_parts, zero_first, t0, t1):
     """Channels-last routing for tasks ``t0 <= task < t1``.
 
     ``grad``/``idx`` are ``(N, n_out, C)``, ``dx`` is ``(N, plane, C)``, any content on
-    entry. Task ``n * n_parts + j`` owns the rows
+    entry: with ``zero_first`` (a task's rows fit in cache) the rows are zeroed whole
+    before the adds, else by the watermark. Task ``n * n_parts + j`` owns the rows
     ``[j * plane // n_parts, (j + 1) * plane // n_parts)`` of ``dx[n]``, all channels:
     it reads every output of item ``n`` in order and adds those whose index falls in
     its rows (each channel at its own column: the channels of one output never meet).
     Memory is walked in order, whole rows at a time. Sets ``bad[task]`` for an index
     outside ``[0, plane)`` other than -1.
-
-    ``zero_first`` (a task's rows fit in cache): zero them, then add with one range
-    check per add. Else the watermark: per output pixel, the range of its channels'
-    indices (one vector pass) moves it once; a pixel whose indices all lie in the
-    task's rows adds unchecked, one wholly outside them is skipped, the rest take the
-    checked loop.
     """
-    plane = dx.shape[1]
-    n_chan = unsigned(dx.shape[2])
-    n_out = grad.shape[1]
+    plane = np.uint64(dx.shape[1])
+    n_chan = np.uint64(dx.shape[2])
+    n_out = np.uint64(grad.shape[1])
+    ahead = np.uint64(_AHEAD_ROWS)
     for task in range(t0, t1):
         n = task // n_parts
         part = task % n_parts
-        r0 = part * plane // n_parts
-        r1 = (part + 1) * plane // n_parts
-        span = unsigned(r1 - r0)
+        r0 = np.uint64(part * dx.shape[1] // n_parts)
+        r1 = np.uint64((part + 1) * dx.shape[1] // n_parts)
+        span = r1 - r0
         gn = grad[n]
         in_ = idx[n]
-        flat = dx[n].reshape(plane * dx.shape[2])  # rows r0 .. r1 are one contiguous run
-        if zero_first:
-            _zero_run(flat, unsigned(r0) * n_chan, unsigned(r1) * n_chan)
-            for o in range(n_out):
-                if _add_checked(flat, gn[o], in_[o], r0, span, plane, n_chan):
-                    bad[task] = 1
-            continue
+        dn = dx[n]
+        flat = dn.reshape(dn.size)  # rows r0 .. r1 are one contiguous run
         flag = False
+        if zero_first:  # one check per add
+            _zero_run(flat, r0 * n_chan, r1 * n_chan)
+            for o in range(n_out):
+                grow = gn[o]
+                irow = in_[o]
+                for c in range(n_chan):
+                    i = irow[c]
+                    u = np.uint64(i)
+                    if u - r0 < span:
+                        at = u * n_chan + c
+                        flat[at] = accumulate(flat[at], grow[c])
+                    else:
+                        flag |= (u >= plane) & (i != -1)
+            if flag:
+                bad[task] = 1
+            continue
         zeroed = r0
         for o in range(n_out):
             grow = gn[o]
             irow = in_[o]
-            lo, hi = _index_range(irow, unsigned(0), n_chan, plane, -1)
-            if hi < r0 or lo >= r1:  # no index in this task's rows
-                flag |= (hi >= plane) | (lo < -1)
-                continue
-            if hi >= zeroed:
-                stop = min(r1, hi + _AHEAD_ROWS)
-                _zero_run(flat, unsigned(zeroed) * n_chan, unsigned(stop) * n_chan)
-                zeroed = stop
-            if lo >= r0 and hi < r1:
-                for c in range(n_chan):
-                    at = unsigned(irow[c]) * n_chan + c
-                    flat[at] = accumulate(flat[at], grow[c])
-            else:
-                flag |= _add_checked(flat, grow, irow, r0, span, plane, n_chan)
+            for c in range(n_chan):
+                i = irow[c]
+                u = np.uint64(i)
+                if u - r0 >= span:  # not in this task's rows (or not in the plane)
+                    flag |= (u >= plane) & (i != -1)
+                    continue
+                if u >= zeroed:
+                    stop = min(r1, u + ahead)
+                    _zero_run(flat, zeroed * n_chan, stop * n_chan)
+                    zeroed = stop
+                at = u * n_chan + c
+                flat[at] = accumulate(flat[at], grow[c])
         if zeroed < r1:
-            _zero_run(flat, unsigned(zeroed) * n_chan, unsigned(r1) * n_chan)
+            _zero_run(flat, zeroed * n_chan, r1 * n_chan)
         if flag:
             bad[task] = 1
 
