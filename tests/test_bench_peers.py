@@ -102,10 +102,13 @@ def test_peer_bad_options_are_one_line_errors(argv, capsys):
 def test_interleaved_best_alternates_and_returns_every_peer():
     order = []
     calls = {n: (lambda n=n: order.append(n)) for n in "abc"}
-    times = bench_peers.interleaved_best(calls, repeat=3, sample=0, budget=0)
+    times = bench_peers.interleaved_best(calls, repeat=3, sample=0, budget=0, warm=False)
     assert sorted(times) == ["a", "b", "c"] and all(t >= 0 for t in times.values())
     timed = order[6:]  # after the two warm-up calls of each
     assert timed == list("abcbcacab")  # rotated every round
+    order.clear()
+    bench_peers.interleaved_best(calls, repeat=3, sample=0, budget=0)
+    assert order[6:] == list("aabbccbbccaaccaabb")  # an untimed call before each sample
 
 
 def test_cold_table_and_errors(monkeypatch, capsys):

@@ -1,18 +1,23 @@
 """The gradient router and the channels-last plane mean (``_kernels/route.py``) against
 ``poolkit._reference``, bit for bit: channels-last and channels-first max backward with
 ties, duplicated and empty (-1) indices, ``out=`` holding garbage, serial and parallel
-splits; the channels-last global average in every memory order, odd channel counts
-around the vector width, strided views, float16/32/64, NaN, inf and signed zeros."""
+splits, both ways of zeroing ``dx`` (whole blocks first, or the watermark), a property
+test of arbitrary indices and real backward passes against PyTorch's kernel; the
+channels-last global average in every memory order, odd channel counts around the vector
+width, strided views, float16/32/64, NaN, inf and signed zeros."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import poolkit as pk
-from _family import assert_same, random_input
+from _family import assert_same, forced_serial_work, random_input
 from poolkit import _engine
 from poolkit import _reference as ref
+from poolkit._ops import argmax
 
 CHANNELS = (1, 7, 8, 9, 15, 16, 17, 33)
 FLOATS = (np.float16, np.float32, np.float64)
@@ -23,6 +28,15 @@ def split(request, monkeypatch):
     """Run the kernels on this thread, or through the parallel split (threshold 0)."""
     if request.param == "parallel":
         monkeypatch.setattr(_engine, "SERIAL_WORK", 0)
+    return request.param
+
+
+@pytest.fixture(params=["zero first", "watermark"])
+def zeroing(request, monkeypatch):
+    """Both ways the router zeroes dx: each task's block whole before its adds, or row by
+    row just ahead of them (every block counts as too large)."""
+    if request.param == "watermark":
+        monkeypatch.setattr(argmax, "ZERO_FIRST_BYTES", -1)
     return request.param
 
 
@@ -44,7 +58,7 @@ def _grad(rng, shape, dtype):
 
 @pytest.mark.parametrize("channels", CHANNELS)
 @pytest.mark.parametrize("dtype", FLOATS)
-def test_channels_last_backward_matches_reference(channels, dtype, split):
+def test_channels_last_backward_matches_reference(channels, dtype, split, zeroing):
     rng = np.random.default_rng(channels * 31 + np.dtype(dtype).itemsize)
     for n_batch, (h, w), duplicates in (((2, (5, 7), True)), ((1, (6, 4), False)),
                                         ((3, (3, 3), True))):
@@ -67,7 +81,7 @@ def test_channels_last_backward_matches_reference(channels, dtype, split):
 
 
 @pytest.mark.parametrize("dtype", FLOATS)
-def test_channels_first_backward_matches_reference(dtype, split):
+def test_channels_first_backward_matches_reference(dtype, split, zeroing):
     rng = np.random.default_rng(5)
     for shape, out_shape, duplicates in (((2, 3, 9, 11), (2, 3, 4, 5), True),
                                          ((1, 2, 70, 70), (1, 2, 40, 40), False),
@@ -81,7 +95,7 @@ def test_channels_first_backward_matches_reference(dtype, split):
         assert_same(pk.max_pool2d_backward(g, idx, shape, out=garbage), expected)
 
 
-def test_large_plane_crosses_the_zeroing_watermark(split):
+def test_large_plane_crosses_the_zeroing_watermark(split, zeroing):
     """Indices jumping back and forth over a plane much longer than a zeroing step: every
     element is zeroed before its first add and none after it (channels first and last)."""
     rng = np.random.default_rng(9)
@@ -101,7 +115,7 @@ def test_large_plane_crosses_the_zeroing_watermark(split):
                                            out=np.ones(cl, dtype)), expected)
 
 
-def test_channels_last_backward_of_real_pooling_matches_reference(split):
+def test_channels_last_backward_of_real_pooling_matches_reference(split, zeroing):
     """Overlapping windows of a real forward pass, strided views in, unbatched too."""
     rng = np.random.default_rng(3)
     x = random_input(rng, (2, 11, 9, 17), np.float32, ties=True)[:, ::-1, :, ::2]
@@ -116,7 +130,7 @@ def test_channels_last_backward_of_real_pooling_matches_reference(split):
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_bad_indices_are_rejected(channels_last, split):
+def test_bad_indices_are_rejected(channels_last, split, zeroing):
     shape = (2, 4, 5, 3) if channels_last else (2, 3, 4, 5)
     out_shape = (2, 2, 2, 3) if channels_last else (2, 3, 2, 2)
     g = np.ones(out_shape, np.float32)
@@ -127,6 +141,76 @@ def test_bad_indices_are_rejected(channels_last, split):
             pk.max_pool2d_backward(g, idx, shape, channels_last=channels_last)
     idx = np.full(out_shape, -1, np.int64)
     assert not pk.max_pool2d_backward(g, idx, shape, channels_last=channels_last).any()
+
+
+@st.composite
+def _routing_case(draw):
+    """A max backward of arbitrary plane indices: either layout, 1-D or 2-D, duplicates
+    and -1 mixed in, any float dtype, the zeroing mode and the split."""
+    nd = draw(st.integers(1, 2))
+    spatial = tuple(draw(st.lists(st.integers(1, 13), min_size=nd, max_size=nd)))
+    pooled = tuple(draw(st.lists(st.integers(1, 7), min_size=nd, max_size=nd)))
+    lead = (draw(st.integers(1, 3)), draw(st.integers(1, 10)))
+    return dict(
+        nd=nd, spatial=spatial, pooled=pooled, lead=lead,
+        channels_last=draw(st.booleans()), dtype=draw(st.sampled_from(FLOATS)),
+        zero_first=draw(st.booleans()), serial=draw(st.booleans()),
+        duplicates=draw(st.booleans()), seed=draw(st.integers(0, 2**32 - 1)),
+    )
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_routing_case())
+def test_routing_property_matches_reference(case):
+    """Any plane indices, any layout, both zeroing modes, serial and split: the router
+    adds what the loop reference adds, in the same order (same bits), into garbage."""
+    rng = np.random.default_rng(case["seed"])
+    n, c = case["lead"]
+    nd, cl = case["nd"], case["channels_last"]
+    shape = (n, *case["spatial"], c) if cl else (n, c, *case["spatial"])
+    out_shape = (n, *case["pooled"], c) if cl else (n, c, *case["pooled"])
+    idx = _indices(rng, out_shape, int(np.prod(case["spatial"])), case["duplicates"])
+    g = _grad(rng, out_shape, case["dtype"])
+    backward = pk.max_pool1d_backward if nd == 1 else pk.max_pool2d_backward
+    expected = ref.max_pool_backward(g, idx, shape, nd, channels_last=cl)
+    old = argmax.ZERO_FIRST_BYTES
+    argmax.ZERO_FIRST_BYTES = old if case["zero_first"] else -1
+    try:
+        with forced_serial_work(case["serial"]):
+            got = backward(g, idx, shape, channels_last=cl,
+                           out=np.full(shape, np.nan, case["dtype"]))
+    finally:
+        argmax.ZERO_FIRST_BYTES = old
+    assert_same(got, expected)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("geometry", [(2, 2, 0), (3, 2, 1), (3, 1, 1), (2, 1, 0)])
+def test_real_backward_matches_torch_bits(dtype, geometry, zeroing, split):
+    """Backward of real forward passes against PyTorch's own kernel, bit for bit, both
+    layouts: ties, NaN, +-inf and signed zeros in x and in the gradient, odd widths,
+    strided gradient views, overlapping and disjoint windows."""
+    import torch
+
+    k, s, p = geometry
+    rng = np.random.default_rng(k * 10 + s + np.dtype(dtype).itemsize)
+    bwd = torch.ops.aten.max_pool2d_with_indices_backward
+    for shape in ((2, 5, 9, 13), (1, 8, 16, 16), (3, 17, 7, 1), (1, 3, 1, 6)):
+        if (shape[2] + 2 * p < k) or (shape[3] + 2 * p < k):
+            continue
+        x = _specials(rng, shape, dtype)
+        y, idx = pk.max_pool2d(x, k, s, p, return_indices=True)
+        g_full = _specials(rng, y.shape[:-1] + (2 * y.shape[-1],), dtype)
+        g = g_full[..., ::2]  # a strided view
+        tx, tg = torch.from_numpy(x), torch.from_numpy(np.ascontiguousarray(g))
+        want = bwd(tg, tx, [k, k], [s, s], [p, p], [1, 1], False,
+                   torch.from_numpy(idx)).numpy()
+        assert_same(pk.max_pool2d_backward(g, idx, shape), want)
+        xc = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+        _, idx_c = pk.max_pool2d(xc, k, s, p, return_indices=True, channels_last=True)
+        got = pk.max_pool2d_backward(np.moveaxis(g, 1, -1), idx_c, xc.shape,
+                                     channels_last=True, out=np.full(xc.shape, 5, dtype))
+        assert_same(np.moveaxis(got, -1, 1), want)
 
 
 def _specials(rng, shape, dtype):

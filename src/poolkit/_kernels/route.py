@@ -5,11 +5,12 @@ plane mean (numba, cached on disk).
 its plane index names, outputs in row-major order per ``(n, c)`` plane. A task owns
 whole ``(n, c)`` planes of ``dx`` (channels first: one plane; channels last: one batch
 item and a block of channels), so the order of the adds per element never depends on
-the split. ``dx`` need not be zeroed on entry: with ``clear`` the kernel zeroes it
-itself, just ahead of the first add that reaches a row (a *watermark*: every row below
-it is zeroed, and an index at or above it zeroes up to a short distance past itself).
-So each element of ``dx`` is written while it is in cache, zeros and gradients in one
-pass over memory, for any index order. Index -1 (an empty window) adds nothing; any
+the split. ``dx`` is zeroed by the kernel itself, so each element is written while it
+is in cache, zeros and gradients in one pass over memory, for any index order: a task
+whose block of ``dx`` fits in cache (``zero_first``, chosen by the caller) zeroes it
+whole and then adds, a larger one zeroes each row just ahead of the first add that
+reaches it (a *watermark*: every row below it is zeroed, and an index at or above it
+zeroes up to a short distance past itself). Index -1 (an empty window) adds nothing; any
 other index outside the plane sets the task's flag in ``bad`` (never raised here).
 
 **Plane mean, channels last**: the mean of each ``(n, c)`` plane of an ``(N, P, C)``
@@ -37,7 +38,6 @@ _AHEAD_ELEMENTS = 2048
 #: Rows (channels last) a watermark step zeroes past the index that reached it.
 _AHEAD_ROWS = 64
 
-
 @njit(cache=True, nogil=True, inline="always")
 def _zero_run(row, start, stop):
     """``row[start:stop] = 0`` (a vectorised store loop)."""
@@ -47,12 +47,13 @@ def _zero_run(row, start, stop):
 
 
 @njit(cache=True, nogil=True)
-def route_planes_range(grad, idx, dx, bad, clear, t0, t1):
+def route_planes_range(grad, idx, dx, bad, zero_first, t0, t1):
     """Planes ``t0 <= p < t1``: ``dx[p, idx[p, o]] += grad[p, o]`` for ``o`` in order.
 
-    ``grad``/``idx`` are ``(P, n_out)``, ``dx`` is ``(P, plane)``: zeroed on entry, or
-    zeroed here when ``clear`` (see the module docstring). Sets ``bad[p]`` for an index
-    outside ``[0, plane)`` other than -1.
+    ``grad``/``idx`` are ``(P, n_out)``, ``dx`` is ``(P, plane)``, any content on entry
+    (see the module docstring): with ``zero_first`` (a plane that fits in cache) each
+    plane is zeroed whole before its adds, else by the watermark. Sets ``bad[p]`` for
+    an index outside ``[0, plane)`` other than -1.
     """
     plane = np.uint64(dx.shape[1])
     n_out = np.uint64(grad.shape[1])
@@ -61,7 +62,17 @@ def route_planes_range(grad, idx, dx, bad, clear, t0, t1):
         drow = dx[p]
         grow = grad[p]
         irow = idx[p]
-        zeroed = np.uint64(0) if clear else plane
+        if zero_first:  # one check per add
+            _zero_run(drow, 0, plane)
+            for o in range(n_out):
+                i = irow[o]
+                u = np.uint64(i)
+                if u < plane:
+                    drow[u] = accumulate(drow[u], grow[o])
+                elif i != -1:
+                    bad[p] = 1
+            continue
+        zeroed = np.uint64(0)
         for o in range(n_out):
             i = irow[o]
             u = np.uint64(i)
@@ -79,11 +90,12 @@ def route_planes_range(grad, idx, dx, bad, clear, t0, t1):
 
 
 @njit(cache=True, nogil=True)
-def route_pixels_range(grad, idx, dx, bad, n_parts, clear, t0, t1):
+def route_pixels_range(grad, idx, dx, bad, n_parts, zero_first, t0, t1):
     """Channels-last routing for tasks ``t0 <= task < t1``.
 
-    ``grad``/``idx`` are ``(N, n_out, C)``, ``dx`` is ``(N, plane, C)`` (zeroed on
-    entry, or here when ``clear``). Task ``n * n_parts + j`` owns the rows
+    ``grad``/``idx`` are ``(N, n_out, C)``, ``dx`` is ``(N, plane, C)``, any content on
+    entry: with ``zero_first`` (a task's rows fit in cache) the rows are zeroed whole
+    before the adds, else by the watermark. Task ``n * n_parts + j`` owns the rows
     ``[j * plane // n_parts, (j + 1) * plane // n_parts)`` of ``dx[n]``, all channels:
     it reads every output of item ``n`` in order and adds those whose index falls in
     its rows (each channel at its own column: the channels of one output never meet).
@@ -104,8 +116,24 @@ def route_pixels_range(grad, idx, dx, bad, n_parts, clear, t0, t1):
         in_ = idx[n]
         dn = dx[n]
         flat = dn.reshape(dn.size)  # rows r0 .. r1 are one contiguous run
-        zeroed = r0 if clear else r1
         flag = False
+        if zero_first:  # one check per add
+            _zero_run(flat, r0 * n_chan, r1 * n_chan)
+            for o in range(n_out):
+                grow = gn[o]
+                irow = in_[o]
+                for c in range(n_chan):
+                    i = irow[c]
+                    u = np.uint64(i)
+                    if u - r0 < span:
+                        at = u * n_chan + c
+                        flat[at] = accumulate(flat[at], grow[c])
+                    else:
+                        flag |= (u >= plane) & (i != -1)
+            if flag:
+                bad[task] = 1
+            continue
+        zeroed = r0
         for o in range(n_out):
             grow = gn[o]
             irow = in_[o]
@@ -119,7 +147,8 @@ def route_pixels_range(grad, idx, dx, bad, n_parts, clear, t0, t1):
                     stop = min(r1, u + ahead)
                     _zero_run(flat, zeroed * n_chan, stop * n_chan)
                     zeroed = stop
-                dn[u, c] = accumulate(dn[u, c], grow[c])
+                at = u * n_chan + c
+                flat[at] = accumulate(flat[at], grow[c])
         if zeroed < r1:
             _zero_run(flat, zeroed * n_chan, r1 * n_chan)
         if flag:

@@ -23,6 +23,12 @@ _k: Any = LazyModule("route")
 #: Tasks per thread a parallel channels-last backward aims for (dynamic balancing).
 _TASKS_PER_THREAD = 4
 
+#: A task's block of ``dx`` (a plane; channels last, its rows of one batch item) up to
+#: this many bytes is zeroed whole before the adds, while it stays in cache; a larger
+#: one is zeroed row by row just ahead of the adds (the watermark of _kernels/route.py).
+#: Read at call time.
+ZERO_FIRST_BYTES = 1 << 22
+
 
 def _row_parts(n_batch: int, work: int) -> int:
     """Tasks per batch item in the channels-last backward: 1 (a task owns the whole
@@ -80,8 +86,8 @@ def route(
     """
     batched = len(shape) == nd + 2
     n_batch = shape[0] if batched else 1
-    # not cleared here: the kernels zero each row of dx just before it is first added
-    # to, so dx is written in one pass, while in cache (docs of _kernels/route.py)
+    # not cleared here: the kernels zero dx block by block, just before adding to it,
+    # so dx is written in one pass, while in cache (docs of _kernels/route.py)
     dx = _engine.gradient_buffer(shape, grad.dtype, out, zeroed=False)
     work = dx.size + grad.size
     if channels_last:
@@ -93,6 +99,7 @@ def route(
         d = dx.reshape(n_batch, plane, n_chan)
         parts = _row_parts(n_batch, work)
         n_tasks = n_batch * parts
+        block = -(-plane // parts) * n_chan
     else:
         n_chan = shape[1] if batched else shape[0]
         plane = math.prod(shape[-nd:])
@@ -101,13 +108,16 @@ def route(
         i = idx.reshape(n_batch * n_chan, n_out)
         d = dx.reshape(n_batch * n_chan, plane)
         n_tasks = n_batch * n_chan
+        block = plane
+    zero_first = block * dx.itemsize <= ZERO_FIRST_BYTES
     g, d = _engine.kernel_bits(g), _engine.kernel_bits(d)
     bad = np.zeros(max(n_tasks, 1), dtype=np.uint8)
     if channels_last:
-        _engine.run_tasks(_k.route_pixels_range, n_tasks, work, g, i, d, bad, parts, True)
+        _engine.run_tasks(_k.route_pixels_range, n_tasks, work, g, i, d, bad, parts,
+                          zero_first)
     else:
-        _engine.run_tasks(_k.route_planes_range, n_tasks, work, g, i, d, bad, True)
-    if bad.any() or (not allow_missing and idx.size and idx.min() < 0):
+        _engine.run_tasks(_k.route_planes_range, n_tasks, work, g, i, d, bad, zero_first)
+    if np.count_nonzero(bad) or (not allow_missing and idx.size and idx.min() < 0):
         missing = " or be -1" if allow_missing else ""
         raise ValueError(
             f"indices must lie in [0, {plane}) (the flattened spatial plane of input_shape "
