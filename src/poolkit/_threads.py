@@ -91,7 +91,7 @@ def get_num_threads() -> int:
 
 #: How long a pool thread watches for its next hand-over before it sleeps (seconds):
 #: waking a sleeping thread costs about as much as a cache-resident pooling call
-#: (``_spin``). Read at every wait; 0 always sleeps at once.
+#: (``_spin``). Read at every parallel call; 0 always sleeps at once.
 SPIN_SECONDS = 200e-6
 
 
@@ -102,11 +102,9 @@ def _rounds_per_second() -> float:
     return rounds_per_second()
 
 
-def _spin(flags: Any, i: int, value: int) -> None:
-    """Busy-wait (without the GIL) for ``flags[i] == value``, at most SPIN_SECONDS."""
-    from ._spin import spin_until
-
-    spin_until(flags, i, value, int(SPIN_SECONDS * _rounds_per_second()))
+def _spin_rounds() -> int:
+    """:data:`SPIN_SECONDS` in rounds of :func:`poolkit._spin.spin_until`."""
+    return int(SPIN_SECONDS * _rounds_per_second())
 
 
 class _Worker:
@@ -115,10 +113,15 @@ class _Worker:
     A hand-over is a pair of locks used as one-shot signals (``go``: a part is ready,
     ``done``: it has run). Before sleeping on one, a thread spins briefly on a counter
     in ``flags`` (``[0]``: parts posted, ``[8]``: parts finished, a cache line apart),
-    so back-to-back calls hand over without a wake-up.
+    so back-to-back calls hand over without a wake-up. The hot path calls the compiled
+    spin directly: every bytecode run there holds the GIL the other thread waits for.
     """
 
     def __init__(self) -> None:
+        from ._spin import spin_until
+
+        self.spin_until = spin_until
+        self.rounds = _spin_rounds()  # the spin before the next part (set by start)
         self.job: tuple[Any, tuple, int, int] | None = None
         self.error: BaseException | None = None
         self.flags = np.zeros(16, np.int64)
@@ -130,10 +133,10 @@ class _Worker:
         threading.Thread(target=self._loop, daemon=True, name="poolkit-worker").start()
 
     def _loop(self) -> None:
-        received = 0
+        received, flags, spin_until = 0, self.flags, self.spin_until
         while True:
             received += 1
-            _spin(self.flags, 0, received)
+            spin_until(flags, 0, received, self.rounds)
             self.go.acquire()
             kernel, args, t0, t1 = self.job  # type: ignore[misc]
             try:
@@ -141,17 +144,18 @@ class _Worker:
             except BaseException as exc:  # handed back to the caller by wait()
                 self.error = exc
             self.job = None
-            self.flags[8] = received
+            flags[8] = received
             self.done.release()
 
-    def start(self, kernel: Any, args: tuple, t0: int, t1: int) -> None:
+    def start(self, kernel: Any, args: tuple, t0: int, t1: int, rounds: int) -> None:
         self.job = (kernel, args, t0, t1)
+        self.rounds = rounds
         self.posted += 1
         self.flags[0] = self.posted
         self.go.release()
 
-    def wait(self) -> BaseException | None:
-        _spin(self.flags, 8, self.posted)
+    def wait(self, rounds: int) -> BaseException | None:
+        self.spin_until(self.flags, 8, self.posted, rounds)
         self.done.acquire()
         error, self.error = self.error, None
         return error
@@ -168,7 +172,13 @@ class ThreadPool:
     def __init__(self) -> None:
         self._busy = threading.Lock()
         self._workers: list[_Worker] = []
-        self._pid = os.getpid()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._after_fork)
+
+    def _after_fork(self) -> None:
+        """A forked child inherits no threads (and maybe a held lock): start afresh."""
+        self._busy = threading.Lock()
+        self._workers = []
 
     def run(self, kernel: Any, args: tuple, n_tasks: int, n_parts: int) -> None:
         if n_parts <= 1 or not self._busy.acquire(blocking=False):
@@ -180,20 +190,20 @@ class ThreadPool:
             self._busy.release()
 
     def _run_parts(self, kernel: Any, args: tuple, n_tasks: int, n_parts: int) -> None:
-        if self._pid != os.getpid():  # a forked child inherits no threads
-            self._workers, self._pid = [], os.getpid()
         while len(self._workers) < n_parts - 1:
             self._workers.append(_Worker())
-        bounds = [n_tasks * i // n_parts for i in range(n_parts + 1)]
-        started = []
+        helpers = self._workers[: n_parts - 1]
+        rounds = _spin_rounds()
+        # post every other part, then run the first at once: between the two the
+        # workers wait for the GIL this thread holds (start() cannot raise)
+        for part, worker in enumerate(helpers, start=1):
+            worker.start(kernel, args, n_tasks * part // n_parts,
+                         n_tasks * (part + 1) // n_parts, rounds)
         try:
-            for part, worker in enumerate(self._workers[: n_parts - 1], start=1):
-                worker.start(kernel, args, bounds[part], bounds[part + 1])
-                started.append(worker)
-            kernel(*args, bounds[0], bounds[1])
+            kernel(*args, 0, n_tasks // n_parts)
         finally:
             # the workers read and write the caller's arrays: always wait for them
-            errors = [worker.wait() for worker in started]
+            errors = [worker.wait(rounds) for worker in helpers]
         for error in errors:
             if error is not None:
                 raise error
