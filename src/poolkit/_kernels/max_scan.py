@@ -75,16 +75,16 @@ def _make_row(stride: int, want: bool):
     index vector."""
 
     @intrinsic
-    def pool_row(typingctx, x, out, idx, xoffs, kbase, n_rows, geo, obase):
+    def pool_row(typingctx, x, out, idx, rows, trow, xbase, n_rows, geo, obase):
         """Output row at flat offset ``obase`` of ``out`` (and ``idx``).
 
-        Window rows ``r < n_rows`` start at flat element ``xoffs[r]`` of ``x`` (column 0)
-        and have plane index ``kbase[r]`` at column 0; ``geo`` is the geometry vector
-        (``G_*``).
+        Window row ``r < n_rows`` has plane index ``rows[trow + r]`` at column 0 and
+        starts at flat element ``xbase + rows[trow + r]`` of ``x`` (``xbase``: the
+        plane's first element); ``geo`` is the geometry vector (``G_*``).
         """
         if not _ok(x, out):
             return None
-        sig = types.none(x, out, idx, xoffs, kbase, n_rows, geo, obase)
+        sig = types.none(x, out, idx, rows, trow, xbase, n_rows, geo, obase)
         return sig, lambda context, builder, sig, args: _codegen(
             context, builder, sig, args, stride, want)
 
@@ -94,9 +94,9 @@ def _make_row(stride: int, want: bool):
 def _codegen(context, builder, sig, args, stride, want):
     elem = sig.args[0].dtype
     lanes = scan_lanes(elem)
-    xa, oa, ia, xo, kb = (context.make_array(sig.args[k])(context, builder, args[k])
-                          for k in range(5))
-    ga = context.make_array(sig.args[6])(context, builder, args[6])
+    xa, oa, ia, ra = (context.make_array(sig.args[k])(context, builder, args[k])
+                      for k in range(4))
+    ga = context.make_array(sig.args[7])(context, builder, args[7])
     i64, i32, i1 = ir.IntType(64), ir.IntType(32), ir.IntType(1)
     ety = context.get_data_type(elem)
     vec = ir.VectorType(ety, lanes)
@@ -115,8 +115,12 @@ def _codegen(context, builder, sig, args, stride, want):
     in_w, out_w, kw = g(G_IN_W), g(G_OUT_W), g(G_KW)
     pw, dw, lo, hi = g(G_PW), g(G_DW), g(G_LO), g(G_HI)
     sw = g(G_SW) if gather else _c(i64, stride)
-    n_rows = context.cast(builder, args[5], sig.args[5], types.int64)
-    obase = context.cast(builder, args[7], sig.args[7], types.int64)
+    trow, xbase, n_rows, obase = (context.cast(builder, args[k], sig.args[k], types.int64)
+                                  for k in (4, 5, 6, 8))
+
+    def row_start(r):
+        """Plane index of window row ``r``'s column 0."""
+        return builder.load(builder.gep(ra.data, [builder.add(trow, r)]))
     L, one, zero = _c(i64, lanes), _c(i64, 1), _c(i64, 0)
 
     def vsplat(v, ty):
@@ -146,7 +150,7 @@ def _codegen(context, builder, sig, args, stride, want):
         (``FULL`` mode, else None) of window element (r, e); ``p0`` is the input column
         of lane 0's first window element."""
         p = builder.add(p0, builder.mul(e, dw))  # column of lane 0
-        ptr = builder.gep(xa.data, [builder.add(builder.load(builder.gep(xo.data, [r])), p)])
+        ptr = builder.gep(xa.data, [builder.add(builder.add(xbase, row_start(r)), p)])
         valid = None
         if gather:
             return gather_element(r, p, ptr, mode)
@@ -170,7 +174,7 @@ def _codegen(context, builder, sig, args, stride, want):
     def plane_indices(r, p):
         if not want:
             return None
-        kb0 = builder.add(builder.load(builder.gep(kb.data, [r])), p)
+        kb0 = builder.add(row_start(r), p)
         return builder.add(vsplat(builder.trunc(kb0, i32), kvec), kstep)
 
     def gather_element(r, p, ptr, mode):
@@ -281,29 +285,39 @@ _indices_sn = _make_row(ANY, True)
 def _tasks(x, out, idx, kp, geo, t0, t1, stride, want):
     in_d, in_h, in_w = x.shape[2], x.shape[3], x.shape[4]
     out_d, out_h, out_w = out.shape[2], out.shape[3], out.shape[4]
-    rows = np.empty(kp[0, 0] * kp[0, 1], dtype=np.int64)
-    xoffs = np.empty(kp[0, 0] * kp[0, 1], dtype=np.int64)
-    for task in range(t0, t1):
-        oh = task % out_h
-        od = (task // out_h) % out_d
-        plane = task // (out_h * out_d)  # n * C + c
-        n_rows = window_rows(kp, in_d, in_h, od, oh, rows)
+    # the window rows of every (od, oh), once per call: a task is then a table lookup
+    # (computing them per task cost about as much as pooling a narrow row)
+    per_row = kp[0, 0] * kp[0, 1]
+    n_oh = out_d * out_h
+    table = np.empty(n_oh * per_row, dtype=np.int64)  # plane index of column 0
+    counts = np.empty(n_oh, dtype=np.int64)
+    rows = np.empty(per_row, dtype=np.int64)
+    for t in range(n_oh):
+        n_rows = window_rows(kp, in_d, in_h, t // out_h, t % out_h, rows)
+        counts[t] = n_rows
         for i in range(n_rows):
-            xoffs[i] = (plane * in_d * in_h + rows[i]) * in_w
-            rows[i] *= in_w
-        o = task * out_w
+            table[t * per_row + i] = rows[i] * in_w
+    plane_size = in_d * in_h * in_w
+    t = t0 % n_oh
+    xbase = (t0 // n_oh) * plane_size  # task = (n * C + c) * n_oh + od * out_h + oh
+    for task in range(t0, t1):
+        trow, n_rows, o = t * per_row, counts[t], task * out_w
         if want and stride == 2:
-            _indices_s2(x, out, idx, xoffs, rows, n_rows, geo, o)
+            _indices_s2(x, out, idx, table, trow, xbase, n_rows, geo, o)
         elif want and stride == 1:
-            _indices_s1(x, out, idx, xoffs, rows, n_rows, geo, o)
+            _indices_s1(x, out, idx, table, trow, xbase, n_rows, geo, o)
         elif want:
-            _indices_sn(x, out, idx, xoffs, rows, n_rows, geo, o)
+            _indices_sn(x, out, idx, table, trow, xbase, n_rows, geo, o)
         elif stride == 2:
-            _values_s2(x, out, idx, xoffs, rows, n_rows, geo, o)
+            _values_s2(x, out, idx, table, trow, xbase, n_rows, geo, o)
         elif stride == 1:
-            _values_s1(x, out, idx, xoffs, rows, n_rows, geo, o)
+            _values_s1(x, out, idx, table, trow, xbase, n_rows, geo, o)
         else:
-            _values_sn(x, out, idx, xoffs, rows, n_rows, geo, o)
+            _values_sn(x, out, idx, table, trow, xbase, n_rows, geo, o)
+        t += 1
+        if t == n_oh:
+            t = 0
+            xbase += plane_size
 
 
 @njit(cache=True, nogil=True)
