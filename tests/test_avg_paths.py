@@ -1,7 +1,7 @@
 """Every average-pooling kernel path, serial and parallel, bit for bit against the reference.
 
 The paths: the vector row kernels (``poolkit._kernels.avg_rows``: float32/float64,
-C-contiguous, column stride 1 or 2), the phase buffer (``poolkit._kernels.avg_pool``:
+C-contiguous, any column stride), the phase buffer (``poolkit._kernels.avg_pool``:
 everything else channels-first), the channels-last kernel (vectorised over C) and the
 backward; each runs as a serial task range or in parallel (``_engine.SERIAL_WORK``
 forced either way here), at 1 and 2 threads. Inputs carry -0.0, NaN, +-inf and huge
@@ -184,9 +184,11 @@ def test_short_2x2_rows_fixed_width_blocks(mode):
 
 def _row_cases():
     """(kernel, stride, padding) along W for the vector row kernels: k2s2 and k3s2 (their
-    own kernels), any width at stride 2 and at stride 1."""
+    own kernels), any width at stride 2 and at stride 1, and strides above 2 (the gather
+    kernel ``avg_sn``)."""
     return [(2, 2, 0), (2, 2, 1), (3, 2, 0), (3, 2, 1), (1, 2, 0), (4, 2, 2), (5, 2, 1),
-            (1, 1, 0), (2, 1, 1), (3, 1, 1), (5, 1, 2)]
+            (1, 1, 0), (2, 1, 1), (3, 1, 1), (5, 1, 2),
+            (3, 3, 0), (3, 3, 1), (4, 4, 2), (2, 3, 1), (5, 4, 2), (1, 3, 0), (8, 8, 0)]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

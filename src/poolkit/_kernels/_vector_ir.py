@@ -47,6 +47,10 @@ class Vectors:
         self._mload = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(self.vec, [vptr, I32, mask, self.vec]),
             f"llvm.masked.load.{suffix}")
+        self._pvec = ir.VectorType(self.vec.element.as_pointer(), lanes)
+        self._gather = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(self.vec, [self._pvec, I32, mask, self.vec]),
+            f"llvm.masked.gather.v{lanes}f{elem.bitwidth}.v{lanes}p0")
         self._mstore = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(ir.VoidType(), [self.vec, vptr, I32, mask]),
             f"llvm.masked.store.{suffix}")
@@ -67,6 +71,30 @@ class Vectors:
         if low is None:
             return below
         return b.and_(b.icmp_signed(">=", at, self.splat(b.trunc(low, I32))), below)
+
+    def strided_lanes_between(self, first, step, low, high) -> ir.Value:
+        """:meth:`lanes_between` for the lanes' positions ``first + step * i``."""
+        b = self.builder
+        at = b.add(self.splat(b.trunc(first, I32)),
+                   b.mul(self.lane_ids, self.splat(b.trunc(step, I32))))
+        return b.and_(b.icmp_signed(">=", at, self.splat(b.trunc(low, I32))),
+                      b.icmp_signed("<", at, self.splat(b.trunc(high, I32))))
+
+    def gather(self, data, off, step, mask) -> ir.Value:
+        """Lane ``i`` = ``data[off + step * i]`` where ``mask`` is set (not read
+        elsewhere: +0.0 there); ``off`` and ``step`` are int64."""
+        b = self.builder
+        base = b.ptrtoint(b.gep(data, [off]), I64)
+        ids = b.sext(self.lane_ids, ir.VectorType(I64, self.lanes))
+        steps = b.mul(ids, self._splat64(b.mul(step, i64(self.align))))
+        ptrs = b.inttoptr(b.add(self._splat64(base), steps), self._pvec)
+        return b.call(self._gather, [ptrs, ir.Constant(I32, self.align), mask, self.zeros])
+
+    def _splat64(self, value) -> ir.Value:
+        b = self.builder
+        ty = ir.VectorType(I64, self.lanes)
+        s = b.insert_element(ir.Constant(ty, None), value, ir.Constant(I32, 0))
+        return b.shuffle_vector(s, s, ir.Constant(self.k32, [0] * self.lanes))
 
     def ptr(self, data, off) -> ir.Value:
         return self.builder.bitcast(self.builder.gep(data, [off]), self.vec.as_pointer())

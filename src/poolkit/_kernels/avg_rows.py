@@ -1,11 +1,11 @@
 """Average pooling, channels first, float32/float64: whole output rows in vector IR.
 
-The fast path of the NCHW forward (1-D, 2-D and 3-D pooling, dilation 1, stride 1 or 2
-along W, C-contiguous input). numba runs LLVM's loop vectorizer but not its SLP
-vectorizer, and a stride-2 window along W needs a lane shuffle the loop vectorizer does
-not emit, so the row loop is written as explicit LLVM IR (``<8 x float>`` /
-``<4 x double>``, one 256-bit register; LLVM splits or widens them to what the CPU has,
-the results do not change).
+The fast path of the NCHW forward (1-D, 2-D and 3-D pooling, dilation 1, any stride
+along W, C-contiguous input; strides above 2 load each window column with one gather).
+numba runs LLVM's loop vectorizer but not its SLP vectorizer, and a stride-2 window along
+W needs a lane shuffle the loop vectorizer does not emit, so the row loop is written as
+explicit LLVM IR (``<8 x float>`` / ``<4 x double>``, one 256-bit register; LLVM splits or
+widens them to what the CPU has, the results do not change).
 
 Exactness (docs/semantics.md §7). Each lane of a vector is one output: its accumulator
 starts at +0.0 and adds the window's elements one at a time in row-major order (window
@@ -42,12 +42,13 @@ _PERM = {8: [0, 1, 4, 5, 2, 3, 6, 7], 4: [0, 2, 1, 3]}
 _GROUP = 4
 
 # geometry table ``geo`` (int64): the indices of its entries
-(G_PLANE, G_IN_W, G_ROWS, G_OUT_W, G_KW, G_PW, G_LO, G_HI, G_WIDTH) = range(9)
+(G_PLANE, G_IN_W, G_ROWS, G_OUT_W, G_KW, G_PW, G_LO, G_HI, G_WIDTH, G_SW) = range(10)
 
 
-def _make_rows(kw_const: int | None, sw_const: int):
+def _make_rows(kw_const: int | None, sw_const: int | None):
     """The row intrinsic for window width ``kw_const`` (None: any, a runtime loop) and
-    stride ``sw_const`` (1 or 2) along W."""
+    stride ``sw_const`` along W (1, 2, or None: any, read from ``geo``, each window
+    column one gather; with a runtime ``kw`` only)."""
 
     @intrinsic
     def avg_rows(typingctx, x, out, divs, rows, geo, r0, r1):
@@ -115,6 +116,13 @@ def _make_rows(kw_const: int | None, sw_const: int):
 
             def column(off, col, masked):
                 """One window column (runtime ``kw``)."""
+                if sw_const is None:  # lane i reads column col + sw * i
+                    if masked:
+                        inside = vx.strided_lanes_between(col, sw, i64(0), in_w)
+                    else:
+                        inside = ir.Constant(ir.VectorType(ir.IntType(1), lanes),
+                                             [1] * lanes)
+                    return vx.gather(xa.data, builder.add(off, col), sw, inside)
                 if sw_const == 1:
                     return load(off, col, masked)
                 a = load(off, col, masked)
@@ -123,9 +131,11 @@ def _make_rows(kw_const: int | None, sw_const: int):
             x_size = xa.nitems
             q_size = qa.nitems
             n_vec = builder.udiv(builder.add(out_w, i64(lanes - 1)), L)
-            sw = i64(sw_const)
+            sw = g(G_SW) if sw_const is None else i64(sw_const)
             # columns one vector's loads touch from its first window column
-            if sw_const == 1:
+            if sw_const is None:
+                span = builder.add(kw, builder.mul(sw, i64(lanes - 1)))
+            elif sw_const == 1:
                 span = builder.add(builder.sub(kw, i64(1)), L)
             elif kw_const is not None:
                 span = i64(2 * ((kw_const - 1) // 2) + 2 * lanes)
@@ -322,6 +332,7 @@ _rows_k2s2 = _make_rows(2, 2)
 _rows_k3s2 = _make_rows(3, 2)
 _rows_s2 = _make_rows(None, 2)
 _rows_s1 = _make_rows(None, 1)
+_rows_sn = _make_rows(None, None)
 
 
 # serial kernels over flat output rows [r0, r1): ``x``, ``out`` and ``divs`` are the
@@ -351,3 +362,9 @@ def avg_s2(x, out, divs, rows, geo, r0, r1):
 def avg_s1(x, out, divs, rows, geo, r0, r1):
     """Any window width, stride 1 along W."""
     _rows_s1(x, out, divs, rows, geo, r0, r1)
+
+
+@njit(cache=True, nogil=True)
+def avg_sn(x, out, divs, rows, geo, r0, r1):
+    """Any window width, any stride along W (``geo[G_SW]``; a gather per column)."""
+    _rows_sn(x, out, divs, rows, geo, r0, r1)

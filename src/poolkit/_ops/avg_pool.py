@@ -187,11 +187,10 @@ class _Plan:
         else:
             self.n_tasks = n_batch * n_chan * out_d
         self.work = math.prod(self.out_shape) * math.prod(geom.kernel)
-        # the vector row kernels: float32/float64, stride 1 or 2 along W, C-contiguous
+        # the vector row kernels: float32/float64, any stride along W, C-contiguous
         # input (checked per call); name, tables, flat divisors and output row count
         self.rows = None
-        if not (backward or channels_last) and dtype in _VECTOR_DTYPES and (
-                geom.stride[-1] in (1, 2)):
+        if not (backward or channels_last) and dtype in _VECTOR_DTYPES:
             rows, geo = _rows_tables(geom)
             self.rows = (_rows_kernel_name(geom.kernel[-1], geom.stride[-1]), rows, geo,
                          self.divs.reshape(-1), n_batch * n_chan * out_d * out_h)
@@ -259,6 +258,8 @@ def _rows_kernel_name(kw: int, sw: int) -> str:
     """The :mod:`poolkit._kernels.avg_rows` kernel of window width ``kw``, stride ``sw``."""
     if sw == 1:
         return "avg_s1"
+    if sw > 2:
+        return "avg_sn"
     return {2: "avg_k2s2", 3: "avg_k3s2"}.get(kw, "avg_s2")
 
 
@@ -287,8 +288,8 @@ def _rows_tables(geom: Geometry) -> tuple[np.ndarray, np.ndarray]:
     lo = min(-(-pw // sw), out_w)  # output columns [lo, hi): windows inside the row
     num = in_w - kw + pw
     hi = max(min(num // sw + 1 if num >= 0 else 0, out_w), lo)
-    geo = np.array([in_d * in_h * in_w, in_w, out_d * out_h, out_w, kw, pw, lo, hi, width],
-                   dtype=np.int64)
+    geo = np.array([in_d * in_h * in_w, in_w, out_d * out_h, out_w, kw, pw, lo, hi, width,
+                    sw], dtype=np.int64)
     rows.flags.writeable = False
     geo.flags.writeable = False
     return rows.reshape(-1), geo
