@@ -58,7 +58,7 @@ def _max(pk, x, cl):
 def _avg(pk, x, cl):
     wide = np.repeat(x, 2, axis=-1)[..., ::2]  # a strided view: another compiled layout
     for arr in (x, wide):
-        for k, s, p in ((3, 2, 1), (2, 2, 0), (3, 1, 1), (4, 2, 1)):
+        for k, s, p in ((3, 2, 1), (2, 2, 0), (3, 1, 1), (4, 2, 1), (3, 3, 0)):
             y = pk.avg_pool2d(arr, k, s, p, channels_last=cl)
             if x.dtype.kind == "f":
                 pk.avg_pool2d_backward(np.ones_like(y), arr.shape, k, s, p, channels_last=cl)
