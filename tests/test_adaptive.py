@@ -147,6 +147,34 @@ def test_kernel_paths_match_reference(in_w, out_w, dtype):
         assert_same(np.ascontiguousarray(from_channels_last(got_cl)), expected)
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_channels_last_pixel_kernel_matches_reference(dtype):
+    """C-contiguous channels-last inputs take the pixel kernel (channels side by side);
+    strided ones the 5-D kernel: both give the reference's bits, 1-D to 3-D, unbatched,
+    channel counts around the vector width, NaN and -0.0 in the windows."""
+    from poolkit._kernels import adaptive as kernels
+
+    rng = np.random.default_rng(np.dtype(dtype).itemsize)
+    cases = [((2, 9, 5, 40), (2, 3)), ((2, 1, 7, 7), (5, 5)), ((1, 17, 6, 13), (4, 4)),
+             ((2, 8, 56, 56), (7, 7)), ((2, 3, 4, 5, 6), (3, 2, 4)), ((4, 10), (3,)),
+             ((33, 6, 7), (4, 5)), ((2, 65, 9), (4,))]
+    for shape, out in cases:
+        nd = len(out)
+        x = random_input(rng, shape, dtype)
+        x.reshape(-1)[::7] = np.nan
+        x.reshape(-1)[3::11] = -0.0
+        batched = len(shape) == nd + 2
+        expected = ref.adaptive_avg_pool(x if batched else x[None], out)
+        expected = expected if batched else expected[0]
+        fn = getattr(pk, f"adaptive_avg_pool{nd}d")
+        cl = np.ascontiguousarray(np.moveaxis(x, -nd - 1, -1))
+        wide = np.repeat(cl, 2, axis=-1)[..., ::2]  # strided channels: the 5-D kernel
+        for arr in (cl, wide):
+            got = np.moveaxis(fn(arr, out, channels_last=True), -1, -nd - 1)
+            assert_same(np.ascontiguousarray(got), expected)
+    assert kernels.adaptive_avg_pixels.signatures  # the contiguous cases ran it
+
+
 def test_none_keeps_input_size_and_windows():
     x = np.arange(2 * 5 * 7, dtype=np.float64).reshape(2, 5, 7)
     y = pk.adaptive_avg_pool2d(x, (None, 3))

@@ -203,6 +203,39 @@ def adaptive_avg_forward(x, out, t0, t1):
                     out[n, c0 + b, od, oh, ow] = from_opmath(v, like)
 
 
+@njit(cache=True, nogil=True)
+def adaptive_avg_pixels(x, out, t0, t1):
+    """Adaptive average of a C-contiguous channels-last ``(N, D, H, W, C)`` input into
+    ``out`` ``(N, oD, oH, oW, C)``, tasks ``t0 <= task < t1`` of ``N * oD * oH`` output
+    rows. The arithmetic of :func:`adaptive_avg_forward` (per channel: +0 plus the window
+    in row-major order, then ``/ kd / kh / kw``), with the channels side by side: every
+    window pixel is one contiguous run of C values, so the channel loop vectorises."""
+    in_d, in_h, in_w, n_chan = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
+    out_d, out_h, out_w = out.shape[1], out.shape[2], out.shape[3]
+    like = x[0, 0, 0, 0, 0]
+    acc = np.empty(n_chan, dtype=type(opmath_zero(like)))
+    for task in range(t0, t1):
+        oh = task % out_h
+        od = (task // out_h) % out_d
+        n = task // (out_h * out_d)
+        z0, z1 = _bounds(od, in_d, out_d)
+        y0, y1 = _bounds(oh, in_h, out_h)
+        for ow in range(out_w):
+            x0, x1 = _bounds(ow, in_w, out_w)
+            for c in range(n_chan):
+                acc[c] = opmath_zero(like)
+            for z in range(z0, z1):
+                for y in range(y0, y1):
+                    for xx in range(x0, x1):
+                        pixel = x[n, z, y, xx]
+                        for c in range(n_chan):
+                            acc[c] += to_opmath(pixel[c])
+            dst = out[n, od, oh, ow]
+            for c in range(n_chan):
+                v = divide(divide(acc[c], z1 - z0), y1 - y0)
+                dst[c] = from_opmath(divide(v, x1 - x0), like)
+
+
 @njit(inline="always")
 def _covers(length, n_out):
     """Per input position: the first and last output whose window contains it."""

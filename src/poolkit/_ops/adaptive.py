@@ -117,6 +117,13 @@ def avg_pool(x: Any, nd: int, output_size: Any, channels_last: Any) -> np.ndarra
             np.array(_engine.lead3(out_size), dtype=np.int64),
         )
         return out
+    if channels_last and arr.flags.c_contiguous and out.size:
+        # pixels of C contiguous values: the channels side by side
+        x5, o5 = (_engine.kernel_bits(a).reshape((-1,) + _engine.lead3(s) + (a.shape[-1],))
+                  for a, s in ((arr, in_spatial), (out, out_size)))
+        _engine.run_tasks(_k.adaptive_avg_pixels, o5.shape[0] * o5.shape[1] * o5.shape[2],
+                          arr.size, x5, o5)
+        return out
     x5 = _engine.kernel_view(arr, nd, batched, channels_last)
     o5 = _engine.kernel_view(out, nd, batched, channels_last)
     n_tasks = o5.shape[0] * -(-o5.shape[1] // _k.PLANE_BLOCK) * o5.shape[2]
