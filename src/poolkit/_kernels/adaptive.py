@@ -16,7 +16,7 @@ from numba.extending import overload
 
 from ._lanes import lane_total
 from ._scalar import accumulate, float_to_half, is_half_bits, is_nan, order_key, unsigned
-from .avg_pool import divide, from_opmath, opmath_zero, to_opmath
+from .avg_pool import divide, from_opmath, opmath_zero, sum_window_pixels, to_opmath
 
 
 @njit(inline="always")
@@ -222,14 +222,7 @@ def adaptive_avg_pixels(x, out, t0, t1):
         y0, y1 = _bounds(oh, in_h, out_h)
         for ow in range(out_w):
             x0, x1 = _bounds(ow, in_w, out_w)
-            for c in range(n_chan):
-                acc[c] = opmath_zero(like)
-            for z in range(z0, z1):
-                for y in range(y0, y1):
-                    for xx in range(x0, x1):
-                        pixel = x[n, z, y, xx]
-                        for c in range(n_chan):
-                            acc[c] += to_opmath(pixel[c])
+            sum_window_pixels(x, n, z0, z1, y0, y1, x0, x1, acc, opmath_zero(like))
             dst = out[n, od, oh, ow]
             for c in range(n_chan):
                 v = divide(divide(acc[c], z1 - z0), y1 - y0)

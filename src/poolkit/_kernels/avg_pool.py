@@ -217,6 +217,22 @@ def forward_split_range(x, out, divs, params, pad_end, t0, t1):
                 dst[ow] = from_opmath(acc[ow] / q[ow], like)
 
 
+
+@njit(inline="always")
+def sum_window_pixels(x, n, z0, z1, y0, y1, x0, x1, acc, zero):
+    """``acc[c]`` = ``zero`` plus channel ``c`` of the window's pixels of the channels-last
+    ``(N, D, H, W, C)`` input ``x``, in row-major order (one contiguous run of C per
+    pixel, so the channel loop vectorises)."""
+    nc = unsigned(acc.shape[0])
+    for c in range(nc):
+        acc[c] = zero
+    for z in range(z0, z1):
+        for y in range(y0, y1):
+            for i in range(x0, x1):
+                src = x[n, z, y, i]
+                for c in range(nc):
+                    acc[c] += to_opmath(src[c])
+
 @njit(error_model="numpy", nogil=True, cache=True)
 def forward_nhwc_range(x, out, divs, params, pad_end, t0, t1):
     """Channels-last tasks (n, od, oh) ``t0 <= task < t1``: ``x`` is ``(N, D, H, W, C)``.
@@ -245,14 +261,7 @@ def forward_nhwc_range(x, out, divs, params, pad_end, t0, t1):
         q = divs[od, oh]
         for ow in range(out_w):
             x0, x1, _ = _window(ow, sw, pw, kw, in_w, ew)
-            for c in range(nc):
-                acc[c] = zero
-            for z in range(z0, z1):
-                for y in range(y0, y1):
-                    for i in range(x0, x1):
-                        src = x[n, z, y, i]
-                        for c in range(nc):
-                            acc[c] += to_opmath(src[c])
+            sum_window_pixels(x, n, z0, z1, y0, y1, x0, x1, acc, zero)
             dst = out[n, od, oh, ow]
             d = q[ow]
             for c in range(nc):
