@@ -175,6 +175,39 @@ def test_channels_last_pixel_kernel_matches_reference(dtype):
     assert kernels.adaptive_avg_pixels.signatures  # the contiguous cases ran it
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64, np.int8, np.uint16,
+                                   np.int64])
+def test_channels_last_max_pixel_kernel_matches_reference(dtype):
+    """Adaptive max of C-contiguous channels-last inputs (the pixel kernel) and of strided
+    ones (the 5-D kernel): values and plane indices of the reference, ties (the first
+    wins), NaN (the last wins), -0.0 against +0.0, integer extremes."""
+    from poolkit._kernels import adaptive as kernels
+
+    rng = np.random.default_rng(np.dtype(dtype).itemsize + 40)
+    cases = [((2, 9, 5, 40), (2, 3)), ((3, 17, 7, 7), (5, 5)), ((1, 8, 1, 13), (1, 4)),
+             ((2, 3, 4, 5, 6), (3, 2, 4)), ((4, 10), (3,)), ((5, 6, 7), (4, 4))]
+    for shape, out in cases:
+        nd = len(out)
+        if np.dtype(dtype).kind == "f":
+            x = (np.round(rng.standard_normal(shape) * 2) / 2).astype(dtype)
+            x.reshape(-1)[::7] = np.nan
+            x.reshape(-1)[::11] = -0.0
+        else:
+            info = np.iinfo(dtype)
+            x = rng.integers(info.min, info.max, shape, dtype=dtype, endpoint=True)
+            x.reshape(-1)[::5] = info.max
+        batched = len(shape) == nd + 2
+        ry, ri = ref.adaptive_max_pool(x if batched else x[None], out)
+        ry, ri = (ry, ri) if batched else (ry[0], ri[0])
+        fn = getattr(pk, f"adaptive_max_pool{nd}d")
+        cl = np.ascontiguousarray(np.moveaxis(x, -nd - 1, -1))
+        for arr in (cl, np.repeat(cl, 2, axis=-1)[..., ::2]):
+            y, i = fn(arr, out, return_indices=True, channels_last=True)
+            assert_same(np.ascontiguousarray(np.moveaxis(y, -1, -nd - 1)), ry)
+            assert_same(np.ascontiguousarray(np.moveaxis(i, -1, -nd - 1)), ri)
+    assert kernels.adaptive_max_pixels.signatures
+
+
 def test_none_keeps_input_size_and_windows():
     x = np.arange(2 * 5 * 7, dtype=np.float64).reshape(2, 5, 7)
     y = pk.adaptive_avg_pool2d(x, (None, 3))

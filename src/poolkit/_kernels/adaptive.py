@@ -203,6 +203,18 @@ def adaptive_avg_forward(x, out, t0, t1):
                     out[n, c0 + b, od, oh, ow] = from_opmath(v, like)
 
 
+@njit(inline="always")
+def _pixel_row(task, in_shape, out_shape):
+    """``(n, od, oh)`` of channels-last output row ``task`` and its window's input rows
+    ``[z0, z1) x [y0, y1)`` (shapes ``(N, D, H, W, C)``)."""
+    out_d, out_h = out_shape[1], out_shape[2]
+    oh = task % out_h
+    od = (task // out_h) % out_d
+    z0, z1 = _bounds(od, in_shape[1], out_d)
+    y0, y1 = _bounds(oh, in_shape[2], out_h)
+    return task // (out_h * out_d), od, oh, z0, z1, y0, y1
+
+
 @njit(cache=True, nogil=True)
 def adaptive_avg_pixels(x, out, t0, t1):
     """Adaptive average of a C-contiguous channels-last ``(N, D, H, W, C)`` input into
@@ -210,16 +222,11 @@ def adaptive_avg_pixels(x, out, t0, t1):
     rows. The arithmetic of :func:`adaptive_avg_forward` (per channel: +0 plus the window
     in row-major order, then ``/ kd / kh / kw``), with the channels side by side: every
     window pixel is one contiguous run of C values, so the channel loop vectorises."""
-    in_d, in_h, in_w, n_chan = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
-    out_d, out_h, out_w = out.shape[1], out.shape[2], out.shape[3]
+    in_w, n_chan, out_w = x.shape[3], x.shape[4], out.shape[3]
     like = x[0, 0, 0, 0, 0]
     acc = np.empty(n_chan, dtype=type(opmath_zero(like)))
     for task in range(t0, t1):
-        oh = task % out_h
-        od = (task // out_h) % out_d
-        n = task // (out_h * out_d)
-        z0, z1 = _bounds(od, in_d, out_d)
-        y0, y1 = _bounds(oh, in_h, out_h)
+        n, od, oh, z0, z1, y0, y1 = _pixel_row(task, x.shape, out.shape)
         for ow in range(out_w):
             x0, x1 = _bounds(ow, in_w, out_w)
             sum_window_pixels(x, n, z0, z1, y0, y1, x0, x1, acc, opmath_zero(like))
@@ -340,6 +347,48 @@ def adaptive_max_forward(x, out, idx, want_indices, t0, t1):
                 out[n, c, od, oh, ow] = best
                 if want_indices:
                     idx[n, c, od, oh, ow] = best_at
+
+
+@njit(cache=True, nogil=True)
+def adaptive_max_pixels(x, out, idx, want_indices, t0, t1):
+    """Adaptive max of a C-contiguous channels-last ``(N, D, H, W, C)`` input (in the
+    comparable form of :func:`adaptive_max_forward`) into ``out`` / ``idx``
+    ``(N, oD, oH, oW, C)``, tasks ``t0 <= task < t1`` of ``N * oD * oH`` output rows.
+    Per channel the row-major scan of :func:`window_argmax` (a later element wins if
+    strictly greater or NaN: the first maximum wins ties, the last NaN wins), with the
+    channels side by side over each window pixel's contiguous run of C values."""
+    in_h, in_w, n_chan, out_w = x.shape[2], x.shape[3], x.shape[4], out.shape[3]
+    best = np.empty(n_chan, dtype=x.dtype)
+    best_at = np.empty(n_chan, dtype=np.int64)
+    nc = unsigned(n_chan)
+    for task in range(t0, t1):
+        n, od, oh, z0, z1, y0, y1 = _pixel_row(task, x.shape, out.shape)
+        for ow in range(out_w):
+            x0, x1 = _bounds(ow, in_w, out_w)
+            first = x[n, z0, y0, x0]
+            at0 = (z0 * in_h + y0) * in_w + x0
+            for c in range(nc):
+                best[c] = first[c]
+                best_at[c] = at0
+            for z in range(z0, z1):
+                for y in range(y0, y1):
+                    for xx in range(x0, x1):
+                        at = (z * in_h + y) * in_w + xx
+                        if at == at0:
+                            continue
+                        pixel = x[n, z, y, xx]
+                        for c in range(nc):
+                            v = pixel[c]
+                            take = (order_key(v) > order_key(best[c])) | is_nan(v)
+                            best[c] = v if take else best[c]
+                            best_at[c] = at if take else best_at[c]
+            dst = out[n, od, oh, ow]
+            for c in range(nc):
+                dst[c] = best[c]
+            if want_indices:
+                di = idx[n, od, oh, ow]
+                for c in range(nc):
+                    di[c] = best_at[c]
 
 
 @njit(cache=True, nogil=True)
