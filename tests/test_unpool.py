@@ -103,6 +103,50 @@ def test_matches_reference_and_channels_last(dtype):
     assert_same(np.ascontiguousarray(from_channels_last(cl)), got)
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64, np.int8])
+def test_channels_last_pixel_kernels_match_reference(dtype):
+    """Channels-last unpooling and its backward run on (N, pixels, C) with the channels
+    side by side: the reference's bits (the last duplicate wins, only the winner gets the
+    gradient), 1-D to 3-D, unbatched, strided inputs, and the same error for an index
+    out of range."""
+    rng = np.random.default_rng(np.dtype(dtype).itemsize + 5)
+    for spatial, out_spatial, lead in (((3, 4), (7, 9), (2, 5)), ((6,), (13,), (3, 17)),
+                                       ((2, 3, 2), (4, 6, 5), (1, 9)), ((3, 4), (7, 9), (8,))):
+        nd = len(spatial)
+        x = random_input(rng, lead + spatial, dtype)
+        idx = rng.integers(0, int(np.prod(out_spatial)), size=x.shape)  # duplicates
+        k = (2,) * nd
+        fn = getattr(pk, f"max_unpool{nd}d")
+        bwd = getattr(pk, f"max_unpool{nd}d_backward")
+        batched = len(lead) == 2
+        want = ref.max_unpool(x if batched else x[None], idx if batched else idx[None],
+                              out_spatial)
+        want = want if batched else want[0]
+        xc, ic = (np.ascontiguousarray(np.moveaxis(a, -nd - 1, -1)) for a in (x, idx))
+        for xa in (xc, np.repeat(xc, 2, axis=-1)[..., ::2]):
+            got = fn(xa, ic, k, output_size=out_spatial, channels_last=True)
+            assert_same(np.ascontiguousarray(np.moveaxis(got, -1, -nd - 1)), want)
+        if np.dtype(dtype).kind != "f":
+            continue
+        g = random_input(rng, want.shape, dtype)
+        want_dx = ref.max_unpool_backward(g if batched else g[None],
+                                          idx if batched else idx[None], nd)
+        want_dx = want_dx if batched else want_dx[0]
+        gc = np.ascontiguousarray(np.moveaxis(g, -nd - 1, -1))
+        dx = bwd(gc, ic, xc.shape, k, channels_last=True)
+        assert_same(np.ascontiguousarray(np.moveaxis(dx, -1, -nd - 1)), want_dx)
+        out = np.full_like(xc, 7)
+        assert bwd(gc, ic, xc.shape, k, channels_last=True, out=out) is out
+        assert_same(out, dx)
+    bad = np.zeros((1, 2, 2, 3), np.int64)
+    bad[0, 1, 1, 2] = 99
+    with pytest.raises(ValueError, match="indices"):
+        pk.max_unpool2d(np.ones((1, 2, 2, 3), np.float32), bad, 2, channels_last=True)
+    with pytest.raises(ValueError, match="indices"):
+        pk.max_unpool2d_backward(np.ones((1, 4, 4, 3), np.float32), bad, (1, 2, 2, 3), 2,
+                                 channels_last=True)
+
+
 def test_duplicates_last_wins_and_gradient_goes_to_winner():
     x = np.array([[[1.0, 2.0, 3.0, 4.0]]])
     idx = np.array([[[1, 1, 3, 3]]])

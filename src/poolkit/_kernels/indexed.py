@@ -53,6 +53,46 @@ def unpool_backward(grad, idx, dx, bad, t0, t1):
 
 
 @njit(cache=True, nogil=True)
+def scatter_set_pixels(src, idx, dst, bad, t0, t1):
+    """:func:`scatter_set` for channels-last arrays: ``src``/``idx`` ``(N, Q, C)``,
+    ``dst`` ``(N, P, C)``, tasks = batch items. Every channel is its own plane and the
+    pixels are taken in order, so each plane's writes keep their order (the last wins)."""
+    size, n_chan = dst.shape[1], dst.shape[2]
+    for n in range(t0, t1):
+        for i in range(src.shape[1]):
+            for c in range(n_chan):
+                j = idx[n, i, c]
+                if j < 0 or j >= size:
+                    bad[n] = 1
+                    continue
+                dst[n, j, c] = src[n, i, c]
+
+
+@njit(cache=True, nogil=True)
+def unpool_backward_pixels(grad, idx, dx, bad, t0, t1):
+    """:func:`unpool_backward` for channels-last arrays: ``grad`` ``(N, P, C)``,
+    ``idx``/``dx`` ``(N, Q, C)``, tasks = batch items."""
+    size, n_chan = grad.shape[1], grad.shape[2]
+    winner = np.empty((size, n_chan), dtype=np.int64)
+    for n in range(t0, t1):
+        winner[:] = -1
+        for i in range(dx.shape[1]):
+            for c in range(n_chan):
+                j = idx[n, i, c]
+                if j < 0 or j >= size:
+                    bad[n] = 1
+                    continue
+                winner[j, c] = i
+        for i in range(dx.shape[1]):
+            for c in range(n_chan):
+                j = idx[n, i, c]
+                if 0 <= j < size and winner[j, c] == i:
+                    dx[n, i, c] = grad[n, j, c]
+                else:
+                    dx[n, i, c] = 0
+
+
+@njit(cache=True, nogil=True)
 def fractional_max_forward(x, out, idx, starts_d, starts_h, starts_w, pool, t0, t1):
     """Max over windows of size ``pool`` starting at per-plane offsets.
 

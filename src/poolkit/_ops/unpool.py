@@ -92,12 +92,28 @@ class UnpoolParams(IndexedParams):
         return sizes_t
 
 
+def _pixels(arr: np.ndarray, nd: int) -> np.ndarray:
+    """``(N, pixels, C)`` C-contiguous kernel form of a channels-last array (a view when
+    it is C-contiguous already; float16 as its bits)."""
+    arr = _engine.kernel_bits(arr)
+    lead = arr.shape[0] if arr.ndim == nd + 2 else 1
+    return np.ascontiguousarray(arr).reshape(lead, -1, arr.shape[-1])
+
+
 def scatter_on(arr: np.ndarray, plane_idx: np.ndarray, shape: tuple[int, ...], nd: int,
                channels_last: bool) -> np.ndarray:
     """Write each value of ``arr`` at its plane index in a zero array of ``shape``: the
     entry point on resolved sizes (ONNX MaxUnpool passes the whole tensor as one plane).
     The last write to a slot wins, in row-major order."""
     out = np.zeros(shape, dtype=arr.dtype)
+    if channels_last and out.size:  # channels side by side, no moved-axis copies
+        src, dst = _pixels(arr, nd), _pixels(out, nd)
+        bad = np.zeros(dst.shape[0], dtype=np.uint8)
+        _engine.run_tasks(_indexed.scatter_set_pixels, dst.shape[0], out.size + arr.size,
+                          src, _pixels(plane_idx, nd), dst, bad)
+        if bad.any():
+            raise _args.index_range_error("indices", dst.shape[1], shape)
+        return out
     planes = np.ascontiguousarray(_engine.to_planes(_engine.kernel_bits(out), nd, channels_last))
     bad = np.zeros(planes.shape[0], dtype=np.uint8)
     _engine.run_tasks(
@@ -145,6 +161,16 @@ def backward(grad_output: Any, indices: Any, input_shape: Any, p: UnpoolParams,
         raise ValueError(f"grad_output has an impossible unpooled size: {exc}") from None
     _args.check_grad_shape(grad, output_shape(shape, p.nd, out_spatial, p.channels_last))
     idx = p.indices_to_plane(idx, grad.shape)
+    if p.channels_last and grad.size:  # channels side by side, no moved-axis copies
+        g_pixels = _pixels(grad, p.nd)
+        dx = np.empty(shape, dtype=grad.dtype)
+        dx_pixels = _pixels(dx, p.nd)
+        bad = np.zeros(g_pixels.shape[0], dtype=np.uint8)
+        _engine.run_tasks(_indexed.unpool_backward_pixels, g_pixels.shape[0],
+                          dx.size + grad.size, g_pixels, _pixels(idx, p.nd), dx_pixels, bad)
+        if bad.any():
+            raise _args.index_range_error("indices", g_pixels.shape[1], grad.shape)
+        return _engine.deliver(dx, out)
     g_planes = np.ascontiguousarray(
         _engine.to_planes(_engine.kernel_bits(grad), p.nd, p.channels_last)
     )
