@@ -191,6 +191,35 @@ def _row_cases():
             (3, 3, 0), (3, 3, 1), (4, 4, 2), (2, 3, 1), (5, 4, 2), (1, 3, 0), (8, 8, 0)]
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_channels_last_backward_pixel_and_strided_paths(dtype):
+    """A C-contiguous channels-last gradient takes the pixel kernels (deltas once, then
+    each input pixel sums its windows' deltas in output order, channels side by side); a
+    strided one the moved-axis kernel: both give the reference's bits, 1-D to 3-D, with
+    NaN, inf and -0.0 in the gradient, every divisor rule, and into ``out=``."""
+    rng = np.random.default_rng(np.dtype(dtype).itemsize + 77)
+    cases = [((2, 9, 11, 13), (3, 3), (2, 2), (1, 1), False, True, None),
+             ((1, 17, 7, 7), (2, 2), (2, 2), (0, 0), True, True, None),
+             ((2, 8, 9, 10), (3, 3), (1, 1), (1, 1), True, False, 3),
+             ((3, 5, 12), (5,), (3,), (2,), True, False),
+             ((2, 3, 5, 4, 6), (3, 2, 3), (2, 1, 2), (1, 0, 1), False, False, None)]
+    for shape, *args in cases:
+        nd = len(args[0])
+        y_shape = getattr(pk, f"avg_pool{nd}d")(np.zeros(shape, dtype), *args).shape
+        g = _special(rng, y_shape, dtype)
+        expected = _quiet(ref.avg_pool_backward, g, shape, *args)
+        bwd = getattr(pk, f"avg_pool{nd}d_backward")
+        cl_shape = np.moveaxis(np.zeros(shape), 1, -1).shape
+        gc = np.ascontiguousarray(np.moveaxis(g, 1, -1))
+        strided = np.repeat(gc, 2, axis=-1)[..., ::2]
+        for grad in (gc, strided):
+            got = _quiet(bwd, grad, cl_shape, *args, channels_last=True)
+            assert_same(np.ascontiguousarray(np.moveaxis(got, -1, 1)), expected)
+        out = np.full(cl_shape, 5, dtype)
+        assert _quiet(bwd, gc, cl_shape, *args, channels_last=True, out=out) is out
+        assert_same(np.ascontiguousarray(np.moveaxis(out, -1, 1)), expected)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_row_kernels_widths_around_the_vector_length(dtype):
     """Output rows of 1 to 3 vectors and a bit (8 float32 / 4 float64 lanes, groups of 4

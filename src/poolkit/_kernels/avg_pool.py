@@ -99,6 +99,69 @@ def _cover(i, stride, pad, kernel, n_out):
     return first, last
 
 
+@njit(cache=True, nogil=True)
+def deltas_pixels(grad, divs, delta, t0, t1):
+    """``delta = grad / divisor`` rounded to the gradient dtype, for channels-last
+    ``(N, oD, oH, oW, C)`` views, tasks ``t0 <= task < t1`` the output rows (n, od, oh):
+    the per-window deltas :func:`backward_range` computes, once each."""
+    out_d, out_h, out_w, n_chan = grad.shape[1], grad.shape[2], grad.shape[3], grad.shape[4]
+    like = grad[0, 0, 0, 0, 0]
+    nc = unsigned(n_chan)
+    src = grad.reshape(-1)
+    dst = delta.reshape(-1)
+    q_all = divs.reshape(-1)
+    for task in range(t0, t1):
+        q0 = unsigned(task % (out_d * out_h)) * unsigned(out_w)  # divisor row (od, oh)
+        row = unsigned(task) * unsigned(out_w)
+        for ow in range(unsigned(out_w)):
+            q = q_all[q0 + ow]
+            at = (row + ow) * nc
+            for c in range(nc):
+                dst[at + c] = from_opmath(to_opmath(src[at + c]) / q, like)
+
+
+@njit(cache=True, nogil=True)
+def backward_pixels(delta, dx, params, t0, t1):
+    """:func:`backward_range` for C-contiguous channels-last views: ``delta`` (of
+    :func:`deltas_pixels`) ``(N, oD, oH, oW, C)``, ``dx`` ``(N, D, H, W, C)``, tasks
+    ``t0 <= task < t1`` the input rows (n, z, y). Every element gets 0 plus the delta of
+    each window covering it, in output row-major order, as in :func:`backward_range`;
+    the channels run side by side (flat offsets, the W covers tabled once per call)."""
+    in_d, in_h, in_w, n_chan = dx.shape[1], dx.shape[2], dx.shape[3], dx.shape[4]
+    out_d, out_h, out_w = delta.shape[1], delta.shape[2], delta.shape[3]
+    kd, kh, kw = params[0, 0], params[0, 1], params[0, 2]
+    sd, sh, sw = params[1, 0], params[1, 1], params[1, 2]
+    pd, ph, pw = params[2, 0], params[2, 1], params[2, 2]
+    nc = unsigned(n_chan)
+    src = delta.reshape(-1)
+    dst = dx.reshape(-1)
+    covers = np.empty((in_w, 2), dtype=np.int64)
+    for x in range(in_w):
+        covers[x, 0], covers[x, 1] = _cover(x, sw, pw, kw, out_w)
+    acc = np.empty(n_chan, dtype=delta.dtype)
+    for task in range(t0, t1):
+        y = task % in_h
+        z = (task // in_h) % in_d
+        n = task // (in_h * in_d)
+        fd, ld = _cover(z, sd, pd, kd, out_d)
+        fh, lh = _cover(y, sh, ph, kh, out_h)
+        out_row0 = unsigned(task * in_w) * nc
+        for x in range(in_w):
+            fw, lw = covers[x, 0], covers[x, 1]
+            for c in range(nc):
+                acc[c] = 0
+            for od in range(fd, ld + 1):
+                for oh in range(fh, lh + 1):
+                    row = ((n * out_d + od) * out_h + oh) * out_w
+                    for ow in range(fw, lw + 1):
+                        at = unsigned(row + ow) * nc
+                        for c in range(nc):
+                            acc[c] = accumulate(acc[c], src[at + c])
+            at = out_row0 + unsigned(x) * nc
+            for c in range(nc):
+                dst[at + c] = acc[c]
+
+
 @njit(inline="always")
 def _add_run(dst, dst_start, src, src_start, count):
     """``dst[dst_start + i] += src[src_start + i]`` for i < count (each add in order)."""

@@ -157,6 +157,7 @@ class _Plan:
         "batched",
         "channels_last",
         "cl",
+        "cl_back",
         "divs",
         "kp",
         "n_tasks",
@@ -202,6 +203,14 @@ class _Plan:
         self.shapes = None if backward else (
             _kernel_shape(n_batch, n_chan, geom.in_size, channels_last),
             _kernel_shape(n_batch, n_chan, geom.out_size, channels_last))
+        # channels-last backward of a C-contiguous gradient: the pixel kernel's views
+        # (gradient, dx) and its task count (input rows)
+        self.cl_back = None
+        if backward and channels_last:
+            in_h = _engine.lead3(geom.in_size)[1]
+            self.cl_back = (_kernel_shape(n_batch, n_chan, geom.out_size, True),
+                            _kernel_shape(n_batch, n_chan, geom.in_size, True),
+                            n_batch * in_d * in_h)
 
     def views(self, src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """5-D kernel views: ``(N, C, D, H, W)``, or ``(N, D, H, W, C)`` channels-last
@@ -236,6 +245,15 @@ class _Plan:
         return out
 
     def backward(self, grad: np.ndarray, dx: np.ndarray) -> None:
+        if self.cl_back is not None and grad.flags.c_contiguous and dx.flags.c_contiguous:
+            g_shape, d_shape, n_rows = self.cl_back
+            g5 = _engine.kernel_bits(grad).reshape(g_shape)
+            delta = np.empty_like(g5)
+            _engine.run_tasks(_k.deltas_pixels, g_shape[0] * g_shape[1] * g_shape[2],
+                              grad.size, g5, self.divs, delta)
+            _engine.run_tasks(_k.backward_pixels, n_rows, self.work, delta,
+                              _engine.kernel_bits(dx).reshape(d_shape), self.kp)
+            return
         g5, d5 = self.views(grad, dx)
         _engine.run_tasks(_k.backward_range, self.n_tasks, self.work, g5, d5, self.divs,
                           self.kp)
