@@ -220,6 +220,34 @@ def test_channels_last_backward_pixel_and_strided_paths(dtype):
         assert_same(np.ascontiguousarray(np.moveaxis(out, -1, 1)), expected)
 
 
+def test_float16_through_the_float32_kernels_keeps_the_float16_bits():
+    """float16 averages run on the float32 vector kernels and are rounded once: the bits
+    of the float16 loops (their NaN is 0x7E00 whatever the sign), with overflow to inf,
+    subnormal results, NaN, -0.0 and inf inputs, every divisor rule, both layouts."""
+    from poolkit._ops import avg_pool
+
+    rng = np.random.default_rng(16)
+    cases = [((2, 9, 11, 13), (3, 3), (2, 2), (1, 1), False, True, None),
+             ((1, 8, 7, 40), (2, 2), (2, 2), (0, 0), False, True, 1),
+             ((3, 5, 6, 9), (5, 3), (3, 1), (2, 1), True, False, 3),
+             ((2, 3, 5, 4, 6), (3, 2, 3), (2, 1, 2), (1, 0, 1), True, False, None)]
+    for i, (shape, *args) in enumerate(cases):
+        nd = len(args[0])
+        x = (rng.standard_normal(shape) * (3e4 if i % 2 else 1)).astype(np.float16)
+        flat = x.reshape(-1)
+        flat[::9], flat[::13], flat[::17], flat[::19] = -0.0, np.nan, np.inf, 6e-8
+        flat[::23] = -np.inf
+        for cl in (False, True):
+            arr = np.ascontiguousarray(np.moveaxis(x, 1, -1)) if cl else x
+            p = avg_pool.AvgPoolParams.parse(nd, *args, cl, 1)
+            geom = p.geometry(arr.shape[1:-1] if cl else arr.shape[2:])
+            loops = avg_pool._plan(geom, arr.shape, arr.dtype, True, cl, p.count_include_pad,
+                                   p.divisor_override, False)
+            got = _quiet(getattr(pk, f"avg_pool{nd}d"), arr, *args, channels_last=cl)
+            want = _quiet(loops.forward, arr)
+            np.testing.assert_array_equal(got.view(np.uint16), want.view(np.uint16))
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_row_kernels_widths_around_the_vector_length(dtype):
     """Output rows of 1 to 3 vectors and a bit (8 float32 / 4 float64 lanes, groups of 4

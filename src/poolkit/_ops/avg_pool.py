@@ -407,10 +407,28 @@ def pool(x: Any, p: AvgPoolParams) -> np.ndarray:
         hit = (batched, geom, plan)
         _engine.plans.put(key, hit)
     batched, geom, plan = hit
+    if plan is not None and arr.dtype == _HALF:
+        return _half_through_float32(arr, p)
     if plan is not None:
         return plan.forward(arr)
     return forward_on(arr, geom, batched, p.channels_last, p.count_include_pad,
                       p.divisor_override)
+
+
+_HALF = np.dtype(np.float16)
+_HALF_NAN = np.uint16(0x7E00)  # the NaN every float16 path stores (_scalar.float_to_half)
+
+
+def _half_through_float32(arr: np.ndarray, p: AvgPoolParams) -> np.ndarray:
+    """float16 averages on the float32 vector kernels, with the same bits as the float16
+    loops: those sum in float32 (the opmath type) from +0 in row-major order and divide
+    by the same float32 divisors, so only the final rounding to float16 is left. NumPy's
+    float32 -> float16 cast rounds to nearest even like ``float_to_half`` (overflow and
+    subnormals included); NaN is then stored as ``float_to_half``'s 0x7E00."""
+    wide = pool(arr.astype(np.float32), p)
+    out = wide.astype(np.float16)
+    np.copyto(out.view(np.uint16), _HALF_NAN, where=np.isnan(wide))
+    return out
 
 
 def backward(grad_output: Any, input_shape: Any, p: AvgPoolParams, out: Any = None):
