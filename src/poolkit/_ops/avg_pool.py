@@ -426,7 +426,8 @@ def _half_through_float32(arr: np.ndarray, p: AvgPoolParams) -> np.ndarray:
     float32 -> float16 cast rounds to nearest even like ``float_to_half`` (overflow and
     subnormals included); NaN is then stored as ``float_to_half``'s 0x7E00."""
     wide = pool(arr.astype(np.float32), p)
-    out = wide.astype(np.float16)
+    with np.errstate(over="ignore"):  # overflow to inf, as the float16 loops round it
+        out = wide.astype(np.float16)
     np.copyto(out.view(np.uint16), _HALF_NAN, where=np.isnan(wide))
     return out
 
