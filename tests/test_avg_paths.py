@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import warnings
 from contextlib import contextmanager
 
 import numpy as np
@@ -247,6 +248,11 @@ def test_float16_through_the_float32_kernels_keeps_the_float16_bits():
             got = _quiet(getattr(pk, f"avg_pool{nd}d"), arr, *args, channels_last=cl)
             want = _quiet(loops.forward, arr)
             np.testing.assert_array_equal(got.view(np.uint16), want.view(np.uint16))
+    # a float32 average past float16's range rounds to inf silently, as in the loops
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        big = pk.avg_pool2d(np.full((1, 1, 4, 4), 6e4, np.float16), 2, divisor_override=1)
+    assert np.isposinf(big).all()
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
