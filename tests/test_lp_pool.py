@@ -125,3 +125,21 @@ def test_property_lp_of_single_window_is_the_vector_norm(p, values):
     got = pk.lp_pool1d(x, p, len(values))
     expected = np.sum(np.abs(x) ** p) ** (1.0 / p)
     np.testing.assert_allclose(got.ravel(), [expected], rtol=1e-12, atol=1e-300)
+
+
+@pytest.mark.parametrize("norm", [1.0, 1.5, 2.0, 3.0, 0.5])
+def test_local_factor_in_place_is_the_where_formula(norm):
+    """The gradient's ``sign(x) |x|^(p-1)`` factor, built in place with copysign, has the
+    bits of ``where(|x| > 0, sign(x) * |x|**(p-1), 0)``: zeros of both signs, NaN (0),
+    +-inf, subnormals, huge values (overflow to inf) and negatives."""
+    from poolkit._ops.lp_pool import _local
+
+    x = np.array([0.0, -0.0, np.nan, -np.nan, np.inf, -np.inf, 5e-324, -5e-324, 1e308,
+                  -1e308, 2.5, -2.5, 1.0, -1.0, 1e-300, -3e-7])
+    ax = np.abs(x)
+    with np.errstate(all="ignore"):
+        want = np.where(ax > 0, np.sign(x) * ax ** (norm - 1.0), 0.0)
+        got = _local(x, norm)
+        again = _local(x, norm, ax)
+    np.testing.assert_array_equal(got.view(np.uint64), want.view(np.uint64))
+    np.testing.assert_array_equal(again.view(np.uint64), want.view(np.uint64))

@@ -121,11 +121,17 @@ def _window_scale(p: AvgPoolParams, geom: Geometry, batched: bool) -> np.ndarray
     return scale
 
 
-def _local(x64: np.ndarray, norm: float) -> np.ndarray:
-    """``sign(x) |x|^(p-1)``, 0 where ``x`` is 0: the factor every Lp gradient ends with."""
-    ax = np.abs(x64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(ax > 0, np.sign(x64) * ax ** (norm - 1.0), 0.0)
+def _local(x64: np.ndarray, norm: float, ax: np.ndarray | None = None) -> np.ndarray:
+    """``sign(x) |x|^(p-1)``, 0 where ``x`` is 0 (or NaN): the factor every Lp gradient
+    ends with (``ax``: ``|x|`` if already computed). Built in place: ``copysign`` by
+    the sign of a nonzero ``x`` is the product by ``sign(x)``, bit for bit, and every
+    input-sized temporary costs more (page faults) than its arithmetic."""
+    ax = np.abs(x64) if ax is None else ax
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        local = ax ** (norm - 1.0)
+    np.copysign(local, x64, out=local)
+    np.copyto(local, 0.0, where=~(ax > 0))
+    return local
 
 
 def outer_gradient(grad: np.ndarray, y: np.ndarray, norm: float) -> np.ndarray:
@@ -153,10 +159,12 @@ def backward(grad_output: Any, x: Any, p: LpPoolParams, out: Any = None) -> np.n
         local = _local(_engine.channels_first(x64, batched, a.channels_last), norm)
         dx = _engine.from_channels_first(spread * local, batched, a.channels_last, grad.dtype)
         return _engine.deliver(dx, out)
-    y = (avg_pool.pool(np.abs(x64) ** norm, a) * np.prod(a.kernel)) ** (1.0 / norm)
+    ax = np.abs(x64)
+    y = (avg_pool.pool(ax ** norm, a) * np.prod(a.kernel)) ** (1.0 / norm)
     t = outer_gradient(grad.astype(np.float64) * _window_scale(a, geom, batched), y, norm)
-    spread = avg_pool.backward(t, shape, replace(a, divisor_override=1))
-    return _engine.deliver((spread * _local(x64, norm)).astype(grad.dtype), out)
+    spread = avg_pool.backward(t, shape, replace(a, divisor_override=1))  # a new array
+    np.multiply(spread, _local(x64, norm, ax), out=spread)
+    return _engine.deliver(spread.astype(grad.dtype, copy=False), out)
 
 
 _FORWARD_DOC = """{nd}-D power-average (Lp) pooling: ``(sum over the window of |x|^p)^(1/p)``.
