@@ -222,9 +222,11 @@ def test_channels_last_backward_pixel_and_strided_paths(dtype):
 
 
 def test_float16_through_the_float32_kernels_keeps_the_float16_bits():
-    """float16 averages run on the float32 vector kernels and are rounded once: the bits
-    of the float16 loops (their NaN is 0x7E00 whatever the sign), with overflow to inf,
-    subnormal results, NaN, -0.0 and inf inputs, every divisor rule, both layouts."""
+    """float16 averages run on the float32 plan and are rounded once, in the plan itself,
+    so the public functions and ``forward_on`` (ONNX) take the same route: the
+    reference's bits, with NaN stored as 0x7E00 whatever its sign (the float16 loops'
+    ``float_to_half``), overflow to inf, subnormal results, NaN, -0.0 and inf inputs,
+    every divisor rule, both layouts."""
     from poolkit._ops import avg_pool
 
     rng = np.random.default_rng(16)
@@ -239,15 +241,22 @@ def test_float16_through_the_float32_kernels_keeps_the_float16_bits():
         flat = x.reshape(-1)
         flat[::9], flat[::13], flat[::17], flat[::19] = -0.0, np.nan, np.inf, 6e-8
         flat[::23] = -np.inf
+        want = _quiet(ref.avg_pool, x, *args)
+        nan = np.isnan(want)
+        assert nan.any()  # the NaN rule is exercised
         for cl in (False, True):
             arr = np.ascontiguousarray(np.moveaxis(x, 1, -1)) if cl else x
             p = avg_pool.AvgPoolParams.parse(nd, *args, cl, 1)
             geom = p.geometry(arr.shape[1:-1] if cl else arr.shape[2:])
-            loops = avg_pool._plan(geom, arr.shape, arr.dtype, True, cl, p.count_include_pad,
-                                   p.divisor_override, False)
-            got = _quiet(getattr(pk, f"avg_pool{nd}d"), arr, *args, channels_last=cl)
-            want = _quiet(loops.forward, arr)
-            np.testing.assert_array_equal(got.view(np.uint16), want.view(np.uint16))
+            on_geometry = _quiet(avg_pool.forward_on, arr, geom, True, cl,
+                                 p.count_include_pad, p.divisor_override or 0)
+            for got in (_quiet(getattr(pk, f"avg_pool{nd}d"), arr, *args, channels_last=cl),
+                        on_geometry):
+                got = np.ascontiguousarray(np.moveaxis(got, -1, 1)) if cl else got
+                np.testing.assert_array_equal(np.isnan(got), nan)
+                np.testing.assert_array_equal(got[~nan].view(np.uint16),
+                                              want[~nan].view(np.uint16))
+                assert (got[nan].view(np.uint16) == 0x7E00).all()
     # a float32 average past float16's range rounds to inf silently, as in the loops
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -84,6 +84,14 @@ def kernel_view(arr: np.ndarray, nd: int, batched: bool, channels_last: bool) ->
     return as_kernel_view(kernel_bits(arr), nd, batched, channels_last)
 
 
+def pixel_view(arr: np.ndarray, nd: int) -> np.ndarray:
+    """``(N, D, H, W, C)`` view (float16 as bits) of a C-contiguous channels-last array
+    with ``nd`` spatial axes, batched or not: the channel axis stays innermost, for the
+    pixel kernels that run the channels side by side."""
+    bits = kernel_bits(arr)
+    return bits.reshape((-1,) + lead3(bits.shape[-nd - 1:-1]) + (bits.shape[-1],))
+
+
 def to_planes(arr: np.ndarray, nd: int, channels_last: bool) -> np.ndarray:
     """``(planes, prod(spatial))`` array of a batched or unbatched input (view if possible)."""
     if channels_last:

@@ -119,8 +119,7 @@ def avg_pool(x: Any, nd: int, output_size: Any, channels_last: Any) -> np.ndarra
         return out
     if channels_last and arr.flags.c_contiguous and out.size:
         # pixels of C contiguous values: the channels side by side
-        x5, o5 = (_engine.kernel_bits(a).reshape((-1,) + _engine.lead3(s) + (a.shape[-1],))
-                  for a, s in ((arr, in_spatial), (out, out_size)))
+        x5, o5 = _engine.pixel_view(arr, nd), _engine.pixel_view(out, nd)
         _engine.run_tasks(_k.adaptive_avg_pixels, o5.shape[0] * o5.shape[1] * o5.shape[2],
                           arr.size, x5, o5)
         return out
@@ -170,11 +169,7 @@ def max_pool(x: Any, nd: int, output_size: Any, channels_last: Any):
     idx = np.empty(shape, np.int64)
     if channels_last and arr.flags.c_contiguous and out.size:
         # pixels of C contiguous values: the channels side by side
-        in_spatial = _args.spatial_shape(arr.shape, nd, True)
-        out_spatial = _args.spatial_shape(shape, nd, True)
-        x5, o5, i5 = (a.reshape((-1,) + _engine.lead3(s) + (a.shape[-1],)) for a, s in (
-            (_engine.comparable(arr), in_spatial), (_engine.kernel_bits(out), out_spatial),
-            (idx, out_spatial)))
+        x5, o5, i5 = (_engine.pixel_view(a, nd) for a in (_engine.comparable(arr), out, idx))
         _engine.run_tasks(_k.adaptive_max_pixels, o5.shape[0] * o5.shape[1] * o5.shape[2],
                           arr.size, x5, o5, i5, True)
         return _engine.restore(out, arr.dtype), idx

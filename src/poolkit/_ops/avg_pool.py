@@ -93,6 +93,8 @@ class AvgPoolParams(WindowParams):
 
 #: dtypes of the vector kernels (:mod:`poolkit._kernels.avg_rows`, ``avg_cl``)
 _VECTOR_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_HALF = np.dtype(np.float16)
+_HALF_NAN = np.uint16(0x7E00)  # the NaN every float16 path stores (_scalar.float_to_half)
 
 
 def _opmath(dtype: np.dtype) -> np.dtype:
@@ -157,7 +159,6 @@ class _Plan:
         "batched",
         "channels_last",
         "cl",
-        "cl_back",
         "divs",
         "kp",
         "n_tasks",
@@ -166,6 +167,7 @@ class _Plan:
         "pad_end",
         "rows",
         "shapes",
+        "wide",
         "work",
     )
 
@@ -200,17 +202,16 @@ class _Plan:
         self.cl = None
         if channels_last and not backward and dtype in _VECTOR_DTYPES:
             self.cl = _cl_kernel(self.divs)
+        # float16 forward: the float32 plan on the widened input, rounded once. The
+        # float16 loops sum in float32 (the opmath type) from +0 in row-major order and
+        # divide by the same float32 divisors, so the bits are theirs
+        self.wide = None
+        if dtype == _HALF and not backward:
+            self.wide = _plan(geom, shape, np.dtype(np.float32), batched, channels_last,
+                              include_pad, divisor, False)
         self.shapes = None if backward else (
             _kernel_shape(n_batch, n_chan, geom.in_size, channels_last),
             _kernel_shape(n_batch, n_chan, geom.out_size, channels_last))
-        # channels-last backward of a C-contiguous gradient: the pixel kernel's views
-        # (gradient, dx) and its task count (input rows)
-        self.cl_back = None
-        if backward and channels_last:
-            in_h = _engine.lead3(geom.in_size)[1]
-            self.cl_back = (_kernel_shape(n_batch, n_chan, geom.out_size, True),
-                            _kernel_shape(n_batch, n_chan, geom.in_size, True),
-                            n_batch * in_d * in_h)
 
     def views(self, src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """5-D kernel views: ``(N, C, D, H, W)``, or ``(N, D, H, W, C)`` channels-last
@@ -223,6 +224,8 @@ class _Plan:
                 _engine.kernel_bits(dst).reshape(self.shapes[1]))
 
     def forward(self, arr: np.ndarray) -> np.ndarray:
+        if self.wide is not None:
+            return _to_half(self.wide.forward(arr.astype(np.float32)))
         out = np.empty(self.out_shape, arr.dtype)
         if self.rows is not None and arr.flags.c_contiguous:
             name, rows, geo, divs, n_rows = self.rows
@@ -245,14 +248,14 @@ class _Plan:
         return out
 
     def backward(self, grad: np.ndarray, dx: np.ndarray) -> None:
-        if self.cl_back is not None and grad.flags.c_contiguous and dx.flags.c_contiguous:
-            g_shape, d_shape, n_rows = self.cl_back
-            g5 = _engine.kernel_bits(grad).reshape(g_shape)
+        if self.channels_last and grad.flags.c_contiguous and dx.flags.c_contiguous:
+            # the pixel kernels: deltas once per window, then each input row (n, z, y)
+            g5, d5 = _engine.pixel_view(grad, self.nd), _engine.pixel_view(dx, self.nd)
             delta = np.empty_like(g5)
-            _engine.run_tasks(_k.deltas_pixels, g_shape[0] * g_shape[1] * g_shape[2],
-                              grad.size, g5, self.divs, delta)
-            _engine.run_tasks(_k.backward_pixels, n_rows, self.work, delta,
-                              _engine.kernel_bits(dx).reshape(d_shape), self.kp)
+            _engine.run_tasks(_k.deltas_pixels, math.prod(g5.shape[:3]), grad.size, g5,
+                              self.divs, delta)
+            _engine.run_tasks(_k.backward_pixels, math.prod(d5.shape[:3]), self.work, delta,
+                              d5, self.kp)
             return
         g5, d5 = self.views(grad, dx)
         _engine.run_tasks(_k.backward_range, self.n_tasks, self.work, g5, d5, self.divs,
@@ -407,26 +410,17 @@ def pool(x: Any, p: AvgPoolParams) -> np.ndarray:
         hit = (batched, geom, plan)
         _engine.plans.put(key, hit)
     batched, geom, plan = hit
-    if plan is not None and arr.dtype == _HALF:
-        return _half_through_float32(arr, p)
     if plan is not None:
         return plan.forward(arr)
     return forward_on(arr, geom, batched, p.channels_last, p.count_include_pad,
                       p.divisor_override)
 
 
-_HALF = np.dtype(np.float16)
-_HALF_NAN = np.uint16(0x7E00)  # the NaN every float16 path stores (_scalar.float_to_half)
-
-
-def _half_through_float32(arr: np.ndarray, p: AvgPoolParams) -> np.ndarray:
-    """float16 averages on the float32 vector kernels, with the same bits as the float16
-    loops: those sum in float32 (the opmath type) from +0 in row-major order and divide
-    by the same float32 divisors, so only the final rounding to float16 is left. NumPy's
-    float32 -> float16 cast rounds to nearest even like ``float_to_half`` (overflow and
-    subnormals included); NaN is then stored as ``float_to_half``'s 0x7E00."""
-    wide = pool(arr.astype(np.float32), p)
-    with np.errstate(over="ignore"):  # overflow to inf, as the float16 loops round it
+def _to_half(wide: np.ndarray) -> np.ndarray:
+    """float32 averages rounded to float16 as the float16 loops round them: NumPy's cast
+    rounds to nearest even like ``float_to_half`` (overflow and subnormals included),
+    and NaN is then stored as ``float_to_half``'s 0x7E00."""
+    with np.errstate(over="ignore"):  # overflow to inf, silently as in the loops
         out = wide.astype(np.float16)
     np.copyto(out.view(np.uint16), _HALF_NAN, where=np.isnan(wide))
     return out

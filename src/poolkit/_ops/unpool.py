@@ -95,9 +95,8 @@ class UnpoolParams(IndexedParams):
 def _pixels(arr: np.ndarray, nd: int) -> np.ndarray:
     """``(N, pixels, C)`` C-contiguous kernel form of a channels-last array (a view when
     it is C-contiguous already; float16 as its bits)."""
-    arr = _engine.kernel_bits(arr)
-    lead = arr.shape[0] if arr.ndim == nd + 2 else 1
-    return np.ascontiguousarray(arr).reshape(lead, -1, arr.shape[-1])
+    view = _engine.pixel_view(np.ascontiguousarray(arr), nd)
+    return view.reshape(view.shape[0], -1, view.shape[-1])
 
 
 def scatter_on(arr: np.ndarray, plane_idx: np.ndarray, shape: tuple[int, ...], nd: int,
