@@ -140,8 +140,9 @@ def pool_case(draw, family: str):
                 chunks.append((1,) * length if draw(st.integers(0, 3)) == 0 else (length,))
         chunkings.append(tuple(chunks))
     del lead
+    owner = draw(st.sampled_from(("window_start", "stride")))
     return dict(nd=nd, x=x, k=k, s=s, dil=dil, padding=padding, ceil=ceil, cl=cl,
-                chunkings=chunkings, rng=rng)
+                chunkings=chunkings, rng=rng, owner=owner)
 
 
 def _expect(fn, *args, **kwargs):
@@ -176,8 +177,9 @@ def test_max_pool_bitwise(case, index_format, storage_order):
     ref_dx = bw(g, idx, x.shape, case["cl"], index_format, storage_order)
     for chunks in case["chunkings"]:
         dx = da.from_array(x, chunks=chunks)
-        v, i = dfwd(dx, return_indices=True, **kw)
-        plain = dfwd(dx, **{**kw, "index_format": "plane", "storage_order": 0})
+        v, i = dfwd(dx, return_indices=True, owner=case["owner"], **kw)
+        plain = dfwd(dx, **{**kw, "index_format": "plane", "storage_order": 0},
+                     owner=case["owner"])
         dg = da.from_array(g, chunks=v.chunks)
         dbw = getattr(pkd, bw.__name__)(dg, i, x.shape, case["cl"], index_format,
                                         storage_order)
@@ -194,6 +196,7 @@ def test_max_pool_bitwise(case, index_format, storage_order):
                                "backward (explicit geometry)")):
             assert_bits(a, b, what)
         TALLY["max forward+indices+backward: configs x chunkings"] += 1
+        TALLY[f"max: owner={case['owner']}"] += 1
 
 
 # --------------------------------------------------------------------------- avg
@@ -220,7 +223,7 @@ def test_avg_pool_bitwise(case, count_include_pad, divisor_override):
     ref_dx = bw(g, x.shape, **kw)
     for chunks in case["chunkings"]:
         dx = da.from_array(x, chunks=chunks)
-        y = dfwd(dx, **kw)
+        y = dfwd(dx, **kw, owner=case["owner"])
         gx = dbw(da.from_array(g, chunks=y.chunks), x.shape, **kw)
         assert gx.chunks == dx.chunks
         gx2 = dbw(da.from_array(g, chunks=2), x.shape, **kw, chunks=chunks)
@@ -229,6 +232,7 @@ def test_avg_pool_bitwise(case, count_include_pad, divisor_override):
                               ("forward", "backward", "backward (other grad chunks)")):
             assert_bits(a, b, what)
         TALLY["avg forward+backward: configs x chunkings"] += 1
+        TALLY[f"avg: owner={case['owner']}"] += 1
 
 
 # --------------------------------------------------------------------------- lp
@@ -249,7 +253,8 @@ def test_lp_pool_bitwise(case, norm_type):
         TALLY["lp: rejected configs (same error)"] += 1
         return
     for chunks in case["chunkings"]:
-        got = dfwd(da.from_array(x, chunks=chunks), norm_type, case["k"], **kw)
+        got = dfwd(da.from_array(x, chunks=chunks), norm_type, case["k"], **kw,
+                   owner=case["owner"])
         assert_bits(got.compute(), out, "lp forward")
         TALLY["lp forward: configs x chunkings"] += 1
 
@@ -462,12 +467,14 @@ def test_task_counts():
     x = da.zeros((1, 1, 512, 512), chunks=(1, 1, 64, 64), dtype=np.float32)
     n_in = x.npartitions  # 64
     halo = pkd.max_pool2d(x, 3, 2, 1)
+    by_stride = pkd.max_pool2d(x, 3, 2, 1, owner="stride")
     aligned = pkd.max_pool2d(x, 2)
     avg = pkd.avg_pool2d(x, 3, 2, 1)
     bw = pkd.avg_pool2d_backward(da.zeros(avg.shape, chunks=avg.chunks), x.shape, 3, 2, 1)
     counts = {
         "input": _tasks(x),
         "max k3s2p1": _tasks(halo),
+        "max k3s2p1 owner=stride": _tasks(by_stride),
         "max k2s2 (aligned)": _tasks(aligned),
         "avg k3s2p1": _tasks(avg),
         "avg k3s2p1 backward": _tasks(bw),
@@ -476,6 +483,7 @@ def test_task_counts():
     TALLY.update({f"tasks per input chunk, {k}": round(v / n_in, 2) for k, v in counts.items()})
     assert counts["max k2s2 (aligned)"] <= n_in  # one task per chunk
     assert counts["max k3s2p1"] <= 6 * n_in
+    assert counts["max k3s2p1 owner=stride"] <= 6 * n_in
     assert counts["avg k3s2p1"] <= 6 * n_in
     assert counts["avg k3s2p1 backward"] <= 8 * n_in
     assert aligned.npartitions == n_in and halo.npartitions == n_in
@@ -523,7 +531,37 @@ def test_small_chunks_are_merged_explicitly():
     assert_bits(y.compute(), pk.max_pool1d(np.zeros((1, 1, 20)), 5, stride=1))
 
 
+@pytest.mark.parametrize("geometry", [dict(kernel_size=3, stride=2, padding=1),
+                                      dict(kernel_size=3, stride=2, padding=1, ceil_mode=True),
+                                      dict(kernel_size=5, stride=3, padding=2, dilation=1),
+                                      dict(kernel_size=2, stride=2, padding="same")])
+def test_stride_owner_gives_regular_output_chunks(geometry):
+    """owner="stride": input chunks that are multiples of the stride give output chunks
+    of chunk // stride but the last, with a left halo of the begin pad;
+    the default owner gives the first chunk the windows that start in the begin pad."""
+    s = geometry["stride"]
+    x = np.arange(2 * 61 * 47, dtype=np.float32).reshape(1, 2, 61, 47) % 13
+    dx = da.from_array(x, chunks=(1, 1, 4 * s, 3 * s))
+    y = pkd.max_pool2d(dx, owner="stride", **geometry)
+    for axis, chunk in ((2, 4), (3, 3)):
+        assert y.chunks[axis][:-1] == (chunk,) * (len(y.chunks[axis]) - 1)
+        assert y.chunks[axis][-1] >= 1  # what is left (a merged last input chunk: more)
+    assert_bits(y.compute(), pk.max_pool2d(x, **geometry))
+    plan = pkd.plan_chunks(dx, geometry["kernel_size"], stride=s,
+                           padding=geometry["padding"], owner="stride")
+    assert plan["output_chunks"] == y.chunks[2:]
+    if geometry["padding"] == 1:
+        assert plan["left_halo"] == (1, 1)
+        assert pkd.plan_chunks(dx, 3, stride=2, padding=1)["left_halo"] == (0, 0)
+        assert pkd.max_pool2d(dx, **geometry).chunks[2][0] == 5  # the begin pad's window
+
+
 def test_errors():
+    x0 = da.zeros((1, 1, 8, 8), chunks=4)
+    with pytest.raises(ValueError, match=r"owner must be one of \('window_start', 'stride'\)"):
+        pkd.max_pool2d(x0, 3, 2, 1, owner="center")
+    with pytest.raises(ValueError, match="owner must be one of"):
+        pkd.plan_chunks(x0, 3, owner=None)
     x = da.zeros((1, 1, 8, 8), chunks=4)
     with pytest.raises(TypeError, match="dask array"):
         pkd.max_pool2d(np.zeros((1, 1, 8, 8)), 2)
@@ -615,11 +653,12 @@ _MAX_BW = ("chunks=None, kernel_size=None, stride=None, padding=0, dilation=1, "
 _AVG = ("kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True, "
         "divisor_override=None, channels_last=False, dilation=1")
 _UNPOOL = "kernel_size, stride=None, padding=0"
+_OWNER = "owner='window_start'"
 _LAYOUT = "channels_last=False, index_format='plane', storage_order=0"
 #: the parameters (names, kinds, defaults) of every function of poolkit.dask: locked, so
 #: that a change of the in-memory signatures, which poolkit.dask reads, is deliberate
 API = {
-    "max_pool": _MAX,
+    "max_pool": f"{_MAX}, *, {_OWNER}",
     "max_pool_backward": "grad_output, indices, input_shape, channels_last=False, "
     f"spatial_dims=None, index_format='plane', storage_order=0, *, {_MAX_BW}",
     "global_max_pool": "x, keepdims=True, return_indices=False, channels_last=False",
@@ -629,19 +668,19 @@ API = {
     "chunks=None",
     "global_avg_pool_backward": "grad_output, input_shape, channels_last=False, *, chunks=None",
     "plan_chunks": "x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, "
-    "channels_last=False, spatial_dims=None",
+    f"channels_last=False, spatial_dims=None, *, {_OWNER}",
     "pyramid": "x, store, *, factor=2, levels=None, method='max', axes=None, chunks=None, "
     "scale=None, unit='micrometer', name=None, overwrite=False, progress=False",
     "pyramid_levels": "shape, factor=2, target=256",
 }
 for _nd in (1, 2, 3):
     API.update({
-        f"max_pool{_nd}d": _MAX,
+        f"max_pool{_nd}d": f"{_MAX}, *, {_OWNER}",
         f"max_pool{_nd}d_backward": f"grad_output, indices, input_shape, {_LAYOUT}, *, {_MAX_BW}",
-        f"avg_pool{_nd}d": f"x, {_AVG}",
+        f"avg_pool{_nd}d": f"x, {_AVG}, *, {_OWNER}",
         f"avg_pool{_nd}d_backward": f"grad_output, input_shape, {_AVG}, *, chunks=None",
         f"lp_pool{_nd}d": "x, norm_type, kernel_size, stride=None, ceil_mode=False, "
-        "channels_last=False, padding=0, dilation=1",
+        f"channels_last=False, padding=0, dilation=1, *, {_OWNER}",
         f"max_unpool{_nd}d": f"x, indices, {_UNPOOL}, output_size=None, {_LAYOUT}, *, "
         "chunks=None",
         f"max_unpool{_nd}d_backward": f"grad_output, indices, input_shape, {_UNPOOL}, "

@@ -210,10 +210,30 @@ def _plan_axis(sizes: Sequence[int], build: Callable[[list[int]], _AxisPlan]) ->
         sizes[j : j + 2] = [sizes[j] + sizes[j + 1]]
 
 
-def _forward_axis(w: _Win, sizes: list[int], pref=None) -> _AxisPlan:
-    """Owner rule: a task computes the windows whose (clamped) start lies in its chunk."""
+#: The forward owner rules (``owner=``): an output belongs to the chunk holding its
+#: window start, or its stride point ``o * stride`` (both clamped into the input).
+_OWNERS = ("window_start", "stride")
+
+
+def _check_owner(owner: Any) -> str:
+    if owner not in _OWNERS:
+        raise ValueError(f"owner must be one of {_OWNERS}, got {owner!r}")
+    return owner
+
+
+def _anchors(w: _Win, owner: str) -> np.ndarray:
+    """Per output, the input position whose chunk owns it (nondecreasing)."""
+    if owner == "window_start":
+        return w.clamped()[0]
+    return np.clip(np.arange(w.out, dtype=np.int64) * w.stride, 0, w.length - 1)
+
+
+def _forward_axis(w: _Win, sizes: list[int], pref=None, owner: str = "window_start"
+                  ) -> _AxisPlan:
+    """Owner rule: a task computes the windows whose anchor (:func:`_anchors`: the
+    clamped window start, or the stride point) lies in its chunk."""
     bounds = _bounds(sizes)
-    lo, _ = w.clamped()
+    lo = _anchors(w, owner)
     out, need, loc = [], [], []
     m = len(sizes)
     for q in range(m):
@@ -353,9 +373,9 @@ class _Plan:
 
 
 def _make_plan(layout, shape, spatial_chunks, wins, kind, force_single=False,
-               pref=None) -> _Plan:
+               pref=None, owner: str = "window_start") -> _Plan:
     build = {
-        "forward": _forward_axis,
+        "forward": functools.partial(_forward_axis, owner=owner),
         "gather": functools.partial(_cover_axis, region=_region),
         "unpool": functools.partial(_cover_axis, region=_unpool_region),
         "unpool_backward": _unpool_backward_axis,
@@ -411,12 +431,14 @@ def _plan_chunks(args) -> dict:
     lay = _layout(x.shape, nd, args.channels_last)
     kernel, strides, dil = _pool_ints(nd, kernel_size, args.stride, args.dilation)
     wins = _resolve(_spatial(x.shape, lay), kernel, strides, args.padding, dil, args.ceil_mode)
-    plan = _make_plan(lay, x.shape, [x.chunks[a] for a in lay.spatial], wins, "forward")
+    plan = _make_plan(lay, x.shape, [x.chunks[a] for a in lay.spatial], wins, "forward",
+                      owner=_check_owner(args.owner))
     drive = tuple(a.drive for a in plan.axes)
     return dict(
         input_chunks=drive,
         output_chunks=tuple(a.out for a in plan.axes),
         halo=tuple(a.srcs[0].depth()[1] for a in plan.axes),
+        left_halo=tuple(a.srcs[0].depth()[0] for a in plan.axes),
         merged=drive != tuple(x.chunks[a] for a in lay.spatial),
     )
 
@@ -583,11 +605,14 @@ def _pool_forward(args, memory: Callable, nd: int | None, kind: str):
     # Lp with padding but only 1-wide kernels: no harmless pad exists; whole planes
     force_single = extended and all(k == 1 for k in kernel)
     plan = _make_plan(lay, x.shape, [x.chunks[a] for a in lay.spatial], wins, "forward",
-                      force_single)
+                      force_single, owner=_check_owner(args.owner))
     src = x.rechunk(plan.src_chunks(0, x.chunks))
     out_chunks = plan.out_chunks(src.chunks)
     layout = _index_layout(lay, x.shape, fmt, order)
     src_chunks = src.chunks
+    # global start of each task's block, its left halo (owner="stride") included
+    starts = [[int(b) - (a.srcs[0].depth()[0] if q else 0)
+               for q, b in enumerate(a.srcs[0].bounds[:-1])] for a in plan.axes]
 
     def task(block, block_id=None):
         if plan.single:
@@ -599,7 +624,7 @@ def _pool_forward(args, memory: Callable, nd: int | None, kind: str):
             arr = block
             for j, ax in enumerate(lay.spatial):
                 info = plan.axes[j].loc[block_id[ax]]
-                a = int(plan.axes[j].srcs[0].bounds[block_id[ax]])
+                a = starts[j][block_id[ax]]
                 arr = _take(arr, ax, info["r0"] - a, info["r1"] - a)
                 pads.append(info["pads"])
                 locs.append(info)
@@ -1049,6 +1074,8 @@ _SHAPE_DOC = {
 _KEYWORD = inspect.Parameter.KEYWORD_ONLY
 #: ``chunks=``: the chunking of a gathered result, a keyword only poolkit.dask has
 _CHUNKS = inspect.Parameter("chunks", _KEYWORD, default=None, annotation="Chunks")
+#: ``owner=``: which task computes each output of a windowed forward pass
+_OWNER = inspect.Parameter("owner", _KEYWORD, default="window_start", annotation="str")
 
 
 def _dask_annotation(annotation: Any) -> Any:
@@ -1136,12 +1163,15 @@ plan_chunks = _public("plan_chunks", _plan_chunks, _numpydoc(
         As in :func:`max_pool`.
     spatial_dims : int, optional
         Number of spatial dims; default ``len(kernel_size)`` for a tuple, else
-        ``x.ndim - 2``.""",
+        ``x.ndim - 2``.
+    owner : {"window_start", "stride"}, default "window_start"
+        The owner rule, as in :func:`max_pool`.""",
     """    dict
         ``input_chunks`` (the spatial chunking the tasks run on, after merging chunks
         smaller than the halo), ``output_chunks``, ``halo`` (per spatial axis, the
-        right-hand depth read from the next chunk) and ``merged`` (whether the input had
-        to be rechunked).""",
+        right-hand depth read from the next chunk), ``left_halo`` (the left-hand depth
+        read from the previous chunk: 0 with ``owner="window_start"``) and ``merged``
+        (whether the input had to be rechunked).""",
     """    >>> import dask.array as da, poolkit.dask as pkd
     >>> x = da.zeros((1, 1, 10, 10), chunks=(1, 1, 4, 5))
     >>> plan = pkd.plan_chunks(x, (3, 3), stride=2, padding=1)
@@ -1151,7 +1181,7 @@ plan_chunks = _public("plan_chunks", _plan_chunks, _numpydoc(
     _parameters("max_pool", ("x", "kernel_size", "stride", "padding", "dilation",
                              "ceil_mode", "channels_last"))
     + [inspect.Parameter("spatial_dims", inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                         default=None, annotation="int | None")],
+                         default=None, annotation="int | None"), _OWNER],
     returns="dict")
 
 max_pool = _mirror("max_pool", _pool_forward, _numpydoc(
@@ -1165,7 +1195,14 @@ max_pool = _mirror("max_pool", _pool_forward, _numpydoc(
     kernel_size, stride, padding, dilation, ceil_mode, return_indices, channels_last, \
 index_format, storage_order
         As in :func:`poolkit.max_pool`; indices are global (into the whole input plane,
-        or the whole input with ``index_format="global"``).""",
+        or the whole input with ``index_format="global"``).
+    owner : {"window_start", "stride"}, default "window_start"
+        Which task computes each output: the one whose input chunk holds the output's
+        window start (a halo on the right only), or the one holding its stride point
+        ``i * stride`` (a halo of the begin pad on the left, the rest on the right):
+        then input chunks that are multiples of the stride give regular output chunks
+        (``chunk // stride``), which ``to_zarr`` writes without a rechunk. The same
+        bits either way.""",
     """    out : dask.array.Array
         The pooled array; its spatial chunks are the windows each input chunk owns.
     indices : dask.array.Array of int64, optional
@@ -1174,7 +1211,7 @@ index_format, storage_order
     >>> x = da.from_array(np.arange(16.0).reshape(1, 1, 4, 4), chunks=2)
     >>> pkd.max_pool(x, (2, 2)).compute()[0, 0]
     array([[ 5.,  7.],
-           [13., 15.]])"""), nd=None, kind="max")
+           [13., 15.]])"""), _OWNER, nd=None, kind="max")
 
 
 def _make_max(nd: int):
@@ -1188,7 +1225,14 @@ def _make_max(nd: int):
     kernel_size, stride, padding, dilation, ceil_mode, return_indices, channels_last, \
 index_format, storage_order
         As in :func:`poolkit.max_pool{nd}d`. Indices are global: into the whole input
-        plane (or the whole input with ``index_format="global"``).""",
+        plane (or the whole input with ``index_format="global"``).
+    owner : {"window_start", "stride"}, default "window_start"
+        Which task computes each output: the one whose input chunk holds the output's
+        window start (a halo on the right only), or the one holding its stride point
+        ``i * stride`` (a halo of the begin pad on the left, the rest on the right):
+        then input chunks that are multiples of the stride give regular output chunks
+        (``chunk // stride``), which ``to_zarr`` writes without a rechunk. The same
+        bits either way.""",
         """    out : dask.array.Array
         Pooled values; spatial chunks: the windows each input chunk owns.
     indices : dask.array.Array of int64, optional
@@ -1196,7 +1240,7 @@ index_format, storage_order
         f"""{_IMPORTS}
     >>> x = da.from_array(np.arange(6.0).reshape((1, 1) + (1,) * {nd - 1} + (6,)), chunks=2)
     >>> pkd.max_pool{nd}d(x, (1,) * {nd - 1} + (2,)).compute().ravel()
-    array([1., 3., 5.])"""), nd=nd, kind="max")
+    array([1., 3., 5.])"""), _OWNER, nd=nd, kind="max")
     backward = _mirror(f"max_pool{nd}d_backward", _max_backward, _numpydoc(
         f"""Gradient of :func:`max_pool{nd}d` (dask), gathered per chunk.
 
@@ -1263,13 +1307,20 @@ def _make_avg(nd: int):
         ``{first}`` or ``{unbatched}`` (channels last with ``channels_last=True``).
     kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, \
 channels_last, dilation
-        As in :func:`poolkit.avg_pool{nd}d`.""",
+        As in :func:`poolkit.avg_pool{nd}d`.
+    owner : {"window_start", "stride"}, default "window_start"
+        Which task computes each output: the one whose input chunk holds the output's
+        window start (a halo on the right only), or the one holding its stride point
+        ``i * stride`` (a halo of the begin pad on the left, the rest on the right):
+        then input chunks that are multiples of the stride give regular output chunks
+        (``chunk // stride``), which ``to_zarr`` writes without a rechunk. The same
+        bits either way.""",
         """    dask.array.Array
         Pooled array (float64 for integer inputs, as in memory).""",
         f"""{_IMPORTS}
     >>> x = da.from_array(np.arange(4.0).reshape((1, 1) + (1,) * {nd - 1} + (4,)), chunks=1)
     >>> pkd.avg_pool{nd}d(x, (1,) * {nd - 1} + (2,)).compute().ravel()
-    array([0.5, 2.5])"""), nd=nd, kind="avg")
+    array([0.5, 2.5])"""), _OWNER, nd=nd, kind="avg")
     backward = _mirror(f"avg_pool{nd}d_backward", _avg_backward, _numpydoc(
         f"""Gradient of :func:`avg_pool{nd}d` (dask), gathered per chunk.""",
         f"""    grad_output : dask.array.Array
@@ -1304,13 +1355,20 @@ def _make_lp(nd: int):
         f"""    x : dask.array.Array
         ``{first}`` or ``{unbatched}``, float16/32/64.
     norm_type, kernel_size, stride, ceil_mode, channels_last, padding, dilation
-        As in :func:`poolkit.lp_pool{nd}d`.""",
+        As in :func:`poolkit.lp_pool{nd}d`.
+    owner : {"window_start", "stride"}, default "window_start"
+        Which task computes each output: the one whose input chunk holds the output's
+        window start (a halo on the right only), or the one holding its stride point
+        ``i * stride`` (a halo of the begin pad on the left, the rest on the right):
+        then input chunks that are multiples of the stride give regular output chunks
+        (``chunk // stride``), which ``to_zarr`` writes without a rechunk. The same
+        bits either way.""",
         "    dask.array.Array",
         f"""{_IMPORTS}
     >>> x = da.from_array(np.array([3.0, 4.0]).reshape((1, 1) + (1,) * {nd - 1} + (2,)),
     ...                   chunks=1)
     >>> pkd.lp_pool{nd}d(x, 2, (1,) * {nd - 1} + (2,)).compute().ravel()
-    array([5.])"""), nd=nd, kind="lp")
+    array([5.])"""), _OWNER, nd=nd, kind="lp")
 
 
 lp_pool1d = _make_lp(1)
