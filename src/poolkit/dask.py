@@ -16,7 +16,10 @@ How chunks map to tasks (see ``docs/dask.md``):
   only where the region reaches the global end), so it computes exactly its outputs, with
   the same arithmetic as one in-memory call. Where no window crosses a chunk edge
   (``kernel == stride``, no padding, chunks multiples of the stride) the halo is empty and
-  each chunk is one ``map_blocks`` task.
+  each chunk is one ``map_blocks`` task. ``owner="stride"`` gives output ``i`` to the
+  chunk holding ``i * stride`` instead (a halo of the begin pad on the left): input
+  chunks that are multiples of the stride then give regular output chunks, which
+  ``to_zarr`` stores without a rechunk; the same bits either way.
 * A chunk smaller than the halo (or owning no window) is merged with its neighbour: the
   input is rechunked explicitly to the merged chunking (:func:`plan_chunks` shows it),
   never silently by dask.
