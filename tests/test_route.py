@@ -265,11 +265,13 @@ def test_channels_last_global_average_is_order_not_row_major():
 @pytest.mark.parametrize("dtype", FLOATS)
 def test_channels_last_split_of_few_items_matches_reference(threads, dtype, zeroing,
                                                             monkeypatch):
-    """Fewer batch items than tasks: each item is split by blocks of channels (whole cache
-    lines of every row, the last block shorter) or, with too few channels, by rows; every
+    """Fewer batch items than tasks: each item's rows are split between tasks, each of
+    which reads all of the item's outputs and adds those in its rows (the one-check path
+    for an output wholly inside, the per-channel checks for one that straddles); every
     split adds in output order, so the bits are the reference's."""
     monkeypatch.setattr(_engine, "SERIAL_WORK", 0)
     monkeypatch.setattr(argmax, "get_num_threads", lambda: threads)
+    assert argmax._row_parts(1, 10**6) == threads
     rng = np.random.default_rng(threads * 7 + np.dtype(dtype).itemsize)
     for n_batch, channels, duplicates in ((1, 64, False), (1, 33, True), (2, 100, False),
                                           (1, 8, True), (3, 48, False)):
@@ -281,18 +283,3 @@ def test_channels_last_split_of_few_items_matches_reference(threads, dtype, zero
         got = pk.max_pool2d_backward(g, idx, shape, channels_last=True,
                                      out=np.full(shape, np.nan, dtype))
         assert_same(got, expected)
-
-
-def test_channels_last_split_takes_whole_cache_lines(monkeypatch):
-    """The split of few batch items: channel blocks of whole 64-byte lines when there are
-    enough channels, rows otherwise, one task per item when the items suffice."""
-    monkeypatch.setattr(_engine, "SERIAL_WORK", 0)
-    monkeypatch.setattr(argmax, "get_num_threads", lambda: 2)
-    assert argmax._item_split(1, 64, 4, 10**6) == (1, 2, 32)
-    assert argmax._item_split(1, 33, 4, 10**6) == (1, 2, 32)
-    assert argmax._item_split(1, 64, 8, 10**6) == (1, 2, 32)
-    assert argmax._item_split(1, 24, 4, 10**6) == (2, 1, 24)
-    assert argmax._item_split(1, 48, 2, 10**6) == (2, 1, 48)  # float16: 32 per line
-    assert argmax._item_split(8, 64, 4, 10**6) == (1, 1, 64)
-    monkeypatch.setattr(argmax, "get_num_threads", lambda: 1)
-    assert argmax._item_split(1, 64, 4, 10**6) == (1, 1, 64)

@@ -4,7 +4,7 @@ plane mean (numba, cached on disk).
 **Routing** (docs/semantics.md §6): each output gradient is added to the input element
 its plane index names, outputs in row-major order per ``(n, c)`` plane. A task owns
 a block of ``dx`` (channels first: one plane; channels last: one batch item, or a block
-of its channels, or a block of its rows) and reads the outputs in order, so the order of
+of its rows) and reads the outputs in order, so the order of
 the adds per element never depends on the split. ``dx`` is zeroed by the kernel
 itself, so each element is written while it is in cache, zeros and gradients in one
 pass over memory, for any index order: a task whose block of ``dx`` fits in cache
@@ -90,72 +90,56 @@ def route_planes_range(grad, idx, dx, bad, zero_first, t0, t1):
             _zero_run(drow, zeroed, plane)
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _zero_block(flat, r0, r1, n_chan, c0, c1):
-    """Zero the channels ``[c0, c1)`` of the rows ``[r0, r1)`` of a flat ``(rows, n_chan)``
-    array: one run when the block spans whole rows."""
-    if c0 == 0 and c1 == n_chan:
-        _zero_run(flat, r0 * n_chan, r1 * n_chan)
-        return
-    for r in range(r0, r1):
-        _zero_run(flat, r * n_chan + c0, r * n_chan + c1)
-
-
 @njit(cache=True, nogil=True)
-def route_pixels_range(grad, idx, dx, bad, row_parts, chan_parts, chan_step, zero_first,
-                       t0, t1):
+def route_pixels_range(grad, idx, dx, bad, n_parts, zero_first, t0, t1):
     """Channels-last routing for tasks ``t0 <= task < t1``.
 
     ``grad``/``idx`` are ``(N, n_out, C)``, ``dx`` is ``(N, plane, C)``, any content on
-    entry: with ``zero_first`` (a task's block fits in cache) the block is zeroed whole
-    before the adds, else by the watermark. Task ``(n * row_parts + j) * chan_parts + b``
-    owns the rows ``[j * plane // row_parts, (j + 1) * plane // row_parts)`` and the
-    channels ``[b * chan_step, (b + 1) * chan_step)`` of ``dx[n]``: it reads its channels
-    of every output of item ``n`` in order and adds those whose index falls in its rows
-    (each channel at its own column: the channels of one output never meet). An output
-    whose indices all fall in the task's rows (nearly all of them when a task owns whole
-    items) takes one range check for all its channels, then adds without a branch.
-    Sets ``bad[task]`` for an index outside ``[0, plane)`` other than -1.
+    entry: with ``zero_first`` (a task's rows fit in cache) the rows are zeroed whole
+    before the adds, else by the watermark. Task ``n * n_parts + j`` owns the rows
+    ``[j * plane // n_parts, (j + 1) * plane // n_parts)`` of ``dx[n]``, all channels:
+    it reads every output of item ``n`` in order and adds those whose index falls in
+    its rows (each channel at its own column: the channels of one output never meet).
+    Memory is walked in order, whole rows at a time. An output whose indices all fall in
+    the task's rows (every output when a task owns a whole item) takes one range check
+    for all its channels, then adds without a branch. Sets ``bad[task]`` for an index
+    outside ``[0, plane)`` other than -1.
     """
     plane = np.uint64(dx.shape[1])
     n_chan = np.uint64(dx.shape[2])
     n_out = np.uint64(grad.shape[1])
     ahead = np.uint64(_AHEAD_ROWS)
-    per_item = row_parts * chan_parts
     for task in range(t0, t1):
-        n = task // per_item
-        rest = task % per_item
-        part = rest // chan_parts
-        c0 = np.uint64((rest % chan_parts) * chan_step)
-        c1 = min(n_chan, c0 + np.uint64(chan_step))
-        r0 = np.uint64(part * dx.shape[1] // row_parts)
-        r1 = np.uint64((part + 1) * dx.shape[1] // row_parts)
+        n = task // n_parts
+        part = task % n_parts
+        r0 = np.uint64(part * dx.shape[1] // n_parts)
+        r1 = np.uint64((part + 1) * dx.shape[1] // n_parts)
         span = r1 - r0
         gn = grad[n]
         in_ = idx[n]
         dn = dx[n]
-        flat = dn.reshape(dn.size)
+        flat = dn.reshape(dn.size)  # rows r0 .. r1 are one contiguous run
         flag = False
         zeroed = r0
         if zero_first:
-            _zero_block(flat, r0, r1, n_chan, c0, c1)
+            _zero_run(flat, r0 * n_chan, r1 * n_chan)
             zeroed = r1
         for o in range(n_out):
             grow = gn[o]
             irow = in_[o]
             top = np.uint64(0)  # the largest offset of this output's rows from r0
-            for c in range(c0, c1):
+            for c in range(n_chan):
                 top = max(top, np.uint64(irow[c]) - r0)
             if top < span:  # every channel adds inside the task's rows
                 if r0 + top >= zeroed:
                     stop = min(r1, r0 + top + ahead)
-                    _zero_block(flat, zeroed, stop, n_chan, c0, c1)
+                    _zero_run(flat, zeroed * n_chan, stop * n_chan)
                     zeroed = stop
-                for c in range(c0, c1):
+                for c in range(n_chan):
                     at = np.uint64(irow[c]) * n_chan + c
                     flat[at] = accumulate(flat[at], grow[c])
                 continue
-            for c in range(c0, c1):
+            for c in range(n_chan):
                 i = irow[c]
                 u = np.uint64(i)
                 if u - r0 >= span:  # not in this task's rows (or not in the plane)
@@ -163,12 +147,12 @@ def route_pixels_range(grad, idx, dx, bad, row_parts, chan_parts, chan_step, zer
                     continue
                 if u >= zeroed:
                     stop = min(r1, u + ahead)
-                    _zero_block(flat, zeroed, stop, n_chan, c0, c1)
+                    _zero_run(flat, zeroed * n_chan, stop * n_chan)
                     zeroed = stop
                 at = u * n_chan + c
                 flat[at] = accumulate(flat[at], grow[c])
         if zeroed < r1:
-            _zero_block(flat, zeroed, r1, n_chan, c0, c1)
+            _zero_run(flat, zeroed * n_chan, r1 * n_chan)
         if flag:
             bad[task] = 1
 

@@ -30,34 +30,20 @@ _TASKS_PER_THREAD = 4
 ZERO_FIRST_BYTES = 1 << 22
 
 
-#: Bytes of one cache line: a channels-last task that owns a block of channels owns a
-#: multiple of this many bytes of each row, so two tasks never write one line.
-_LINE_BYTES = 64
-
-
-def _item_split(n_batch: int, n_chan: int, itemsize: int, work: int) -> tuple[int, int, int]:
-    """How the channels-last backward splits each batch item between tasks: ``(row_parts,
-    chan_parts, chan_step)``.
-
-    One task per item (``(1, 1, n_chan)``) unless a parallel call has too few items to
-    keep the threads busy. Then each item is split by blocks of ``chan_step`` channels
-    (whole cache lines of every row) when it has enough channels, so each task reads only
-    its channels of the outputs; else by rows, each task reading all of the item's
-    outputs and adding the ones that fall in its rows. Any split gives the same bits:
-    every element's adds still come in output order."""
-    whole = (1, 1, n_chan)
+def _row_parts(n_batch: int, work: int) -> int:
+    """Tasks per batch item in the channels-last backward: 1 (a task owns the whole
+    ``dx[n]``) unless a parallel call has too few batch items to keep the threads busy;
+    then each item's rows are split between tasks, each of which reads all of the
+    item's outputs and adds the ones that fall in its rows. Any split gives the same
+    bits: every element's adds still come in output order. (Splitting by blocks of
+    channels instead reads less, but zeroes one short run per pixel: it was not faster,
+    docs/speed.md.)"""
     if _engine.is_serial(work):
-        return whole
+        return 1
     threads = get_num_threads()
     if threads == 1 or n_batch >= _TASKS_PER_THREAD * threads:
-        return whole
-    parts = -(-threads // n_batch)
-    lanes = max(1, _LINE_BYTES // itemsize)
-    if n_chan >= parts * lanes:
-        step = -(-n_chan // parts)
-        step = -(-step // lanes) * lanes
-        return (1, -(-n_chan // step), step)
-    return (parts, 1, n_chan)
+        return 1
+    return -(-threads // n_batch)
 
 
 def route(
@@ -113,9 +99,9 @@ def route(
         g = grad.reshape(n_batch, n_out, n_chan)
         i = idx.reshape(n_batch, n_out, n_chan)
         d = dx.reshape(n_batch, plane, n_chan)
-        row_parts, chan_parts, chan_step = _item_split(n_batch, n_chan, dx.itemsize, work)
-        n_tasks = n_batch * row_parts * chan_parts
-        block = -(-plane // row_parts) * chan_step
+        parts = _row_parts(n_batch, work)
+        n_tasks = n_batch * parts
+        block = -(-plane // parts) * n_chan
     else:
         n_chan = shape[1] if batched else shape[0]
         plane = math.prod(shape[-nd:])
@@ -129,8 +115,8 @@ def route(
     g, d = _engine.kernel_bits(g), _engine.kernel_bits(d)
     bad = np.zeros(max(n_tasks, 1), dtype=np.uint8)
     if channels_last:
-        _engine.run_tasks(_k.route_pixels_range, n_tasks, work, g, i, d, bad, row_parts,
-                          chan_parts, chan_step, zero_first)
+        _engine.run_tasks(_k.route_pixels_range, n_tasks, work, g, i, d, bad, parts,
+                          zero_first)
     else:
         _engine.run_tasks(_k.route_planes_range, n_tasks, work, g, i, d, bad, zero_first)
     if np.count_nonzero(bad) or (not allow_missing and idx.size and idx.min() < 0):
