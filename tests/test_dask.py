@@ -257,6 +257,7 @@ def test_lp_pool_bitwise(case, norm_type):
                    owner=case["owner"])
         assert_bits(got.compute(), out, "lp forward")
         TALLY["lp forward: configs x chunkings"] += 1
+        TALLY[f"lp: owner={case['owner']}"] += 1
 
 
 # --------------------------------------------------------------------------- unpool
