@@ -100,10 +100,11 @@ def route_pixels_range(grad, idx, dx, bad, n_parts, zero_first, t0, t1):
     ``[j * plane // n_parts, (j + 1) * plane // n_parts)`` of ``dx[n]``, all channels:
     it reads every output of item ``n`` in order and adds those whose index falls in
     its rows (each channel at its own column: the channels of one output never meet).
-    Memory is walked in order, whole rows at a time. An output whose indices all fall in
-    the task's rows (every output when a task owns a whole item) takes one range check
-    for all its channels, then adds without a branch. Sets ``bad[task]`` for an index
-    outside ``[0, plane)`` other than -1.
+    Memory is walked in order, whole rows at a time. One check of the smallest and
+    largest index of all an output's channels sends it one of three ways: all in the
+    task's rows (every output when a task owns a whole item), adds without a branch;
+    all in the plane but none in the task's rows, skipped; else a check per channel.
+    Sets ``bad[task]`` for an index outside ``[0, plane)`` other than -1.
     """
     plane = np.uint64(dx.shape[1])
     n_chan = np.uint64(dx.shape[2])
@@ -127,12 +128,17 @@ def route_pixels_range(grad, idx, dx, bad, n_parts, zero_first, t0, t1):
         for o in range(n_out):
             grow = gn[o]
             irow = in_[o]
-            top = np.uint64(0)  # the largest offset of this output's rows from r0
+            lo = np.uint64(-1)  # the output's smallest and largest index (-1: huge)
+            hi = np.uint64(0)
             for c in range(n_chan):
-                top = max(top, np.uint64(irow[c]) - r0)
-            if top < span:  # every channel adds inside the task's rows
-                if r0 + top >= zeroed:
-                    stop = min(r1, r0 + top + ahead)
+                u = np.uint64(irow[c])
+                lo = min(lo, u)
+                hi = max(hi, u)
+            if hi < r0 or (lo >= r1 and hi < plane):
+                continue  # every index in the plane, none in the task's rows
+            if lo >= r0 and hi < r1:  # every channel adds inside the task's rows
+                if hi >= zeroed:
+                    stop = min(r1, hi + ahead)
                     _zero_run(flat, zeroed * n_chan, stop * n_chan)
                     zeroed = stop
                 for c in range(n_chan):
