@@ -557,6 +557,17 @@ def test_stride_owner_gives_regular_output_chunks(geometry):
         assert pkd.max_pool2d(dx, **geometry).chunks[2][0] == 5  # the begin pad's window
 
 
+def test_owner_is_documented_with_its_choices():
+    """Every function taking ``owner=`` lists its two choices in its docstring (an f-string
+    docstring once turned the braces into a tuple repr)."""
+    line = '    owner : {"window_start", "stride"}, default "window_start"'
+    with_owner = [name for name in pkd.__all__
+                  if "owner" in inspect.signature(getattr(pkd, name)).parameters]
+    assert len(with_owner) == 11  # max_pool, max/avg/lp_pool1d-3d, plan_chunks
+    for name in with_owner:
+        assert line in getattr(pkd, name).__doc__.splitlines(), name
+
+
 def test_errors():
     x0 = da.zeros((1, 1, 8, 8), chunks=4)
     with pytest.raises(ValueError, match=r"owner must be one of \('window_start', 'stride'\)"):

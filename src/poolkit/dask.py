@@ -1079,6 +1079,14 @@ _KEYWORD = inspect.Parameter.KEYWORD_ONLY
 _CHUNKS = inspect.Parameter("chunks", _KEYWORD, default=None, annotation="Chunks")
 #: ``owner=``: which task computes each output of a windowed forward pass
 _OWNER = inspect.Parameter("owner", _KEYWORD, default="window_start", annotation="str")
+#: its entry in the Parameters section of those functions' docstrings
+_OWNER_DOC = f"""    owner : {{{", ".join(f'"{o}"' for o in _OWNERS)}}}, default "window_start"
+        Which task computes each output: the one whose input chunk holds the output's
+        window start (a halo on the right only), or the one holding its stride point
+        ``i * stride`` (a halo of the begin pad on the left, the rest on the right):
+        then input chunks that are multiples of the stride give regular output chunks
+        (``chunk // stride``), which ``to_zarr`` writes without a rechunk. The same
+        bits either way."""
 
 
 def _dask_annotation(annotation: Any) -> Any:
@@ -1192,20 +1200,14 @@ max_pool = _mirror("max_pool", _pool_forward, _numpydoc(
 
     Lazy and bit-identical to :func:`poolkit.max_pool` for every option and any input
     chunking (see the module docstring for the chunk/task rule).""",
-    """    x : dask.array.Array
+    f"""    x : dask.array.Array
         ``(N, C, *spatial)`` or ``(C, *spatial)``; ``(N, *spatial, C)`` or
         ``(*spatial, C)`` with ``channels_last=True``. Any chunking.
     kernel_size, stride, padding, dilation, ceil_mode, return_indices, channels_last, \
 index_format, storage_order
         As in :func:`poolkit.max_pool`; indices are global (into the whole input plane,
         or the whole input with ``index_format="global"``).
-    owner : {"window_start", "stride"}, default "window_start"
-        Which task computes each output: the one whose input chunk holds the output's
-        window start (a halo on the right only), or the one holding its stride point
-        ``i * stride`` (a halo of the begin pad on the left, the rest on the right):
-        then input chunks that are multiples of the stride give regular output chunks
-        (``chunk // stride``), which ``to_zarr`` writes without a rechunk. The same
-        bits either way.""",
+{_OWNER_DOC}""",
     """    out : dask.array.Array
         The pooled array; its spatial chunks are the windows each input chunk owns.
     indices : dask.array.Array of int64, optional
@@ -1229,13 +1231,7 @@ def _make_max(nd: int):
 index_format, storage_order
         As in :func:`poolkit.max_pool{nd}d`. Indices are global: into the whole input
         plane (or the whole input with ``index_format="global"``).
-    owner : {"window_start", "stride"}, default "window_start"
-        Which task computes each output: the one whose input chunk holds the output's
-        window start (a halo on the right only), or the one holding its stride point
-        ``i * stride`` (a halo of the begin pad on the left, the rest on the right):
-        then input chunks that are multiples of the stride give regular output chunks
-        (``chunk // stride``), which ``to_zarr`` writes without a rechunk. The same
-        bits either way.""",
+{_OWNER_DOC}""",
         """    out : dask.array.Array
         Pooled values; spatial chunks: the windows each input chunk owns.
     indices : dask.array.Array of int64, optional
@@ -1311,13 +1307,7 @@ def _make_avg(nd: int):
     kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, \
 channels_last, dilation
         As in :func:`poolkit.avg_pool{nd}d`.
-    owner : {"window_start", "stride"}, default "window_start"
-        Which task computes each output: the one whose input chunk holds the output's
-        window start (a halo on the right only), or the one holding its stride point
-        ``i * stride`` (a halo of the begin pad on the left, the rest on the right):
-        then input chunks that are multiples of the stride give regular output chunks
-        (``chunk // stride``), which ``to_zarr`` writes without a rechunk. The same
-        bits either way.""",
+{_OWNER_DOC}""",
         """    dask.array.Array
         Pooled array (float64 for integer inputs, as in memory).""",
         f"""{_IMPORTS}
@@ -1359,13 +1349,7 @@ def _make_lp(nd: int):
         ``{first}`` or ``{unbatched}``, float16/32/64.
     norm_type, kernel_size, stride, ceil_mode, channels_last, padding, dilation
         As in :func:`poolkit.lp_pool{nd}d`.
-    owner : {"window_start", "stride"}, default "window_start"
-        Which task computes each output: the one whose input chunk holds the output's
-        window start (a halo on the right only), or the one holding its stride point
-        ``i * stride`` (a halo of the begin pad on the left, the rest on the right):
-        then input chunks that are multiples of the stride give regular output chunks
-        (``chunk // stride``), which ``to_zarr`` writes without a rechunk. The same
-        bits either way.""",
+{_OWNER_DOC}""",
         "    dask.array.Array",
         f"""{_IMPORTS}
     >>> x = da.from_array(np.array([3.0, 4.0]).reshape((1, 1) + (1,) * {nd - 1} + (2,)),
