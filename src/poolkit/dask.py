@@ -173,6 +173,11 @@ class _Src:
         return tuple(int(v) for v in np.diff(self.bounds))
 
     def depth(self) -> tuple[int, int]:
+        """(left, right) halo: how far the tasks' ranges reach past their chunks."""
+        return self._depth
+
+    @functools.cached_property
+    def _depth(self) -> tuple[int, int]:  # bounds and need never change once built
         left = max([0] + [int(self.bounds[q]) - lo for q, (lo, hi) in enumerate(self.need)
                           if hi > lo])
         right = max([0] + [hi - int(self.bounds[q + 1]) for q, (lo, hi) in
@@ -613,9 +618,6 @@ def _pool_forward(args, memory: Callable, nd: int | None, kind: str):
     out_chunks = plan.out_chunks(src.chunks)
     layout = _index_layout(lay, x.shape, fmt, order)
     src_chunks = src.chunks
-    # global start of each task's block, its left halo (owner="stride") included
-    starts = [[int(b) - (a.srcs[0].depth()[0] if q else 0)
-               for q, b in enumerate(a.srcs[0].bounds[:-1])] for a in plan.axes]
 
     def task(block, block_id=None):
         if plan.single:
@@ -627,7 +629,7 @@ def _pool_forward(args, memory: Callable, nd: int | None, kind: str):
             arr = block
             for j, ax in enumerate(lay.spatial):
                 info = plan.axes[j].loc[block_id[ax]]
-                a = starts[j][block_id[ax]]
+                a = _src_start(plan.axes[j].srcs[0], block_id[ax])  # left halo included
                 arr = _take(arr, ax, info["r0"] - a, info["r1"] - a)
                 pads.append(info["pads"])
                 locs.append(info)
