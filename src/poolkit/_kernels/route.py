@@ -2,17 +2,16 @@
 plane mean (numba, cached on disk).
 
 **Routing** (docs/semantics.md §6): each output gradient is added to the input element
-its plane index names, outputs in row-major order per ``(n, c)`` plane. A task owns
-a block of ``dx`` (channels first: one plane; channels last: one batch item, or a block
-of its rows) and reads the outputs in order, so the order of
-the adds per element never depends on the split. ``dx`` is zeroed by the kernel
-itself, so each element is written while it is in cache, zeros and gradients in one
-pass over memory, for any index order: a task whose block of ``dx`` fits in cache
-(``zero_first``, chosen by the caller) zeroes it whole and then adds, a larger one
-zeroes each row just ahead of the first add that reaches it (a *watermark*: every row
-below it is zeroed, and an index at or above it zeroes up to a short distance past
-itself). Index -1 (an empty window) adds nothing; any other index outside the plane
-sets the task's flag in ``bad`` (never raised here).
+its plane index names, outputs in row-major order per ``(n, c)`` plane. A task owns a
+block of ``dx`` (channels first: one plane; channels last: one batch item, or a block of
+its rows) and reads the outputs in order, so the order of the adds per element never
+depends on the split. ``dx`` is zeroed by the kernel itself, so each element is written
+while it is in cache, zeros and gradients in one pass over memory, for any index order:
+a task whose block of ``dx`` fits in cache (``zero_first``, chosen by the caller) zeroes
+it whole and then adds, a larger one zeroes each row just ahead of the first add that
+reaches it (a *watermark*: every row below it is zeroed, and an index at or above it
+zeroes up to a short distance past itself). Index -1 (an empty window) adds nothing; any
+other index outside the plane sets the task's flag in ``bad`` (never raised here).
 
 **Plane mean, channels last**: the mean of each ``(n, c)`` plane of an ``(N, P, C)``
 array in the 16-lane order of :mod:`._lanes` (element ``i`` of a plane into lane
