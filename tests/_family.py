@@ -25,6 +25,19 @@ def forced_serial_work(serial: bool):
         _engine.SERIAL_WORK = old
 
 
+@contextmanager
+def forced_streaming(streaming: bool = True):
+    """Every call inside streams past the cache (prefetch, non-temporal stores, aligned
+    outputs) as a call larger than the cache does (``streaming``), or none does:
+    ``_engine.STREAM_BYTES`` set to the extreme."""
+    old = _engine.STREAM_BYTES
+    _engine.STREAM_BYTES = -1 if streaming else 1 << 62
+    try:
+        yield
+    finally:
+        _engine.STREAM_BYTES = old
+
+
 def assert_same(actual: np.ndarray, expected: np.ndarray) -> None:
     """Bit-for-bit equal values (NaN where NaN), same shape and dtype."""
     assert_bits_equal(np.asarray(actual), np.asarray(expected), "values")

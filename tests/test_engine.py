@@ -224,3 +224,29 @@ def test_pool_works_in_a_forked_child():
         "print(os.waitstatus_to_exitcode(status))\n"
     )
     assert _python_prints(code) == "0"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64, np.uint8])
+@pytest.mark.parametrize("shape", [(0,), (1,), (3, 5), (2, 7, 9), (4096, 33)])
+def test_new_array_aligned_starts_on_a_cache_line(dtype, shape):
+    a = _engine.new_array(shape, np.dtype(dtype), aligned=True)
+    assert a.shape == shape and a.dtype == dtype and a.flags.c_contiguous and a.flags.writeable
+    assert a.ctypes.data % 64 == 0
+    a[...] = 1  # the whole array is usable memory
+    assert _engine.new_array(shape, np.dtype(dtype), aligned=False).shape == shape
+
+
+def test_streaming_threshold_is_the_cache_and_read_at_call_time(monkeypatch):
+    assert _engine.STREAM_BYTES >= 1 << 20  # a last-level cache, or the 32 MiB default
+    x = RNG.standard_normal((2, 8, 64, 64)).astype(np.float32)
+    xc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    calls = [lambda: pk.max_pool2d(x, 2, 2), lambda: pk.max_pool2d(xc, 3, 2, 1, channels_last=True),
+             lambda: pk.max_pool2d(xc, 2, 2, channels_last=True, return_indices=True)]
+    plain = [c() for c in calls]
+    monkeypatch.setattr(_engine, "STREAM_BYTES", -1)  # every call streams
+    for call, expected in zip(calls, plain):
+        got = call()
+        for g, e in zip(got if isinstance(got, tuple) else (got,),
+                        expected if isinstance(expected, tuple) else (expected,)):
+            assert g.ctypes.data % 64 == 0  # the output was allocated for streaming
+            np.testing.assert_array_equal(g.view(np.uint8), e.view(np.uint8))

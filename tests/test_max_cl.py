@@ -2,8 +2,9 @@
 
 Bit for bit, values and int64 plane indices: ties, NaN with distinct payloads, -0.0
 next to +0.0, +-inf, channel counts around the vector length and the 4-vector blocks
-(1..70), padding, ceil_mode, dilation, 1-D/2-D/3-D, serial and parallel drivers,
-float32 and float64, through the plan's runner and through the public API.
+(1..70), padding, ceil_mode, dilation, 1-D/2-D/3-D, serial and parallel drivers, with
+and without streaming (prefetch and non-temporal stores, as on calls larger than the
+cache), float32 and float64, through the plan's runner and through the public API.
 """
 
 from __future__ import annotations
@@ -16,15 +17,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import poolkit as pk
-from _family import forced_serial_work
+from _family import forced_serial_work, forced_streaming
 from poolkit import _engine
 from poolkit import _reference as ref
 from poolkit._ops import max_select
 from test_max_rows import _bits, _special
 
 
-def _runner(x, kernel, stride, padding, dilation, ceil_mode, want, serial):
-    """Values (and indices) from the plan's runner, serial or parallel whatever the size."""
+def _runner(x, kernel, stride, padding, dilation, ceil_mode, want, serial, stream=False):
+    """Values (and indices) from the plan's runner, serial or parallel whatever the size;
+    ``stream``: prefetching and non-temporal stores into cache-line-aligned outputs."""
     nd = len(kernel)
     lead = (1,) * (3 - nd)
     out_sp = tuple(
@@ -39,10 +41,14 @@ def _runner(x, kernel, stride, padding, dilation, ceil_mode, want, serial):
         math.prod(out5[:3])
     )
     assert isinstance(run, max_select._Pixels)
-    out = np.full(out5, 7.0, x.dtype)
-    idx = np.full(out5, 7, np.int64) if want else np.zeros((1,) * 5, np.int64)
+    out = _engine.new_array(out5, x.dtype, aligned=stream)
+    out.fill(7.0)
+    idx = np.zeros((1,) * 5, np.int64)
+    if want:
+        idx = _engine.new_array(out5, np.int64, aligned=stream)
+        idx.fill(7)
     with forced_serial_work(serial):
-        run(x.reshape(in5), out, idx)
+        run(x.reshape(in5), out, idx, stream)
     shape = (x.shape[0],) + out_sp + (x.shape[-1],)
     return out.reshape(shape), idx.reshape(shape) if want else None
 
@@ -73,14 +79,19 @@ def test_pixel_kernels_match_the_reference(case):
     x = _special(np.random.default_rng(seed), shape, dtype)
     ry, ri = ref.max_pool(x, kernel, stride, padding, dilation, ceil_mode, True)
     for serial in (True, False):
-        y, i = _runner(x, kernel, stride, padding, dilation, ceil_mode, True, serial)
+        for stream in (False, True):
+            y, i = _runner(x, kernel, stride, padding, dilation, ceil_mode, True, serial, stream)
+            np.testing.assert_array_equal(_bits(y), _bits(ry))
+            np.testing.assert_array_equal(i, ri)
+            y, _ = _runner(x, kernel, stride, padding, dilation, ceil_mode, False, serial,
+                           stream)
+            np.testing.assert_array_equal(_bits(y), _bits(ry))
+    for streaming in (False, True):
+        with forced_streaming(streaming):
+            y, i = pk.max_pool(x, kernel, stride, padding, dilation, ceil_mode, True,
+                               channels_last=True)
         np.testing.assert_array_equal(_bits(y), _bits(ry))
         np.testing.assert_array_equal(i, ri)
-        y, _ = _runner(x, kernel, stride, padding, dilation, ceil_mode, False, serial)
-        np.testing.assert_array_equal(_bits(y), _bits(ry))
-    y, i = pk.max_pool(x, kernel, stride, padding, dilation, ceil_mode, True, channels_last=True)
-    np.testing.assert_array_equal(_bits(y), _bits(ry))
-    np.testing.assert_array_equal(i, ri)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

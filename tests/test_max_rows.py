@@ -4,7 +4,9 @@ Bit for bit: ties, NaN with distinct payloads (the last NaN in scan order wins),
 next to +0.0 (the first in scan order wins), +-inf, widths around the vector length,
 padding, ceil_mode, dilation, both strides along W, serial and parallel drivers (every
 chunk boundary: partial vectors are stored whole only where later rows of the same
-chunk overwrite their tail), 1-D and 2-D, float32 and float64; and the selection rules
+chunk overwrite their tail), with and without streaming (prefetch and non-temporal
+stores, as on calls larger than the cache), 1-D and 2-D, float32 and float64; and the
+selection rules
 (which plans take the row kernels, and that the others keep working).
 """
 
@@ -18,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import poolkit as pk
-from _family import forced_serial_work
+from _family import forced_serial_work, forced_streaming
 from poolkit import _engine, _threads
 from poolkit import _reference as ref
 from poolkit._ops import max_select
@@ -48,8 +50,9 @@ def _special(rng: np.random.Generator, shape, dtype) -> np.ndarray:
     return x
 
 
-def _runner_result(x, kernel, stride, padding, dilation, ceil_mode, serial):
-    """Run the plan's runner directly (serial or parallel, whatever the size)."""
+def _runner_result(x, kernel, stride, padding, dilation, ceil_mode, serial, stream=False):
+    """Run the plan's runner directly (serial or parallel, whatever the size; ``stream``:
+    prefetching and non-temporal stores into a cache-line-aligned output)."""
     nd = len(kernel)
     lead = (1,) * (3 - nd)
     out_sp = tuple(
@@ -64,9 +67,10 @@ def _runner_result(x, kernel, stride, padding, dilation, ceil_mode, serial):
         in5, out5, x.dtype, kp, fill, False, False, math.prod(out5), math.prod(out5[:4]),
     )
     assert isinstance(run, max_select._Rows)
-    out = np.full(out5, 7.0, x.dtype)
+    out = _engine.new_array(out5, x.dtype, aligned=stream)
+    out.fill(7.0)
     with forced_serial_work(serial):
-        run(x.reshape(in5), out, np.zeros((1,) * 5, np.int64))
+        run(x.reshape(in5), out, np.zeros((1,) * 5, np.int64), stream)
     return out.reshape(x.shape[:2] + out_sp)
 
 
@@ -100,9 +104,13 @@ def test_row_kernels_match_the_reference(case):
     x = _special(np.random.default_rng(seed), shape, dtype)
     ry, _ = ref.max_pool(x, kernel, stride, padding, dilation, ceil_mode, False)
     for serial in (True, False):
-        y = _runner_result(x, kernel, stride, padding, dilation, ceil_mode, serial)
-        np.testing.assert_array_equal(_bits(y), _bits(ry))
+        for stream in (False, True):
+            y = _runner_result(x, kernel, stride, padding, dilation, ceil_mode, serial, stream)
+            np.testing.assert_array_equal(_bits(y), _bits(ry))
     y = pk.max_pool(x, kernel, stride, padding, dilation, ceil_mode)
+    np.testing.assert_array_equal(_bits(y), _bits(ry))
+    with forced_streaming():
+        y = pk.max_pool(x, kernel, stride, padding, dilation, ceil_mode)
     np.testing.assert_array_equal(_bits(y), _bits(ry))
 
 

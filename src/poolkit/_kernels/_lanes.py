@@ -267,3 +267,54 @@ def scan_wins(builder, elem, v, m):
     if elem.signed:
         return builder.icmp_signed(">", v, m)
     return builder.icmp_unsigned(">", v, m)
+
+
+# ------------------------------------------------------------------ streamed stores
+# Shared by the values kernels of calls far larger than the cache (max_rows, max_cl).
+
+#: How far ahead of its loads a streaming kernel prefetches its input.
+PREFETCH_BYTES = 32 << 10
+
+
+def prefetch(builder, pointer):
+    """Hint that the line at ``pointer`` is read soon (``llvm.prefetch``: never faults,
+    whatever the address, and changes no result)."""
+    i8p = ir.IntType(8).as_pointer()
+    fn = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(ir.VoidType(), [i8p, ir.IntType(32), ir.IntType(32),
+                                                        ir.IntType(32)]), "llvm.prefetch.p0")
+    # read, keep in all cache levels, data cache
+    builder.call(fn, [builder.bitcast(pointer, i8p), _i32(0), _i32(3), _i32(1)])
+
+
+def stream_store(builder, value, pointer, align: int, streaming):
+    """Store the vector ``value`` at ``pointer``: where ``streaming`` (an i1) is set,
+    ``value`` has 256 bits or more and ``pointer`` is 32-byte aligned, without reading
+    its line first (a non-temporal store); else an ordinary store (alignment ``align``).
+
+    An ordinary store reads the line it writes into the cache first (the read for
+    ownership), so an output far larger than the cache costs its bytes twice. The
+    non-temporal stores are weakly ordered: the kernel ends with :func:`store_fence`."""
+    vty = value.type
+    element_bits = vty.element.width if isinstance(vty.element, ir.IntType) else (
+        32 if isinstance(vty.element, ir.FloatType) else 64)
+    if vty.count * element_bits < 256:  # part of a line: the write combining gains nothing
+        builder.store(value, pointer, align=align)
+        return
+    i64 = ir.IntType(64)
+    aligned = builder.icmp_unsigned(
+        "==", builder.and_(builder.ptrtoint(pointer, i64), ir.Constant(i64, 31)),
+        ir.Constant(i64, 0))
+    with builder.if_else(builder.and_(streaming, aligned)) as (whole, part):
+        with whole:
+            store = builder.store(value, pointer, align=32)
+            store.set_metadata("nontemporal",
+                               builder.module.add_metadata([ir.Constant(ir.IntType(32), 1)]))
+        with part:
+            builder.store(value, pointer, align=align)
+
+
+def store_fence(builder):
+    """Order the non-temporal stores before every later memory operation (a full fence:
+    on x86 ``mfence``, which also drains the write-combining buffers)."""
+    builder.fence("seq_cst")

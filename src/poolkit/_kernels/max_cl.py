@@ -10,6 +10,10 @@ once. The step is the scan rule of every path: ``v`` replaces ``m`` if ``v > m``
 (int32: plane indices of planes under 2**31 elements) follows the same mask and is
 widened to int64 at the store. The window starts from its first element inside the
 input; a window with no element inside the input stores ``-inf`` and index -1.
+
+A call far larger than the cache (``stream``) prefetches its input ahead of the loads and
+writes whole vectors with non-temporal stores (:func:`poolkit._kernels._lanes.
+stream_store`); the results are the same.
 """
 
 from __future__ import annotations
@@ -20,7 +24,18 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from ._lanes import lowest, masked_memory, scan_dtype_ok, scan_lanes, scan_wins, splat
+from ._lanes import (
+    PREFETCH_BYTES,
+    lowest,
+    masked_memory,
+    prefetch,
+    scan_dtype_ok,
+    scan_lanes,
+    scan_wins,
+    splat,
+    store_fence,
+    stream_store,
+)
 from .max_rows import _X86_MAX
 
 #: Channel vectors per window scan (their maxima stay in registers).
@@ -35,8 +50,9 @@ def _make_pixel(want: bool):
     """The pixel intrinsic, with (``want``) or without the index vector."""
 
     @intrinsic
-    def pixel(typingctx, x, out, idx, xoffs, kbase, n_rows, x0, e_lo, e_hi, geo, ooff):
-        """Output pixel at flat offset ``ooff`` (times C) of ``out`` (and ``idx``).
+    def pixel(typingctx, x, out, idx, xoffs, kbase, n_rows, x0, e_lo, e_hi, geo, ooff, stream):
+        """Output pixel at flat offset ``ooff`` (times C) of ``out`` (and ``idx``);
+        ``stream`` (0 or 1): prefetch ahead and store past the cache.
 
         Window rows ``r < n_rows`` start at element ``xoffs[r]`` of ``x`` (column 0,
         channel 0) and have plane index ``kbase[r]`` at column 0; window columns are
@@ -67,6 +83,11 @@ def _make_pixel(want: bool):
                 return context.cast(builder, args[k], sig.args[k], types.int64)
 
             n_rows, x0, e_lo, e_hi, ooff = arg(5), arg(6), arg(7), arg(8), arg(10)
+            streaming = builder.icmp_signed("!=", arg(11), _c(i64, 0))
+            # streaming: prefetch this far ahead of the loads (else the lines being loaded:
+            # no branch in the loop, for a load slot)
+            ahead = builder.select(streaming, _c(i64, PREFETCH_BYTES // align), _c(i64, 0))
+            line = 64 // align  # elements per cache line
             n_chan = builder.load(builder.gep(ga.data, [_c(i64, 0)]))
             dw = builder.load(builder.gep(ga.data, [_c(i64, 1)]))
             L = _c(i64, lanes)
@@ -100,6 +121,10 @@ def _make_pixel(want: bool):
                 xx = builder.add(x0, builder.mul(e, dw))
                 off = builder.add(builder.add(row_off(r), builder.mul(xx, n_chan)), c)
                 vs = []
+                if mask is None:  # the lines these loads reach a little later
+                    for j in range(0, u * lanes, line):
+                        prefetch(builder, builder.gep(xa.data, [
+                            builder.add(off, builder.add(ahead, _c(i64, j)))]))
                 for j in range(u):
                     at = builder.add(off, _c(i64, j * lanes))
                     p = builder.bitcast(builder.gep(xa.data, [at]), vptr)
@@ -159,9 +184,9 @@ def _make_pixel(want: bool):
                         ks = builder.sext(builder.load(k_slots[j]), ivec)
                         iptr = builder.bitcast(builder.gep(ia.data, [o]), ivptr)
                     if mask is None:
-                        builder.store(res, optr, align=align)
+                        stream_store(builder, res, optr, align, streaming)
                         if want:
-                            builder.store(ks, iptr, align=8)
+                            stream_store(builder, ks, iptr, 8, streaming)
                     else:
                         builder.call(mstore, [res, optr, _c(i32, align), mask])
                         if want:
@@ -183,7 +208,8 @@ def _make_pixel(want: bool):
                 block(c, 1, mask)
             return context.get_dummy_value()
 
-        return types.none(x, out, idx, xoffs, kbase, n_rows, x0, e_lo, e_hi, geo, ooff), codegen
+        return (types.none(x, out, idx, xoffs, kbase, n_rows, x0, e_lo, e_hi, geo, ooff, stream),
+                codegen)
 
     return pixel
 
@@ -204,8 +230,19 @@ def _window_columns(in_w, kw, sw, pw, dw, out_w):
     return e_lo, e_hi
 
 
+@intrinsic
+def _streamed_stores_done(typingctx):
+    """:func:`poolkit._kernels._lanes.store_fence` at the end of a streaming call."""
+
+    def codegen(context, builder, sig, args):
+        store_fence(builder)
+        return context.get_dummy_value()
+
+    return types.none(), codegen
+
+
 @njit(cache=True, nogil=True, inline="always")
-def _rows(x, out, idx, kp, t0, t1, want):
+def _rows(x, out, idx, kp, stream, t0, t1, want):
     n_in_d, in_h, in_w, n_chan = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
     out_d, out_h, out_w = out.shape[1], out.shape[2], out.shape[3]
     kd, kh, kw = kp[0, 0], kp[0, 1], kp[0, 2]
@@ -241,19 +278,22 @@ def _rows(x, out, idx, kp, t0, t1, want):
         for ow in range(out_w):
             if want:
                 _pixel_indices(x, out, idx, xoffs, kbase, n_rows, ow * sw - pw, e_lo[ow],
-                               e_hi[ow], geo, obase + ow * n_chan)
+                               e_hi[ow], geo, obase + ow * n_chan, stream)
             else:
                 _pixel_values(x, out, idx, xoffs, kbase, n_rows, ow * sw - pw, e_lo[ow],
-                              e_hi[ow], geo, obase + ow * n_chan)
+                              e_hi[ow], geo, obase + ow * n_chan, stream)
+    if stream:
+        _streamed_stores_done()
 
 
 @njit(cache=True, nogil=True)
-def cl_values(x, out, idx, kp, t0, t1):
-    """Values for output rows ``t0 <= task < t1`` (``task`` = (n, od, oh))."""
-    _rows(x, out, idx, kp, t0, t1, False)
+def cl_values(x, out, idx, kp, stream, t0, t1):
+    """Values for output rows ``t0 <= task < t1`` (``task`` = (n, od, oh)); ``stream``
+    (0 or 1): the call is far larger than the cache."""
+    _rows(x, out, idx, kp, stream, t0, t1, False)
 
 
 @njit(cache=True, nogil=True)
-def cl_indices(x, out, idx, kp, t0, t1):
+def cl_indices(x, out, idx, kp, stream, t0, t1):
     """Values and int64 plane indices for output rows ``t0 <= task < t1``."""
-    _rows(x, out, idx, kp, t0, t1, True)
+    _rows(x, out, idx, kp, stream, t0, t1, True)

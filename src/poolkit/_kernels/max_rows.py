@@ -22,6 +22,11 @@ those of the scan that skips padding.
 For overlapping windows whose last row is the next window's first row (k=3, s=2) the
 horizontal reduction of that row is kept in a scratch buffer and reused.
 
+A call far larger than the cache (``stream``) prefetches its input rows ahead of the
+loads and writes its output with non-temporal stores (:func:`poolkit._kernels._lanes.
+stream_store`), which skip reading each output line before writing it (docs/speed.md,
+"Calls larger than the cache"). The values are the same.
+
 Stride 2 loads two vectors and takes their even lanes with one in-lane shuffle
 (``vshufps``); the lanes then hold the output columns in the order ``_PERM``, the same
 for every row, so the vertical steps run in that order and one permute puts the result
@@ -37,6 +42,8 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.core import config as _config
 from numba.extending import intrinsic
+
+from ._lanes import PREFETCH_BYTES, prefetch, store_fence, stream_store
 
 #: x86 with AVX: the stride-free part of a step is one ``vmaxps`` (LLVM would fold the
 #: two selects into one compare-or-blend chain otherwise).
@@ -69,13 +76,15 @@ def _make_rows(kw_const: int | None, sw_const: int):
     stride ``sw_const`` (1 or 2) along W."""
 
     @intrinsic
-    def pool_rows(typingctx, x, out, scr, rows, geo, r0, r1):
-        """Output rows ``r0 <= r < r1`` (flat over planes) of ``out`` from ``x``."""
+    def pool_rows(typingctx, x, out, scr, rows, geo, stream, r0, r1):
+        """Output rows ``r0 <= r < r1`` (flat over planes) of ``out`` from ``x``;
+        ``stream`` (0 or 1): prefetch ahead and store past the cache."""
         if not (
             isinstance(x, types.Array) and x.layout == "C" and x.dtype in _LANES
             and isinstance(out, types.Array) and out.layout == "C" and out.dtype == x.dtype
             and isinstance(scr, types.Array) and scr.dtype == x.dtype
             and isinstance(rows, types.Array) and isinstance(geo, types.Array)
+            and isinstance(stream, types.Integer)
         ):
             return None
         elem = x.dtype
@@ -94,8 +103,11 @@ def _make_rows(kw_const: int | None, sw_const: int):
             ivec = ir.VectorType(i64, lanes)
             bvec = ir.VectorType(ir.IntType(1), lanes)
             align = elem.bitwidth // 8
-            r0v = context.cast(builder, args[5], sig.args[5], types.int64)
-            r1v = context.cast(builder, args[6], sig.args[6], types.int64)
+            streaming = builder.icmp_signed(
+                "!=", context.cast(builder, args[5], sig.args[5], types.int64),
+                ir.Constant(ir.IntType(64), 0))
+            r0v = context.cast(builder, args[6], sig.args[6], types.int64)
+            r1v = context.cast(builder, args[7], sig.args[7], types.int64)
 
             def g(k):
                 return builder.load(builder.gep(ga.data, [_c(i64, k)]))
@@ -179,8 +191,15 @@ def _make_rows(kw_const: int | None, sw_const: int):
                 return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(i32, lanes),
                                                                 _EVEN[lanes]))
 
+            # streaming: prefetch this far ahead of the loads (else the line being loaded:
+            # no branch in the loop, for one load slot)
+            ahead = builder.select(streaming, _c(i64, PREFETCH_BYTES // align), _c(i64, 0))
+
             def hrow(off, c0, masked):
                 """Horizontal window reduction of the input row at ``off``."""
+                if masked is False:  # the lines this row's loads reach a little later
+                    prefetch(builder, builder.gep(xa.data, [builder.add(builder.add(off, c0),
+                                                                        ahead)]))
                 if kw_const is not None:
                     acc = column(off, c0, masked)
                     for e in range(1, kw_const):
@@ -288,7 +307,7 @@ def _make_rows(kw_const: int | None, sw_const: int):
                 full = builder.icmp_signed("<=", builder.add(j0, L), out_w)
                 with builder.if_else(builder.or_(full, fits), likely=True) as (plain, tail):
                     with plain:
-                        builder.store(res, optr, align=align)
+                        stream_store(builder, res, optr, align, streaming)
                     with tail:
                         ok = builder.icmp_signed(
                             "<", builder.add(splat32(builder.trunc(j0, i32)), lane_ids32),
@@ -370,9 +389,11 @@ def _make_rows(kw_const: int | None, sw_const: int):
                         general()
             else:
                 general()
+            with builder.if_then(streaming):
+                store_fence(builder)
             return context.get_dummy_value()
 
-        return types.none(x, out, scr, rows, geo, r0, r1), codegen
+        return types.none(x, out, scr, rows, geo, stream, r0, r1), codegen
 
     return pool_rows
 
@@ -389,31 +410,32 @@ def _lanes_of(dtype) -> int:
 
 # range kernels over flat output rows [r0, r1); ``x``/``out`` are C-contiguous arrays
 # of planes (any rank); each call allocates its own scratch row of ``scr_len`` elements
-# (one output row of vectors, see :func:`tables`), so parallel parts never share one
+# (one output row of vectors, see :func:`tables`), so parallel parts never share one;
+# ``stream`` (0 or 1): the call is far larger than the cache
 
 
 @njit(cache=True, nogil=True)
-def rows_k2s2(x, out, rows, geo, scr_len, r0, r1):
+def rows_k2s2(x, out, rows, geo, scr_len, stream, r0, r1):
     """k=2, s=2, d=1 along W."""
-    _rows_k2s2(x, out, np.empty(scr_len, x.dtype), rows, geo, r0, r1)
+    _rows_k2s2(x, out, np.empty(scr_len, x.dtype), rows, geo, stream, r0, r1)
 
 
 @njit(cache=True, nogil=True)
-def rows_k3s2(x, out, rows, geo, scr_len, r0, r1):
+def rows_k3s2(x, out, rows, geo, scr_len, stream, r0, r1):
     """k=3, s=2, d=1 along W."""
-    _rows_k3s2(x, out, np.empty(scr_len, x.dtype), rows, geo, r0, r1)
+    _rows_k3s2(x, out, np.empty(scr_len, x.dtype), rows, geo, stream, r0, r1)
 
 
 @njit(cache=True, nogil=True)
-def rows_s2(x, out, rows, geo, scr_len, r0, r1):
+def rows_s2(x, out, rows, geo, scr_len, stream, r0, r1):
     """Any window width and dilation, stride 2 along W."""
-    _rows_s2(x, out, np.empty(scr_len, x.dtype), rows, geo, r0, r1)
+    _rows_s2(x, out, np.empty(scr_len, x.dtype), rows, geo, stream, r0, r1)
 
 
 @njit(cache=True, nogil=True)
-def rows_s1(x, out, rows, geo, scr_len, r0, r1):
+def rows_s1(x, out, rows, geo, scr_len, stream, r0, r1):
     """Any window width and dilation, stride 1 along W."""
-    _rows_s1(x, out, np.empty(scr_len, x.dtype), rows, geo, r0, r1)
+    _rows_s1(x, out, np.empty(scr_len, x.dtype), rows, geo, stream, r0, r1)
 
 
 def tables(in_h, in_w, out_h, out_w, kh, sh, ph, dh, kw, sw, pw, dw, dtype):

@@ -78,7 +78,7 @@ class ForwardPlan:
     """
 
     __slots__ = (
-        "fill", "in5", "kp", "n_tasks", "nhwc", "out5", "out_dtype", "plain", "run",
+        "fill", "in5", "kp", "moved", "n_tasks", "nhwc", "out5", "out_dtype", "plain", "run",
         "store_dtype", "user_out", "want", "work",
     )
 
@@ -115,6 +115,9 @@ class ForwardPlan:
         self.fill = _engine.lowest(self.store_dtype)
         self.kp = _engine.kernel_table(geom.kernel, geom.stride, geom.pad_begin, geom.dilation)
         self.want = want
+        # bytes a call reads and writes (for the streaming choice)
+        self.moved = (math.prod(self.in5) * dtype.itemsize
+                      + math.prod(o) * (dtype.itemsize + (8 if want else 0)))
         # the one kernel variant this plan runs (row, pixel or window kernels)
         self.run = max_select.forward_runner(self.in5, self.out5, self.store_dtype, self.kp,
                                              self.fill, want, channels_last, self.work,
@@ -122,14 +125,15 @@ class ForwardPlan:
 
     def __call__(self, arr: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Run the forward on ``arr`` (shape and dtype as planned)."""
-        out = np.empty(self.out5, self.store_dtype)
+        stream = _engine.streams(self.moved)
+        out = _engine.new_array(self.out5, self.store_dtype, aligned=stream)
         want = self.want
-        idx = np.empty(self.out5, np.int64) if want else _DUMMY_IDX5
+        idx = _engine.new_array(self.out5, np.int64, aligned=stream) if want else _DUMMY_IDX5
         x5 = arr.reshape(self.in5)
         o5 = out
         if not self.plain:
             x5, o5 = _engine.comparable(x5), _engine.kernel_bits(out)
-        self.run(x5, o5, idx)
+        self.run(x5, o5, idx, stream)
         user_out = self.user_out
         if not self.plain:
             out = _engine.restore(out, self.out_dtype)

@@ -5,7 +5,8 @@ callable ``run(x5, o5, idx)`` that runs exactly one kernel variant, so a call co
 (on its first use in a fresh cache) only the variant it needs:
 
 * NCHW float32/float64 values, one depth slice (1-D and 2-D pooling), W stride 1 or 2:
-  the row kernels of :mod:`poolkit._kernels.max_rows` (k2s2, k3s2, any-k s2, any-k s1);
+  the row kernels of :mod:`poolkit._kernels.max_rows` (k2s2, k3s2, any-k s2, any-k s1;
+  streaming stores on calls far larger than the cache);
 * NHWC, any dtype, values or values and indices, 1-D to 3-D: the pixel kernels of
   :mod:`poolkit._kernels.max_cl`;
 * every other NCHW plan (indices, any dtype, 3-D, any W stride): the row kernels of
@@ -49,7 +50,7 @@ class _Engine:
         self.kp, self.fill, self.want = kp, fill, want
         self.nhwc, self.work, self.n_tasks = nhwc, work, n_tasks
 
-    def __call__(self, x5: np.ndarray, o5: np.ndarray, idx: np.ndarray) -> None:
+    def __call__(self, x5: np.ndarray, o5: np.ndarray, idx: np.ndarray, stream: bool) -> None:
         kernel = _k.forward_nhwc_range if self.nhwc else _k.forward_nchw_range
         run_tasks(kernel, self.n_tasks, self.work, x5, o5, idx, self.kp, self.fill, self.want)
 
@@ -70,10 +71,10 @@ class _Rows:
         self.n_rows = out5[0] * out5[1] * out_h
         self.engine = engine
 
-    def __call__(self, x5: np.ndarray, o5: np.ndarray, idx: np.ndarray) -> None:
+    def __call__(self, x5: np.ndarray, o5: np.ndarray, idx: np.ndarray, stream: bool) -> None:
         x5 = np.ascontiguousarray(x5)  # a strided view: one copy, then the fast kernel
         run_tasks(getattr(_rows, self.name), self.n_rows, self.engine.work, x5, o5, self.rows,
-                  self.geo, self.scr_len)
+                  self.geo, self.scr_len, int(stream))
 
 
 class _Pixels:
@@ -85,10 +86,11 @@ class _Pixels:
         self.kernel = "cl_indices" if want else "cl_values"
         self.engine = engine
 
-    def __call__(self, x5: np.ndarray, o5: np.ndarray, idx: np.ndarray) -> None:
+    def __call__(self, x5: np.ndarray, o5: np.ndarray, idx: np.ndarray, stream: bool) -> None:
         x5 = np.ascontiguousarray(x5)  # a strided view: one copy, then the fast kernel
         engine = self.engine
-        run_tasks(getattr(_cl, self.kernel), engine.n_tasks, engine.work, x5, o5, idx, engine.kp)
+        run_tasks(getattr(_cl, self.kernel), engine.n_tasks, engine.work, x5, o5, idx, engine.kp,
+                  int(stream))
 
 
 class _Scan:
@@ -102,7 +104,7 @@ class _Scan:
         self.name = f"{'indices' if want else 'values'}_s{sw if sw in (1, 2) else 'n'}"
         self.engine = engine
 
-    def __call__(self, x5: np.ndarray, o5: np.ndarray, idx: np.ndarray) -> None:
+    def __call__(self, x5: np.ndarray, o5: np.ndarray, idx: np.ndarray, stream: bool) -> None:
         engine = self.engine
         run_tasks(getattr(_scan, self.name), engine.n_tasks, engine.work,
                   np.ascontiguousarray(x5), o5, idx, engine.kp, self.geo)
@@ -151,8 +153,10 @@ def forward_runner(
     work: int,
     n_tasks: int,
 ) -> Callable[[np.ndarray, np.ndarray, np.ndarray], None]:
-    """The kernel runner of a forward plan: ``run(x5, o5, idx)`` fills ``o5`` (and
-    ``idx`` if ``want``) from the 5-D view ``x5`` (float16 as uint16 bits).
+    """The kernel runner of a forward plan: ``run(x5, o5, idx, stream)`` fills ``o5``
+    (and ``idx`` if ``want``) from the 5-D view ``x5`` (float16 as uint16 bits);
+    ``stream`` (:func:`poolkit._engine.streams`): the row and pixel kernels prefetch and
+    write past the cache, the other kernels ignore it.
 
     ``dtype`` is the dtype the kernels store; ``work`` the plan's element visits (the
     engine's serial/parallel choice, :func:`poolkit._engine.run_tasks`, made at every call).
