@@ -4,7 +4,8 @@ The paths: the vector row kernels (``poolkit._kernels.avg_rows``: float32/float6
 C-contiguous, any column stride), the phase buffer (``poolkit._kernels.avg_pool``:
 everything else channels-first), the channels-last kernel (vectorised over C) and the
 backward; each runs as a serial task range or in parallel (``_engine.SERIAL_WORK``
-forced either way here), at 1 and 2 threads. Inputs carry -0.0, NaN, +-inf and huge
+forced either way here), at 1 and 2 threads, with and without streaming (prefetch and
+non-temporal stores, as on calls larger than the cache). Inputs carry -0.0, NaN, +-inf and huge
 values (float32 sums overflow to inf; float16 results overflow to inf through the
 divisor override).
 """
@@ -22,7 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import poolkit as pk
-from _family import assert_same, forced_serial_work
+from _family import assert_same, forced_serial_work, forced_streaming
 from poolkit import _reference as ref
 from test_avg_pool import _special_input as _special
 
@@ -74,9 +75,11 @@ def _to_first(y: np.ndarray, cl: bool, nd: int) -> np.ndarray:
     layout=st.sampled_from(["contiguous", "strided", "cl", "cl strided"]),
     batched=st.booleans(),
     mode=st.sampled_from(_MODES),
+    streaming=st.booleans(),
     data=st.data(),
 )
-def test_forward_and_backward_paths_match_reference(nd, dtype, layout, batched, mode, data):
+def test_forward_and_backward_paths_match_reference(nd, dtype, layout, batched, mode,
+                                                    streaming, data):
     kernel = tuple(data.draw(st.integers(1, 4)) for _ in range(nd))
     stride = tuple(data.draw(st.sampled_from([1, 2, 2, 3])) for _ in range(nd))
     padding = tuple(data.draw(st.integers(0, k // 2)) for k in kernel)
@@ -94,7 +97,7 @@ def test_forward_and_backward_paths_match_reference(nd, dtype, layout, batched, 
     arr, cl = _layout(x, layout, nd)
     fwd = getattr(pk, f"avg_pool{nd}d")
     bwd = getattr(pk, f"avg_pool{nd}d_backward")
-    with _mode(*mode):
+    with _mode(*mode), forced_streaming(streaming):  # as a call larger than the cache
         got = _quiet(fwd, arr, *args, channels_last=cl)
     assert_same(_to_first(got, cl, nd), expected)
     # backward of a finite gradient (the reference scatters in output order)
@@ -303,8 +306,9 @@ def test_row_kernels_1d_3d_unbatched_and_integers(dtype):
     assert_same(got, ref.avg_pool(xi, (3, 3), (2, 2), (1, 1)))
 
 
+@pytest.mark.parametrize("stream", [0, 1])
 @pytest.mark.parametrize("kw, sw, pw", _row_cases())
-def test_row_kernels_chunks_write_only_their_rows(kw, sw, pw):
+def test_row_kernels_chunks_write_only_their_rows(kw, sw, pw, stream):
     """Any range of output rows (a thread's chunk) writes exactly its rows: a vector that
     would spill past the range is stored masked, and the chunks together give the whole
     call's bits."""
@@ -324,10 +328,10 @@ def test_row_kernels_chunks_write_only_their_rows(kw, sw, pw):
     for cut in range(n_rows + 1):
         out = np.full(expected.shape, np.nan, np.float32).reshape(-1)
         with np.errstate(all="ignore"):
-            kernel(x.reshape(-1), out, divs, rows, geo, 0, cut)
+            kernel(x.reshape(-1), out, divs, rows, geo, stream, 0, cut)
         assert np.isnan(out[cut * out_w:]).all()
         with np.errstate(all="ignore"):
-            kernel(x.reshape(-1), out, divs, rows, geo, cut, n_rows)
+            kernel(x.reshape(-1), out, divs, rows, geo, stream, cut, n_rows)
         assert_same(out.reshape(expected.shape), expected)
 
 

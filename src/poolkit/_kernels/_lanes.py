@@ -318,3 +318,14 @@ def store_fence(builder):
     """Order the non-temporal stores before every later memory operation (a full fence:
     on x86 ``mfence``, which also drains the write-combining buffers)."""
     builder.fence("seq_cst")
+
+
+@intrinsic
+def streamed_stores_done(typingctx):
+    """:func:`store_fence`, called from a kernel in Python at the end of a streaming call."""
+
+    def codegen(context, builder, sig, args):
+        store_fence(builder)
+        return context.get_dummy_value()
+
+    return types.none(), codegen

@@ -16,6 +16,10 @@ divisor of a call is a power of two (``k=2``: 4), the plan hands in their recipr
 and :func:`avg_cl_times` multiplies instead of dividing: ``s * 2**-k`` and ``s / 2**k``
 are the same exact quotient rounded once, so the bits are the same (overflow,
 subnormals, NaN and zeros included).
+
+A call far larger than the cache (``stream``) prefetches its input ahead of the loads and
+writes whole vectors with non-temporal stores (:func:`poolkit._kernels._lanes.
+stream_store`); the values are the same.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from ._lanes import PREFETCH_BYTES, prefetch, stream_store, streamed_stores_done
 from ._vector_ir import Vectors, i64, is_vector_array
 
 #: Channel vectors per window scan (their sums stay in registers).
@@ -36,13 +41,15 @@ def _make_pixel(times: bool):
     scale_op = "fmul" if times else "fdiv"
 
     @intrinsic
-    def pixel(typingctx, x, out, xoffs, n_rows, x0, e_lo, e_hi, n_chan, ooff, divisor):
+    def pixel(typingctx, x, out, xoffs, n_rows, x0, e_lo, e_hi, n_chan, ooff, divisor,
+              stream):
         """Output pixel at element ``ooff`` of ``out``: the channels of the window
         elements ``(r, e)``, ``r < n_rows``, ``e_lo <= e < e_hi``, at
         ``xoffs[r] + (x0 + e) * n_chan`` of ``x``, summed in that order and divided by
-        (``times``: multiplied by) ``divisor``."""
+        (``times``: multiplied by) ``divisor``; ``stream`` (0 or 1): prefetch ahead and
+        store past the cache."""
         return _pixel_codegen(x, out, divisor, scale_op, (x, out, xoffs, n_rows, x0, e_lo,
-                                                          e_hi, n_chan, ooff, divisor))
+                                                          e_hi, n_chan, ooff, divisor, stream))
 
     return pixel
 
@@ -65,6 +72,11 @@ def _pixel_codegen(x, out, divisor, scale_op, arg_types):
 
         n_rows, x0, e_lo, e_hi, n_chan, ooff = (arg(k) for k in range(3, 9))
         divs = vx.splat(context.cast(builder, args[9], sig.args[9], elem))
+        streaming = builder.icmp_signed("!=", arg(10), i64(0))
+        # streaming: prefetch this far ahead of the loads (else the lines being loaded: no
+        # branch in the loop, for a load slot)
+        ahead = builder.select(streaming, i64(PREFETCH_BYTES // vx.align), i64(0))
+        line = 64 // vx.align  # elements per cache line
         slots = [cgutils.alloca_once(builder, vx.vec) for _ in range(_UNROLL)]
         n_cols = builder.sub(e_hi, e_lo)
 
@@ -77,6 +89,10 @@ def _pixel_codegen(x, out, divisor, scale_op, arg_types):
                 start = builder.add(row, builder.mul(builder.add(x0, e_lo), n_chan))
                 with cgutils.for_range(builder, n_cols) as el:
                     off = builder.add(start, builder.mul(el.index, n_chan))
+                    if mask is None:  # the lines these loads reach a little later
+                        for j in range(0, u * lanes, line):
+                            prefetch(builder, builder.gep(xa.data, [
+                                builder.add(off, builder.add(ahead, i64(j)))]))
                     for j in range(u):
                         at = builder.add(off, i64(j * lanes))
                         v = (vx.load(xa.data, at) if mask is None
@@ -86,7 +102,7 @@ def _pixel_codegen(x, out, divisor, scale_op, arg_types):
                 at = builder.add(ooff, builder.add(c, i64(j * lanes)))
                 res = getattr(builder, scale_op)(builder.load(slots[j]), divs)
                 if mask is None:
-                    vx.store(res, oa.data, at)
+                    stream_store(builder, res, vx.ptr(oa.data, at), vx.align, streaming)
                 else:
                     vx.masked_store(res, oa.data, at, mask)
 
@@ -119,7 +135,7 @@ _pixel_times = _make_pixel(True)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _rows(x, out, divs, params, t0, t1, times):
+def _rows(x, out, divs, params, stream, t0, t1, times):
     in_d, in_h, in_w, n_chan = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
     out_d, out_h, out_w = out.shape[1], out.shape[2], out.shape[3]
     kd, kh, kw = params[0, 0], params[0, 1], params[0, 2]
@@ -142,24 +158,27 @@ def _rows(x, out, divs, params, t0, t1, times):
             e_hi = max(e_lo, min(kw, in_w - xs))
             if times:
                 _pixel_times(x, out, xoffs, n_rows, xs, e_lo, e_hi, n_chan,
-                             obase + ow * n_chan, divs[od, oh, ow])
+                             obase + ow * n_chan, divs[od, oh, ow], stream)
             else:
                 _pixel_divide(x, out, xoffs, n_rows, xs, e_lo, e_hi, n_chan,
-                              obase + ow * n_chan, divs[od, oh, ow])
+                              obase + ow * n_chan, divs[od, oh, ow], stream)
+    if stream:
+        streamed_stores_done()
 
 
 @njit(cache=True, nogil=True)
-def avg_cl(x, out, divs, params, t0, t1):
+def avg_cl(x, out, divs, params, stream, t0, t1):
     """Output rows ``t0 <= task < t1`` (``task`` = (n, od, oh)) of a channels-last
     ``x`` (``(N, D, H, W, C)``, C-contiguous) into ``out``; ``divs`` is the
     ``(out_d, out_h, out_w)`` divisor table in the dtype of ``x``, ``params`` the kernel
-    geometry table (window rows and columns past the input are padding: skipped)."""
-    _rows(x, out, divs, params, t0, t1, False)
+    geometry table (window rows and columns past the input are padding: skipped);
+    ``stream`` (0 or 1): the call is far larger than the cache."""
+    _rows(x, out, divs, params, stream, t0, t1, False)
 
 
 @njit(cache=True, nogil=True)
-def avg_cl_times(x, out, recips, params, t0, t1):
+def avg_cl_times(x, out, recips, params, stream, t0, t1):
     """:func:`avg_cl` with ``recips``, the reciprocals of divisors that are all powers of
     two: each sum is multiplied by its reciprocal (the same bits as the division)."""
-    _rows(x, out, recips, params, t0, t1, True)
+    _rows(x, out, recips, params, stream, t0, t1, True)
 

@@ -21,6 +21,10 @@ Stride 2 takes the window columns ``2m`` and ``2m + 1`` of a vector of outputs f
 same two loads (their even and odd lanes, one in-lane shuffle each); the lanes then hold
 the output columns in the order ``_PERM`` (the same for every column), and one permute
 puts the sums in order before the division.
+
+A call far larger than the cache (``stream``) prefetches its input rows ahead of the
+loads (the fixed-width kernels) and writes its output with non-temporal stores
+(:func:`poolkit._kernels._lanes.stream_store`); the values are the same.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from ._lanes import PREFETCH_BYTES, prefetch, store_fence, stream_store
 from ._vector_ir import Vectors, i64, is_vector_array
 
 #: Even / odd lanes of two stride-2 loads with an in-lane shuffle, and the output column
@@ -51,11 +56,13 @@ def _make_rows(kw_const: int | None, sw_const: int | None):
     column one gather; with a runtime ``kw`` only)."""
 
     @intrinsic
-    def avg_rows(typingctx, x, out, divs, rows, geo, r0, r1):
-        """Output rows ``r0 <= r < r1`` (flat over planes and (od, oh)) of ``out``."""
+    def avg_rows(typingctx, x, out, divs, rows, geo, stream, r0, r1):
+        """Output rows ``r0 <= r < r1`` (flat over planes and (od, oh)) of ``out``;
+        ``stream`` (0 or 1): prefetch ahead and store past the cache."""
         if not (is_vector_array(x) and is_vector_array(out, x.dtype)
                 and is_vector_array(divs, x.dtype)
-                and isinstance(rows, types.Array) and isinstance(geo, types.Array)):
+                and isinstance(rows, types.Array) and isinstance(geo, types.Array)
+                and isinstance(stream, types.Integer)):
             return None
         elem = x.dtype
 
@@ -67,8 +74,13 @@ def _make_rows(kw_const: int | None, sw_const: int | None):
             ga = context.make_array(sig.args[4])(context, builder, args[4])
             vx = Vectors(context, builder, elem)
             lanes, L = vx.lanes, vx.n
-            r0v = context.cast(builder, args[5], sig.args[5], types.int64)
-            r1v = context.cast(builder, args[6], sig.args[6], types.int64)
+            streaming = builder.icmp_signed(
+                "!=", context.cast(builder, args[5], sig.args[5], types.int64), i64(0))
+            # streaming: prefetch this far ahead of the loads (else the line being loaded:
+            # no branch in the loop, for one load slot)
+            ahead = builder.select(streaming, i64(PREFETCH_BYTES // vx.align), i64(0))
+            r0v = context.cast(builder, args[6], sig.args[6], types.int64)
+            r1v = context.cast(builder, args[7], sig.args[7], types.int64)
 
             def g(k):
                 return builder.load(builder.gep(ga.data, [i64(k)]))
@@ -102,6 +114,9 @@ def _make_rows(kw_const: int | None, sw_const: int | None):
             def columns(off, c0, masked):
                 """The window columns (vectors of the outputs' lanes) of the input row at
                 ``off``, in order (``kw_const`` columns)."""
+                if not masked:  # the lines these loads reach a little later
+                    prefetch(builder, builder.gep(xa.data, [builder.add(builder.add(off, c0),
+                                                                        ahead)]))
                 if sw_const == 1:
                     return [load(off, builder.add(c0, i64(e)), masked) for e in range(kw_const)]
                 cols = []
@@ -164,7 +179,7 @@ def _make_rows(kw_const: int | None, sw_const: int | None):
                 full = builder.icmp_signed("<=", builder.add(j0, L), out_w)
                 with builder.if_else(builder.or_(full, fits), likely=True) as (plain, tail):
                     with plain:
-                        vx.store(res, oa.data, at)
+                        stream_store(builder, res, vx.ptr(oa.data, at), vx.align, streaming)
                     with tail:
                         vx.masked_store(res, oa.data, at, vx.lanes_between(j0, None, out_w))
 
@@ -321,9 +336,11 @@ def _make_rows(kw_const: int | None, sw_const: int | None):
             builder.store(builder.select(wrap, builder.add(p, i64(1)), p), p_slot)
             builder.branch(head)
             builder.position_at_end(tail)
+            with builder.if_then(streaming):
+                store_fence(builder)
             return context.get_dummy_value()
 
-        return types.none(x, out, divs, rows, geo, r0, r1), codegen
+        return types.none(x, out, divs, rows, geo, stream, r0, r1), codegen
 
     return avg_rows
 
@@ -337,34 +354,35 @@ _rows_sn = _make_rows(None, None)
 
 # serial kernels over flat output rows [r0, r1): ``x``, ``out`` and ``divs`` are the
 # flat (1-D) C-contiguous input, output and divisor table; ``rows`` and ``geo`` the
-# tables of :func:`poolkit._ops.avg_pool._rows_tables`
+# tables of :func:`poolkit._ops.avg_pool._rows_tables`; ``stream`` (0 or 1): the call
+# is far larger than the cache
 
 
 @njit(cache=True, nogil=True)
-def avg_k2s2(x, out, divs, rows, geo, r0, r1):
+def avg_k2s2(x, out, divs, rows, geo, stream, r0, r1):
     """k=2, s=2 along W."""
-    _rows_k2s2(x, out, divs, rows, geo, r0, r1)
+    _rows_k2s2(x, out, divs, rows, geo, stream, r0, r1)
 
 
 @njit(cache=True, nogil=True)
-def avg_k3s2(x, out, divs, rows, geo, r0, r1):
+def avg_k3s2(x, out, divs, rows, geo, stream, r0, r1):
     """k=3, s=2 along W."""
-    _rows_k3s2(x, out, divs, rows, geo, r0, r1)
+    _rows_k3s2(x, out, divs, rows, geo, stream, r0, r1)
 
 
 @njit(cache=True, nogil=True)
-def avg_s2(x, out, divs, rows, geo, r0, r1):
+def avg_s2(x, out, divs, rows, geo, stream, r0, r1):
     """Any window width, stride 2 along W."""
-    _rows_s2(x, out, divs, rows, geo, r0, r1)
+    _rows_s2(x, out, divs, rows, geo, stream, r0, r1)
 
 
 @njit(cache=True, nogil=True)
-def avg_s1(x, out, divs, rows, geo, r0, r1):
+def avg_s1(x, out, divs, rows, geo, stream, r0, r1):
     """Any window width, stride 1 along W."""
-    _rows_s1(x, out, divs, rows, geo, r0, r1)
+    _rows_s1(x, out, divs, rows, geo, stream, r0, r1)
 
 
 @njit(cache=True, nogil=True)
-def avg_sn(x, out, divs, rows, geo, r0, r1):
+def avg_sn(x, out, divs, rows, geo, stream, r0, r1):
     """Any window width, any stride along W (``geo[G_SW]``; a gather per column)."""
-    _rows_sn(x, out, divs, rows, geo, r0, r1)
+    _rows_sn(x, out, divs, rows, geo, stream, r0, r1)

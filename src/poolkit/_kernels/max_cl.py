@@ -33,8 +33,8 @@ from ._lanes import (
     scan_lanes,
     scan_wins,
     splat,
-    store_fence,
     stream_store,
+    streamed_stores_done,
 )
 from .max_rows import _X86_MAX
 
@@ -230,17 +230,6 @@ def _window_columns(in_w, kw, sw, pw, dw, out_w):
     return e_lo, e_hi
 
 
-@intrinsic
-def _streamed_stores_done(typingctx):
-    """:func:`poolkit._kernels._lanes.store_fence` at the end of a streaming call."""
-
-    def codegen(context, builder, sig, args):
-        store_fence(builder)
-        return context.get_dummy_value()
-
-    return types.none(), codegen
-
-
 @njit(cache=True, nogil=True, inline="always")
 def _rows(x, out, idx, kp, stream, t0, t1, want):
     n_in_d, in_h, in_w, n_chan = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
@@ -283,7 +272,7 @@ def _rows(x, out, idx, kp, stream, t0, t1, want):
                 _pixel_values(x, out, idx, xoffs, kbase, n_rows, ow * sw - pw, e_lo[ow],
                               e_hi[ow], geo, obase + ow * n_chan, stream)
     if stream:
-        _streamed_stores_done()
+        streamed_stores_done()
 
 
 @njit(cache=True, nogil=True)

@@ -226,18 +226,21 @@ class _Plan:
     def forward(self, arr: np.ndarray) -> np.ndarray:
         if self.wide is not None:
             return _to_half(self.wide.forward(arr.astype(np.float32)))
-        out = np.empty(self.out_shape, arr.dtype)
+        # a call larger than the cache streams: prefetch, stores past the cache
+        stream = (self.rows is not None or self.cl is not None) and _engine.streams(
+            arr.nbytes + math.prod(self.out_shape) * arr.itemsize)
+        out = _engine.new_array(self.out_shape, arr.dtype, aligned=stream)
         if self.rows is not None and arr.flags.c_contiguous:
             name, rows, geo, divs, n_rows = self.rows
             kernel = getattr(_rows, name)
             _engine.run_tasks(kernel, n_rows, self.work, arr.reshape(-1), out.reshape(-1),
-                              divs, rows, geo)
+                              divs, rows, geo, int(stream))
             return out
         x5, o5 = self.views(arr, out)
         if self.cl is not None and x5.flags.c_contiguous:
             name, scale = self.cl
             _engine.run_tasks(getattr(_cl, name), self.n_tasks, self.work, x5, o5, scale,
-                              self.kp)
+                              self.kp, int(stream))
             return out
         if self.channels_last:
             kernel = _k.forward_nhwc_range
