@@ -250,3 +250,15 @@ def test_streaming_threshold_is_the_cache_and_read_at_call_time(monkeypatch):
                         expected if isinstance(expected, tuple) else (expected,)):
             assert g.ctypes.data % 64 == 0  # the output was allocated for streaming
             np.testing.assert_array_equal(g.view(np.uint8), e.view(np.uint8))
+
+
+def test_last_level_cache_reads_the_largest_size_the_os_lists(tmp_path):
+    for name, text in [("index0", "48K\n"), ("index2", "1024K\n"), ("index3", "32768K\n"),
+                       ("index9", "garbage\n")]:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "size").write_text(text)
+    assert _engine.last_level_cache(str(tmp_path)) == 32 << 20
+    (tmp_path / "index4").mkdir()
+    (tmp_path / "index4" / "size").write_text("1G")
+    assert _engine.last_level_cache(str(tmp_path)) == 1 << 30
+    assert _engine.last_level_cache(str(tmp_path / "missing"), default=123) == 123

@@ -34,10 +34,12 @@ from ._threads import POOL, get_num_threads
 SERIAL_WORK = 1 << 15
 
 
-def _last_level_cache(default: int = 32 << 20) -> int:
-    """Bytes of the largest CPU cache the OS reports (Linux sysfs), else ``default``."""
+def last_level_cache(cache_dir: str = "/sys/devices/system/cpu/cpu0/cache",
+                     default: int = 32 << 20) -> int:
+    """Bytes of the largest CPU cache the OS lists in ``cache_dir`` (Linux sysfs:
+    ``index*/size``, e.g. ``32768K``), else ``default``."""
     sizes = []
-    for entry in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*/size"):
+    for entry in Path(cache_dir).glob("index*/size"):
         try:
             text = entry.read_text().strip()
         except OSError:
@@ -53,7 +55,7 @@ def _last_level_cache(default: int = 32 << 20) -> int:
 #: streams (read at call time): its output would not stay in the cache anyway, and
 #: ordinary stores read every output line before they write it, a fifth more memory
 #: traffic on k2s2.
-STREAM_BYTES = _last_level_cache()
+STREAM_BYTES = last_level_cache()
 
 #: Alignment of the outputs of streaming calls (a cache line).
 _STREAM_ALIGN = 64
