@@ -1,14 +1,14 @@
 """Which compiled max pooling kernel a forward plan runs (chosen once per plan).
 
 :func:`forward_runner` looks at the planned shapes, dtype and options and returns a
-callable ``run(x5, o5, idx)`` that runs exactly one kernel variant, so a call compiles
-(on its first use in a fresh cache) only the variant it needs:
+callable ``run(x5, o5, idx, stream)`` that runs exactly one kernel variant, so a call
+compiles (on its first use in a fresh cache) only the variant it needs:
 
 * NCHW float32/float64 values, one depth slice (1-D and 2-D pooling), W stride 1 or 2:
   the row kernels of :mod:`poolkit._kernels.max_rows` (k2s2, k3s2, any-k s2, any-k s1;
   streaming stores on calls far larger than the cache);
 * NHWC, any dtype, values or values and indices, 1-D to 3-D: the pixel kernels of
-  :mod:`poolkit._kernels.max_cl`;
+  :mod:`poolkit._kernels.max_cl` (streaming stores on calls far larger than the cache);
 * every other NCHW plan (indices, any dtype, 3-D, any W stride): the row kernels of
   :mod:`poolkit._kernels.max_scan`;
 * what is left (planes of 2**31 elements or more): the window engine of
@@ -152,7 +152,7 @@ def forward_runner(
     nhwc: bool,
     work: int,
     n_tasks: int,
-) -> Callable[[np.ndarray, np.ndarray, np.ndarray], None]:
+) -> Callable[[np.ndarray, np.ndarray, np.ndarray, bool], None]:
     """The kernel runner of a forward plan: ``run(x5, o5, idx, stream)`` fills ``o5``
     (and ``idx`` if ``want``) from the 5-D view ``x5`` (float16 as uint16 bits);
     ``stream`` (:func:`poolkit._engine.streams`): the row and pixel kernels prefetch and
