@@ -69,8 +69,10 @@ def streams(n_bytes: int) -> bool:
 def new_array(shape: tuple[int, ...], dtype: np.dtype, aligned: bool) -> np.ndarray:
     """``np.empty(shape, dtype)``; ``aligned``: its data starts on a cache-line boundary
     (NumPy guarantees 16 bytes; non-temporal 256-bit stores need 32)."""
+    if not aligned:  # (first: this is every call's allocation)
+        return np.empty(shape, dtype)
     n_bytes = math.prod(shape) * np.dtype(dtype).itemsize
-    if not aligned or not n_bytes:  # (an empty array has no data to align)
+    if not n_bytes:  # an empty array has no data to align
         return np.empty(shape, dtype)
     raw = np.empty(n_bytes + _STREAM_ALIGN, np.uint8)
     start = -raw.ctypes.data % _STREAM_ALIGN
