@@ -11,7 +11,8 @@ compiled kernels (docs/architecture.md, "The engine"):
   threshold is read at call time, so changing it reaches every operation;
 * **streaming**: a call that moves more than :data:`STREAM_BYTES` (:func:`streams`)
   gets outputs aligned for non-temporal stores (:func:`new_array`), and the kernels
-  that stream (the max row and pixel kernels) prefetch and store past the cache;
+  that stream (the max and average row and pixel kernels) prefetch and store past the
+  cache;
 * **the plan cache**: per (operation, options, shape, dtype) plans, so a repeated call
   in a training loop skips validation and planning.
 

@@ -270,10 +270,23 @@ def scan_wins(builder, elem, v, m):
 
 
 # ------------------------------------------------------------------ streamed stores
-# Shared by the values kernels of calls far larger than the cache (max_rows, max_cl).
+# Shared by the forward kernels of calls far larger than the cache (max_rows, max_cl,
+# avg_rows, avg_cl).
 
 #: How far ahead of its loads a streaming kernel prefetches its input.
 PREFETCH_BYTES = 32 << 10
+
+
+def streaming_flag(builder, stream, align: int):
+    """A kernel's ``stream`` argument (an int64 value) as an i1, and how many elements
+    of ``align`` bytes ahead of its loads the kernel prefetches: :data:`PREFETCH_BYTES`
+    when streaming, else 0 (the line being loaded: no branch in the loop, for one load
+    slot)."""
+    i64 = ir.IntType(64)
+    streaming = builder.icmp_signed("!=", stream, ir.Constant(i64, 0))
+    ahead = builder.select(streaming, ir.Constant(i64, PREFETCH_BYTES // align),
+                           ir.Constant(i64, 0))
+    return streaming, ahead
 
 
 def prefetch(builder, pointer):
@@ -314,10 +327,15 @@ def stream_store(builder, value, pointer, align: int, streaming):
             builder.store(value, pointer, align=align)
 
 
-def store_fence(builder):
+def store_fence(builder, streaming=None):
     """Order the non-temporal stores before every later memory operation (a full fence:
-    on x86 ``mfence``, which also drains the write-combining buffers)."""
-    builder.fence("seq_cst")
+    on x86 ``mfence``, which also drains the write-combining buffers); where
+    ``streaming`` (an i1) is given, only if it is set."""
+    if streaming is None:
+        builder.fence("seq_cst")
+        return
+    with builder.if_then(streaming):
+        builder.fence("seq_cst")
 
 
 @intrinsic

@@ -29,7 +29,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from ._lanes import PREFETCH_BYTES, prefetch, stream_store, streamed_stores_done
+from ._lanes import prefetch, stream_store, streamed_stores_done, streaming_flag
 from ._vector_ir import Vectors, i64, is_vector_array
 
 #: Channel vectors per window scan (their sums stay in registers).
@@ -72,10 +72,7 @@ def _pixel_codegen(x, out, divisor, scale_op, arg_types):
 
         n_rows, x0, e_lo, e_hi, n_chan, ooff = (arg(k) for k in range(3, 9))
         divs = vx.splat(context.cast(builder, args[9], sig.args[9], elem))
-        streaming = builder.icmp_signed("!=", arg(10), i64(0))
-        # streaming: prefetch this far ahead of the loads (else the lines being loaded: no
-        # branch in the loop, for a load slot)
-        ahead = builder.select(streaming, i64(PREFETCH_BYTES // vx.align), i64(0))
+        streaming, ahead = streaming_flag(builder, arg(10), vx.align)
         line = 64 // vx.align  # elements per cache line
         slots = [cgutils.alloca_once(builder, vx.vec) for _ in range(_UNROLL)]
         n_cols = builder.sub(e_hi, e_lo)

@@ -34,7 +34,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from ._lanes import PREFETCH_BYTES, prefetch, store_fence, stream_store
+from ._lanes import prefetch, store_fence, stream_store, streaming_flag
 from ._vector_ir import Vectors, i64, is_vector_array
 
 #: Even / odd lanes of two stride-2 loads with an in-lane shuffle, and the output column
@@ -74,11 +74,8 @@ def _make_rows(kw_const: int | None, sw_const: int | None):
             ga = context.make_array(sig.args[4])(context, builder, args[4])
             vx = Vectors(context, builder, elem)
             lanes, L = vx.lanes, vx.n
-            streaming = builder.icmp_signed(
-                "!=", context.cast(builder, args[5], sig.args[5], types.int64), i64(0))
-            # streaming: prefetch this far ahead of the loads (else the line being loaded:
-            # no branch in the loop, for one load slot)
-            ahead = builder.select(streaming, i64(PREFETCH_BYTES // vx.align), i64(0))
+            streaming, ahead = streaming_flag(
+                builder, context.cast(builder, args[5], sig.args[5], types.int64), vx.align)
             r0v = context.cast(builder, args[6], sig.args[6], types.int64)
             r1v = context.cast(builder, args[7], sig.args[7], types.int64)
 
@@ -336,8 +333,7 @@ def _make_rows(kw_const: int | None, sw_const: int | None):
             builder.store(builder.select(wrap, builder.add(p, i64(1)), p), p_slot)
             builder.branch(head)
             builder.position_at_end(tail)
-            with builder.if_then(streaming):
-                store_fence(builder)
+            store_fence(builder, streaming)
             return context.get_dummy_value()
 
         return types.none(x, out, divs, rows, geo, stream, r0, r1), codegen

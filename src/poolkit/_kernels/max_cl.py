@@ -25,7 +25,6 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ._lanes import (
-    PREFETCH_BYTES,
     lowest,
     masked_memory,
     prefetch,
@@ -35,6 +34,7 @@ from ._lanes import (
     splat,
     stream_store,
     streamed_stores_done,
+    streaming_flag,
 )
 from .max_rows import _X86_MAX
 
@@ -83,10 +83,7 @@ def _make_pixel(want: bool):
                 return context.cast(builder, args[k], sig.args[k], types.int64)
 
             n_rows, x0, e_lo, e_hi, ooff = arg(5), arg(6), arg(7), arg(8), arg(10)
-            streaming = builder.icmp_signed("!=", arg(11), _c(i64, 0))
-            # streaming: prefetch this far ahead of the loads (else the lines being loaded:
-            # no branch in the loop, for a load slot)
-            ahead = builder.select(streaming, _c(i64, PREFETCH_BYTES // align), _c(i64, 0))
+            streaming, ahead = streaming_flag(builder, arg(11), align)
             line = 64 // align  # elements per cache line
             n_chan = builder.load(builder.gep(ga.data, [_c(i64, 0)]))
             dw = builder.load(builder.gep(ga.data, [_c(i64, 1)]))

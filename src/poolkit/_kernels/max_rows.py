@@ -43,7 +43,7 @@ from numba.core import cgutils
 from numba.core import config as _config
 from numba.extending import intrinsic
 
-from ._lanes import PREFETCH_BYTES, prefetch, store_fence, stream_store
+from ._lanes import prefetch, store_fence, stream_store, streaming_flag
 
 #: x86 with AVX: the stride-free part of a step is one ``vmaxps`` (LLVM would fold the
 #: two selects into one compare-or-blend chain otherwise).
@@ -103,9 +103,8 @@ def _make_rows(kw_const: int | None, sw_const: int):
             ivec = ir.VectorType(i64, lanes)
             bvec = ir.VectorType(ir.IntType(1), lanes)
             align = elem.bitwidth // 8
-            streaming = builder.icmp_signed(
-                "!=", context.cast(builder, args[5], sig.args[5], types.int64),
-                ir.Constant(ir.IntType(64), 0))
+            streaming, ahead = streaming_flag(
+                builder, context.cast(builder, args[5], sig.args[5], types.int64), align)
             r0v = context.cast(builder, args[6], sig.args[6], types.int64)
             r1v = context.cast(builder, args[7], sig.args[7], types.int64)
 
@@ -190,10 +189,6 @@ def _make_rows(kw_const: int | None, sw_const: int):
                 b = load(off, builder.add(col, L), masked)
                 return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(i32, lanes),
                                                                 _EVEN[lanes]))
-
-            # streaming: prefetch this far ahead of the loads (else the line being loaded:
-            # no branch in the loop, for one load slot)
-            ahead = builder.select(streaming, _c(i64, PREFETCH_BYTES // align), _c(i64, 0))
 
             def hrow(off, c0, masked):
                 """Horizontal window reduction of the input row at ``off``."""
@@ -389,8 +384,7 @@ def _make_rows(kw_const: int | None, sw_const: int):
                         general()
             else:
                 general()
-            with builder.if_then(streaming):
-                store_fence(builder)
+            store_fence(builder, streaming)
             return context.get_dummy_value()
 
         return types.none(x, out, scr, rows, geo, stream, r0, r1), codegen
