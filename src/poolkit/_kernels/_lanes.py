@@ -24,9 +24,11 @@ nothing (``x + 0.0 == x`` for every ``x`` but -0.0; NaN and inf stay).
 
 from __future__ import annotations
 
+import llvmlite.binding as _ll
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
+from numba.core import config as _config
 from numba.extending import intrinsic
 
 from ._scalar import is_half_bits
@@ -176,7 +178,15 @@ def lane_total(typingctx, row, size):
 
 
 # ------------------------------------------------------------------ the max scan step
-# Shared by the max pooling kernels in vector IR (max_scan, max_cl).
+# Shared by the max pooling kernels in vector IR (max_scan, max_cl; X86_MAX also by
+# max_rows).
+
+#: x86 with AVX: the stride-free part of a max step is one ``vmaxps`` (LLVM would fold
+#: the two selects into one compare-or-blend chain otherwise).
+X86_MAX = (
+    _config.CPU_NAME in (None, "host") and not _config.CPU_FEATURES
+    and "+avx" in _ll.get_host_cpu_features().flatten().split(",")
+)
 
 
 def scan_lanes(elem) -> int:

@@ -25,6 +25,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ._lanes import (
+    X86_MAX,
     lowest,
     masked_memory,
     prefetch,
@@ -36,7 +37,6 @@ from ._lanes import (
     streamed_stores_done,
     streaming_flag,
 )
-from .max_rows import _X86_MAX
 
 #: Channel vectors per window scan (their maxima stay in registers).
 _UNROLL = 4
@@ -97,7 +97,7 @@ def _make_pixel(want: bool):
             mstore = masked_memory(mod, "store", vec)
             istore = masked_memory(mod, "store", ivec)
             xmax = None
-            if _X86_MAX and isinstance(elem, types.Float):
+            if X86_MAX and isinstance(elem, types.Float):
                 xmax = cgutils.get_or_insert_function(
                     mod, ir.FunctionType(vec, [vec, vec]),
                     f"llvm.x86.avx.max.{'ps' if elem == types.float32 else 'pd'}.256")

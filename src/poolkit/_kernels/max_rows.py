@@ -35,22 +35,13 @@ in order before the store.
 
 from __future__ import annotations
 
-import llvmlite.binding as _ll
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
-from numba.core import config as _config
 from numba.extending import intrinsic
 
-from ._lanes import prefetch, store_fence, stream_store, streaming_flag
-
-#: x86 with AVX: the stride-free part of a step is one ``vmaxps`` (LLVM would fold the
-#: two selects into one compare-or-blend chain otherwise).
-_X86_MAX = (
-    _config.CPU_NAME in (None, "host") and not _config.CPU_FEATURES
-    and "+avx" in _ll.get_host_cpu_features().flatten().split(",")
-)
+from ._lanes import X86_MAX, prefetch, store_fence, stream_store, streaming_flag
 
 #: Lanes of one vector by dtype (256 bits).
 _LANES = {types.float32: 8, types.float64: 4}
@@ -167,7 +158,7 @@ def _make_rows(kw_const: int | None, sw_const: int):
                 return builder.call(mload, [p_, _c(i32, align), inside, neg_inf])
 
             xmax = None
-            if _X86_MAX and lanes * elem.bitwidth == 256:
+            if X86_MAX and lanes * elem.bitwidth == 256:
                 xmax = cgutils.get_or_insert_function(
                     mod, ir.FunctionType(vec, [vec, vec]),
                     f"llvm.x86.avx.max.{'ps' if elem == types.float32 else 'pd'}.256",
