@@ -214,10 +214,13 @@ class _Plan:
             _kernel_shape(n_batch, n_chan, geom.in_size, channels_last),
             _kernel_shape(n_batch, n_chan, geom.out_size, channels_last))
         # bytes a forward call of the vector kernels reads and writes (the streaming
-        # choice; 0: the other kernels, which do not stream)
+        # choice; 0: the other kernels, which do not stream); they store runs of
+        # out_shape[-1] elements (an output row; channels last, a pixel)
         self.moved = 0
         if self.rows is not None or self.cl is not None:
-            self.moved = (math.prod(shape) + math.prod(self.out_shape)) * dtype.itemsize
+            self.moved = _engine.streamable_bytes(
+                (math.prod(shape) + math.prod(self.out_shape)) * dtype.itemsize,
+                self.out_shape[-1] * dtype.itemsize)
 
     def views(self, src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """5-D kernel views: ``(N, C, D, H, W)``, or ``(N, D, H, W, C)`` channels-last
@@ -233,7 +236,7 @@ class _Plan:
         if self.wide is not None:
             return _to_half(self.wide.forward(arr.astype(np.float32)))
         # a call larger than the cache streams: prefetch, stores past the cache
-        stream = self.moved > 0 and _engine.streams(self.moved)
+        stream = _engine.streams(self.moved)
         out = _engine.new_array(self.out_shape, arr.dtype, aligned=stream)
         if self.rows is not None and arr.flags.c_contiguous:
             name, rows, geo, divs, n_rows = self.rows

@@ -115,9 +115,12 @@ class ForwardPlan:
         self.fill = _engine.lowest(self.store_dtype)
         self.kp = _engine.kernel_table(geom.kernel, geom.stride, geom.pad_begin, geom.dilation)
         self.want = want
-        # bytes a call reads and writes (for the streaming choice)
-        self.moved = (math.prod(self.in5) * dtype.itemsize
-                      + math.prod(o) * (dtype.itemsize + (8 if want else 0)))
+        # bytes a call reads and writes (for the streaming choice); the kernels store
+        # runs of o[-1] elements (an output row; channels last, a pixel)
+        self.moved = _engine.streamable_bytes(
+            math.prod(self.in5) * dtype.itemsize
+            + math.prod(o) * (dtype.itemsize + (8 if want else 0)),
+            o[-1] * dtype.itemsize, o[-1] * 8 if want else 0)
         # the one kernel variant this plan runs (row, pixel or window kernels)
         self.run = max_select.forward_runner(self.in5, self.out5, self.store_dtype, self.kp,
                                              self.fill, want, channels_last, self.work,
