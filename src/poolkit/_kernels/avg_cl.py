@@ -17,8 +17,8 @@ and :func:`avg_cl_times` multiplies instead of dividing: ``s * 2**-k`` and ``s /
 are the same exact quotient rounded once, so the bits are the same (overflow,
 subnormals, NaN and zeros included).
 
-A call far larger than the cache (``stream``) prefetches its input ahead of the loads and
-writes whole vectors with non-temporal stores (:func:`poolkit._kernels._lanes.
+Every call prefetches its input ahead of the loads; a call far larger than the cache
+(``stream``) also writes whole vectors with non-temporal stores (:func:`poolkit._kernels._lanes.
 stream_store`); the values are the same.
 """
 
@@ -46,8 +46,8 @@ def _make_pixel(times: bool):
         """Output pixel at element ``ooff`` of ``out``: the channels of the window
         elements ``(r, e)``, ``r < n_rows``, ``e_lo <= e < e_hi``, at
         ``xoffs[r] + (x0 + e) * n_chan`` of ``x``, summed in that order and divided by
-        (``times``: multiplied by) ``divisor``; ``stream`` (0 or 1): prefetch ahead and
-        store past the cache."""
+        (``times``: multiplied by) ``divisor``; ``stream`` (0 or 1): store past the
+        cache."""
         return _pixel_codegen(x, out, divisor, scale_op, (x, out, xoffs, n_rows, x0, e_lo,
                                                           e_hi, n_chan, ooff, divisor, stream))
 

@@ -22,8 +22,8 @@ same two loads (their even and odd lanes, one in-lane shuffle each); the lanes t
 the output columns in the order ``_PERM`` (the same for every column), and one permute
 puts the sums in order before the division.
 
-A call far larger than the cache (``stream``) prefetches its input rows ahead of the
-loads (the fixed-width kernels) and writes its output with non-temporal stores
+Every call of the fixed-width kernels prefetches its input rows ahead of the loads; a
+call far larger than the cache (``stream``) also writes its output with non-temporal stores
 (:func:`poolkit._kernels._lanes.stream_store`); the values are the same.
 """
 
@@ -58,7 +58,7 @@ def _make_rows(kw_const: int | None, sw_const: int | None):
     @intrinsic
     def avg_rows(typingctx, x, out, divs, rows, geo, stream, r0, r1):
         """Output rows ``r0 <= r < r1`` (flat over planes and (od, oh)) of ``out``;
-        ``stream`` (0 or 1): prefetch ahead and store past the cache."""
+        ``stream`` (0 or 1): store past the cache."""
         if not (is_vector_array(x) and is_vector_array(out, x.dtype)
                 and is_vector_array(divs, x.dtype)
                 and isinstance(rows, types.Array) and isinstance(geo, types.Array)

@@ -11,8 +11,8 @@ once. The step is the scan rule of every path: ``v`` replaces ``m`` if ``v > m``
 widened to int64 at the store. The window starts from its first element inside the
 input; a window with no element inside the input stores ``-inf`` and index -1.
 
-A call far larger than the cache (``stream``) prefetches its input ahead of the loads and
-writes whole vectors with non-temporal stores (:func:`poolkit._kernels._lanes.
+Every call prefetches its input ahead of the loads; a call far larger than the cache
+(``stream``) also writes whole vectors with non-temporal stores (:func:`poolkit._kernels._lanes.
 stream_store`); the results are the same.
 """
 
@@ -52,7 +52,7 @@ def _make_pixel(want: bool):
     @intrinsic
     def pixel(typingctx, x, out, idx, xoffs, kbase, n_rows, x0, e_lo, e_hi, geo, ooff, stream):
         """Output pixel at flat offset ``ooff`` (times C) of ``out`` (and ``idx``);
-        ``stream`` (0 or 1): prefetch ahead and store past the cache.
+        ``stream`` (0 or 1): store past the cache.
 
         Window rows ``r < n_rows`` start at element ``xoffs[r]`` of ``x`` (column 0,
         channel 0) and have plane index ``kbase[r]`` at column 0; window columns are

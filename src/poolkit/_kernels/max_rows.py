@@ -22,8 +22,8 @@ those of the scan that skips padding.
 For overlapping windows whose last row is the next window's first row (k=3, s=2) the
 horizontal reduction of that row is kept in a scratch buffer and reused.
 
-A call far larger than the cache (``stream``) prefetches its input rows ahead of the
-loads and writes its output with non-temporal stores (:func:`poolkit._kernels._lanes.
+Every call prefetches its input rows ahead of the loads; a call far larger than the
+cache (``stream``) also writes its output with non-temporal stores (:func:`poolkit._kernels._lanes.
 stream_store`), which skip reading each output line before writing it (docs/speed.md,
 "Calls larger than the cache"). The values are the same.
 
@@ -69,7 +69,7 @@ def _make_rows(kw_const: int | None, sw_const: int):
     @intrinsic
     def pool_rows(typingctx, x, out, scr, rows, geo, stream, r0, r1):
         """Output rows ``r0 <= r < r1`` (flat over planes) of ``out`` from ``x``;
-        ``stream`` (0 or 1): prefetch ahead and store past the cache."""
+        ``stream`` (0 or 1): store past the cache."""
         if not (
             isinstance(x, types.Array) and x.layout == "C" and x.dtype in _LANES
             and isinstance(out, types.Array) and out.layout == "C" and out.dtype == x.dtype
