@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 
 import numpy as np
 import pytest
@@ -102,6 +103,28 @@ def test_pool_hands_a_worker_error_to_the_caller_and_keeps_working():
     parts = []
     pool.run(_record_parts, (parts,), 4, 2)  # the worker survived
     assert sorted(p[:2] for p in parts) == [(0, 2), (2, 4)]
+
+
+def _touch(arr, t0, t1):
+    arr[t0:t1] += 1
+
+
+def test_pool_keeps_no_reference_to_a_finished_call_s_arrays():
+    """Regression: each worker kept the last part's arguments (its loop variables) until
+    the next call, so a caller's arrays outlived the call: a deleted input stayed in
+    memory, and back-to-back calls alternated between two output buffers, one of them
+    out of cache each time (NCHW (64,32,28,28) max backward at 2 threads: 0.69 ms
+    against 0.38 ms into the same buffer)."""
+    from poolkit._threads import ThreadPool
+
+    pool = ThreadPool()
+    for n_parts in (2, 3):
+        arr = np.zeros(10)
+        ref = weakref.ref(arr)
+        pool.run(_touch, (arr,), 10, n_parts)
+        assert arr.tolist() == [1.0] * 10
+        del arr
+        assert ref() is None
 
 
 @pytest.mark.parametrize("spin_seconds", [0.0, 200e-6, 0.05])

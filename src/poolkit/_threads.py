@@ -143,7 +143,9 @@ class _Worker:
                 kernel(*args, t0, t1)
             except BaseException as exc:  # handed back to the caller by wait()
                 self.error = exc
-            self.job = None
+            # drop the caller's arrays before signalling: held until the next call,
+            # they outlived it (and a new output could not reuse the last one's memory)
+            self.job = kernel = args = None
             flags[8] = received
             self.done.release()
 
