@@ -280,8 +280,8 @@ def scan_wins(builder, elem, v, m):
 
 
 # ------------------------------------------------------------------ streamed stores
-# Shared by the forward kernels of calls far larger than the cache (max_rows, max_cl,
-# avg_rows, avg_cl).
+# Shared by the forward vector kernels (max_rows, max_cl, avg_rows, avg_cl): every call
+# prefetches, a call far larger than the cache also stores past it.
 
 #: How far ahead of its loads a vector kernel prefetches its input. Every call prefetches:
 #: a prefetch evicts nothing, and it helps well below the cache's size on the project's
