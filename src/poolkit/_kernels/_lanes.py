@@ -290,13 +290,19 @@ def scan_wins(builder, elem, v, m):
 PREFETCH_BYTES = 32 << 10
 
 
-def streaming_flag(builder, stream, align: int):
-    """A kernel's ``stream`` argument (an int64 value) as an i1 (store past the cache),
-    and how many elements of ``align`` bytes ahead of its loads the kernel prefetches
-    (:data:`PREFETCH_BYTES`, whether or not it streams)."""
+def streaming_flag(builder, stream):
+    """A kernel's ``stream`` argument (an int64 value) as an i1: store past the cache."""
+    return builder.icmp_signed("!=", stream, ir.Constant(ir.IntType(64), 0))
+
+
+def prefetch_ahead(builder, data, start, n_elements: int, align: int):
+    """Prefetch the lines of ``n_elements`` elements of ``align`` bytes that begin
+    :data:`PREFETCH_BYTES` past element ``start`` of ``data``: the lines the loads at
+    ``start`` reach a little later (one prefetch per cache line)."""
     i64 = ir.IntType(64)
-    streaming = builder.icmp_signed("!=", stream, ir.Constant(i64, 0))
-    return streaming, ir.Constant(i64, PREFETCH_BYTES // align)
+    ahead = builder.add(start, ir.Constant(i64, PREFETCH_BYTES // align))
+    for j in range(0, n_elements, 64 // align):
+        prefetch(builder, builder.gep(data, [builder.add(ahead, ir.Constant(i64, j))]))
 
 
 def prefetch(builder, pointer):

@@ -29,7 +29,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from ._lanes import prefetch, stream_store, streamed_stores_done, streaming_flag
+from ._lanes import prefetch_ahead, stream_store, streamed_stores_done, streaming_flag
 from ._vector_ir import Vectors, i64, is_vector_array
 
 #: Channel vectors per window scan (their sums stay in registers).
@@ -72,8 +72,7 @@ def _pixel_codegen(x, out, divisor, scale_op, arg_types):
 
         n_rows, x0, e_lo, e_hi, n_chan, ooff = (arg(k) for k in range(3, 9))
         divs = vx.splat(context.cast(builder, args[9], sig.args[9], elem))
-        streaming, ahead = streaming_flag(builder, arg(10), vx.align)
-        line = 64 // vx.align  # elements per cache line
+        streaming = streaming_flag(builder, arg(10))
         slots = [cgutils.alloca_once(builder, vx.vec) for _ in range(_UNROLL)]
         n_cols = builder.sub(e_hi, e_lo)
 
@@ -87,9 +86,7 @@ def _pixel_codegen(x, out, divisor, scale_op, arg_types):
                 with cgutils.for_range(builder, n_cols) as el:
                     off = builder.add(start, builder.mul(el.index, n_chan))
                     if mask is None:  # the lines these loads reach a little later
-                        for j in range(0, u * lanes, line):
-                            prefetch(builder, builder.gep(xa.data, [
-                                builder.add(off, builder.add(ahead, i64(j)))]))
+                        prefetch_ahead(builder, xa.data, off, u * lanes, vx.align)
                     for j in range(u):
                         at = builder.add(off, i64(j * lanes))
                         v = (vx.load(xa.data, at) if mask is None

@@ -34,7 +34,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from ._lanes import prefetch, store_fence, stream_store, streaming_flag
+from ._lanes import prefetch_ahead, store_fence, stream_store, streaming_flag
 from ._vector_ir import Vectors, i64, is_vector_array
 
 #: Even / odd lanes of two stride-2 loads with an in-lane shuffle, and the output column
@@ -74,8 +74,8 @@ def _make_rows(kw_const: int | None, sw_const: int | None):
             ga = context.make_array(sig.args[4])(context, builder, args[4])
             vx = Vectors(context, builder, elem)
             lanes, L = vx.lanes, vx.n
-            streaming, ahead = streaming_flag(
-                builder, context.cast(builder, args[5], sig.args[5], types.int64), vx.align)
+            streaming = streaming_flag(
+                builder, context.cast(builder, args[5], sig.args[5], types.int64))
             r0v = context.cast(builder, args[6], sig.args[6], types.int64)
             r1v = context.cast(builder, args[7], sig.args[7], types.int64)
 
@@ -112,8 +112,7 @@ def _make_rows(kw_const: int | None, sw_const: int | None):
                 """The window columns (vectors of the outputs' lanes) of the input row at
                 ``off``, in order (``kw_const`` columns)."""
                 if not masked:  # the lines these loads reach a little later
-                    prefetch(builder, builder.gep(xa.data, [builder.add(builder.add(off, c0),
-                                                                        ahead)]))
+                    prefetch_ahead(builder, xa.data, builder.add(off, c0), 1, vx.align)
                 if sw_const == 1:
                     return [load(off, builder.add(c0, i64(e)), masked) for e in range(kw_const)]
                 cols = []

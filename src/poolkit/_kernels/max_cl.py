@@ -28,7 +28,7 @@ from ._lanes import (
     X86_MAX,
     lowest,
     masked_memory,
-    prefetch,
+    prefetch_ahead,
     scan_dtype_ok,
     scan_lanes,
     scan_wins,
@@ -83,8 +83,7 @@ def _make_pixel(want: bool):
                 return context.cast(builder, args[k], sig.args[k], types.int64)
 
             n_rows, x0, e_lo, e_hi, ooff = arg(5), arg(6), arg(7), arg(8), arg(10)
-            streaming, ahead = streaming_flag(builder, arg(11), align)
-            line = 64 // align  # elements per cache line
+            streaming = streaming_flag(builder, arg(11))
             n_chan = builder.load(builder.gep(ga.data, [_c(i64, 0)]))
             dw = builder.load(builder.gep(ga.data, [_c(i64, 1)]))
             L = _c(i64, lanes)
@@ -119,9 +118,7 @@ def _make_pixel(want: bool):
                 off = builder.add(builder.add(row_off(r), builder.mul(xx, n_chan)), c)
                 vs = []
                 if mask is None:  # the lines these loads reach a little later
-                    for j in range(0, u * lanes, line):
-                        prefetch(builder, builder.gep(xa.data, [
-                            builder.add(off, builder.add(ahead, _c(i64, j)))]))
+                    prefetch_ahead(builder, xa.data, off, u * lanes, align)
                 for j in range(u):
                     at = builder.add(off, _c(i64, j * lanes))
                     p = builder.bitcast(builder.gep(xa.data, [at]), vptr)

@@ -41,7 +41,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from ._lanes import X86_MAX, prefetch, store_fence, stream_store, streaming_flag
+from ._lanes import X86_MAX, prefetch_ahead, store_fence, stream_store, streaming_flag
 
 #: Lanes of one vector by dtype (256 bits).
 _LANES = {types.float32: 8, types.float64: 4}
@@ -94,8 +94,8 @@ def _make_rows(kw_const: int | None, sw_const: int):
             ivec = ir.VectorType(i64, lanes)
             bvec = ir.VectorType(ir.IntType(1), lanes)
             align = elem.bitwidth // 8
-            streaming, ahead = streaming_flag(
-                builder, context.cast(builder, args[5], sig.args[5], types.int64), align)
+            streaming = streaming_flag(
+                builder, context.cast(builder, args[5], sig.args[5], types.int64))
             r0v = context.cast(builder, args[6], sig.args[6], types.int64)
             r1v = context.cast(builder, args[7], sig.args[7], types.int64)
 
@@ -184,8 +184,7 @@ def _make_rows(kw_const: int | None, sw_const: int):
             def hrow(off, c0, masked):
                 """Horizontal window reduction of the input row at ``off``."""
                 if masked is False:  # the lines this row's loads reach a little later
-                    prefetch(builder, builder.gep(xa.data, [builder.add(builder.add(off, c0),
-                                                                        ahead)]))
+                    prefetch_ahead(builder, xa.data, builder.add(off, c0), 1, align)
                 if kw_const is not None:
                     acc = column(off, c0, masked)
                     for e in range(1, kw_const):
