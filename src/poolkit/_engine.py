@@ -9,10 +9,10 @@ compiled kernels (docs/architecture.md, "The engine"):
 * **serial or parallel**: below :data:`SERIAL_WORK` a call stays on the calling thread,
   above it :func:`run_tasks` splits a range kernel's tasks over poolkit's threads; the
   threshold is read at call time, so changing it reaches every operation;
-* **streaming**: a call that moves more than :data:`STREAM_BYTES` (:func:`streams`)
-  gets outputs aligned for non-temporal stores (:func:`new_array`), and the kernels
-  that stream (the max and average row and pixel kernels) prefetch and store past the
-  cache;
+* **streaming**: a call that moves more than :data:`STREAM_BYTES` (:func:`streams`),
+  with output runs of whole vectors (:func:`streamable_bytes`), gets outputs aligned
+  for non-temporal stores (:func:`new_array`), and the kernels that stream (the max and
+  average row and pixel kernels, which prefetch on every call) store past the cache;
 * **the plan cache**: per (operation, options, shape, dtype) plans, so a repeated call
   in a training loop skips validation and planning.
 

@@ -235,7 +235,7 @@ class _Plan:
     def forward(self, arr: np.ndarray) -> np.ndarray:
         if self.wide is not None:
             return _to_half(self.wide.forward(arr.astype(np.float32)))
-        # a call larger than the cache streams: prefetch, stores past the cache
+        # a call larger than the cache streams: its stores go past the cache
         stream = _engine.streams(self.moved)
         out = _engine.new_array(self.out_shape, arr.dtype, aligned=stream)
         if self.rows is not None and arr.flags.c_contiguous:

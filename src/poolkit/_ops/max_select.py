@@ -155,8 +155,8 @@ def forward_runner(
 ) -> Callable[[np.ndarray, np.ndarray, np.ndarray, bool], None]:
     """The kernel runner of a forward plan: ``run(x5, o5, idx, stream)`` fills ``o5``
     (and ``idx`` if ``want``) from the 5-D view ``x5`` (float16 as uint16 bits);
-    ``stream`` (:func:`poolkit._engine.streams`): the row and pixel kernels prefetch and
-    write past the cache, the other kernels ignore it.
+    ``stream`` (:func:`poolkit._engine.streams`): the row and pixel kernels write past
+    the cache, the other kernels ignore it.
 
     ``dtype`` is the dtype the kernels store; ``work`` the plan's element visits (the
     engine's serial/parallel choice, :func:`poolkit._engine.run_tasks`, made at every call).
