@@ -27,7 +27,8 @@ def forced_serial_work(serial: bool):
 
 @contextmanager
 def forced_streaming(streaming: bool = True):
-    """Every call inside streams past the cache (prefetch, non-temporal stores, aligned
+    """Every call inside that can stream (output runs of whole vectors,
+    ``_engine.streamable_bytes``) streams past the cache (non-temporal stores, aligned
     outputs) as a call larger than the cache does (``streaming``), or none does:
     ``_engine.STREAM_BYTES`` set to the extreme."""
     old = _engine.STREAM_BYTES

@@ -4,8 +4,8 @@ The paths: the vector row kernels (``poolkit._kernels.avg_rows``: float32/float6
 C-contiguous, any column stride), the phase buffer (``poolkit._kernels.avg_pool``:
 everything else channels-first), the channels-last kernel (vectorised over C) and the
 backward; each runs as a serial task range or in parallel (``_engine.SERIAL_WORK``
-forced either way here), at 1 and 2 threads, with and without streaming (prefetch and
-non-temporal stores, as on calls larger than the cache). Inputs carry -0.0, NaN, +-inf and huge
+forced either way here), at 1 and 2 threads, with and without streaming (non-temporal
+stores, as on calls larger than the cache). Inputs carry -0.0, NaN, +-inf and huge
 values (float32 sums overflow to inf; float16 results overflow to inf through the
 divisor override).
 """

@@ -3,8 +3,8 @@
 Bit for bit, values and int64 plane indices: ties, NaN with distinct payloads, -0.0
 next to +0.0, +-inf, channel counts around the vector length and the 4-vector blocks
 (1..70), padding, ceil_mode, dilation, 1-D/2-D/3-D, serial and parallel drivers, with
-and without streaming (prefetch and non-temporal stores, as on calls larger than the
-cache), float32 and float64, through the plan's runner and through the public API.
+and without streaming (non-temporal stores, as on calls larger than the cache),
+float32 and float64, through the plan's runner and through the public API.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from test_max_rows import _bits, _special
 
 def _runner(x, kernel, stride, padding, dilation, ceil_mode, want, serial, stream=False):
     """Values (and indices) from the plan's runner, serial or parallel whatever the size;
-    ``stream``: prefetching and non-temporal stores into cache-line-aligned outputs."""
+    ``stream``: non-temporal stores into cache-line-aligned outputs."""
     nd = len(kernel)
     lead = (1,) * (3 - nd)
     out_sp = tuple(

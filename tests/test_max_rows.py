@@ -4,8 +4,8 @@ Bit for bit: ties, NaN with distinct payloads (the last NaN in scan order wins),
 next to +0.0 (the first in scan order wins), +-inf, widths around the vector length,
 padding, ceil_mode, dilation, both strides along W, serial and parallel drivers (every
 chunk boundary: partial vectors are stored whole only where later rows of the same
-chunk overwrite their tail), with and without streaming (prefetch and non-temporal
-stores, as on calls larger than the cache), 1-D and 2-D, float32 and float64; and the
+chunk overwrite their tail), with and without streaming (non-temporal stores, as on
+calls larger than the cache), 1-D and 2-D, float32 and float64; and the
 selection rules
 (which plans take the row kernels, and that the others keep working).
 """
@@ -52,7 +52,7 @@ def _special(rng: np.random.Generator, shape, dtype) -> np.ndarray:
 
 def _runner_result(x, kernel, stride, padding, dilation, ceil_mode, serial, stream=False):
     """Run the plan's runner directly (serial or parallel, whatever the size; ``stream``:
-    prefetching and non-temporal stores into a cache-line-aligned output)."""
+    non-temporal stores into a cache-line-aligned output)."""
     nd = len(kernel)
     lead = (1,) * (3 - nd)
     out_sp = tuple(
