@@ -225,3 +225,19 @@ def test_uniform_k2s2_blocks(dtype):
             for serial in (True, False):
                 y = _runner_result(x, *args, serial)
                 np.testing.assert_array_equal(_bits(y), _bits(ry))
+
+
+def test_a_failed_scratch_allocation_raises_memory_error():
+    """The kernels allocate their scratch row themselves (numba's runtime allocator, no
+    NumPy code compiled): one that cannot be had raises MemoryError, output untouched."""
+    from poolkit._kernels import max_rows
+
+    x = np.arange(2 * 8 * 16, dtype=np.float32).reshape(2, 8, 16)
+    out = np.full((2, 4, 8), 7.0, np.float32)
+    rows, geo, scr_len = max_rows.tables(8, 16, 4, 8, 3, 2, 1, 1, 3, 2, 1, 1, np.float32)
+    with pytest.raises(MemoryError):
+        max_rows.rows_k3s2(x, out, rows, geo, 2**60, 0, 0, 8)
+    assert (out == 7.0).all()
+    max_rows.rows_k3s2(x, out, rows, geo, scr_len, 0, 0, 8)
+    want = ref.max_pool(x[np.newaxis], (3, 3), (2, 2), (1, 1), (1, 1), False)[0][0]
+    np.testing.assert_array_equal(out, want)

@@ -139,3 +139,28 @@ def test_plans_pick_the_scan_rows():
     run = max_select.forward_runner(in5, (1, 2, 1, 3, 3), np.dtype(np.float32), kp3,
                                     -np.inf, True, False, 1, 6)
     assert run.name == "indices_sn"  # one gather kernel for every W stride above 2
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_window_table_lists_the_rows_inside_in_scan_order(seed):
+    """The plan's window table (plain NumPy) against a loop over the window rows."""
+    from poolkit._kernels.max_scan import window_table
+
+    rng = np.random.default_rng(seed)
+    k, s, d = rng.integers(1, 4, 2), rng.integers(1, 3, 2), rng.integers(1, 3, 2)
+    p = [int(rng.integers(0, kk // 2 + 1)) for kk in k]
+    in_d, in_h, in_w = (int(v) for v in rng.integers(1, 7, 3))
+    out_d = int(rng.integers(1, 5))
+    out_h = int(rng.integers(1, 5))
+    kp = np.array([[k[0], k[1], 1], [s[0], s[1], 1], [p[0], p[1], 0], [d[0], d[1], 1]])
+    table, counts = window_table((1, 1, in_d, in_h, in_w), (1, 1, out_d, out_h, 1), kp)
+    per_row = k[0] * k[1]
+    for od in range(out_d):
+        for oh in range(out_h):
+            want = [(z * in_h + y) * in_w
+                    for z in (od * s[0] - p[0] + a * d[0] for a in range(k[0]))
+                    for y in (oh * s[1] - p[1] + b * d[1] for b in range(k[1]))
+                    if 0 <= z < in_d and 0 <= y < in_h]
+            t = od * out_h + oh
+            assert counts[t] == len(want)
+            assert table[t * per_row: t * per_row + len(want)].tolist() == want

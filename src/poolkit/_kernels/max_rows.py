@@ -67,13 +67,16 @@ def _make_rows(kw_const: int | None, sw_const: int):
     stride ``sw_const`` (1 or 2) along W."""
 
     @intrinsic
-    def pool_rows(typingctx, x, out, scr, rows, geo, stream, r0, r1):
+    def pool_rows(typingctx, x, out, scr_len, rows, geo, stream, r0, r1):
         """Output rows ``r0 <= r < r1`` (flat over planes) of ``out`` from ``x``;
-        ``stream`` (0 or 1): store past the cache."""
+        ``stream`` (0 or 1): store past the cache. The scratch row of ``scr_len``
+        elements is allocated here (numba's runtime allocator, so a first call compiles
+        no NumPy allocation code) and freed at the end; a failed allocation raises
+        MemoryError before anything is written."""
         if not (
             isinstance(x, types.Array) and x.layout == "C" and x.dtype in _LANES
             and isinstance(out, types.Array) and out.layout == "C" and out.dtype == x.dtype
-            and isinstance(scr, types.Array) and scr.dtype == x.dtype
+            and isinstance(scr_len, types.Integer)
             and isinstance(rows, types.Array) and isinstance(geo, types.Array)
             and isinstance(stream, types.Integer)
         ):
@@ -84,7 +87,6 @@ def _make_rows(kw_const: int | None, sw_const: int):
         def codegen(context, builder, sig, args):
             xa = context.make_array(sig.args[0])(context, builder, args[0])
             oa = context.make_array(sig.args[1])(context, builder, args[1])
-            sa = context.make_array(sig.args[2])(context, builder, args[2])
             ra = context.make_array(sig.args[3])(context, builder, args[3])
             ga = context.make_array(sig.args[4])(context, builder, args[4])
             i64 = ir.IntType(64)
@@ -109,6 +111,13 @@ def _make_rows(kw_const: int | None, sw_const: int):
             lo, hi = g(G_LO), g(G_HI)
             L = _c(i64, lanes)
             neg_inf = ir.Constant(vec, [float("-inf")] * lanes)
+            n_scr = context.cast(builder, args[2], sig.args[2], types.int64)
+            # a cache line more, to start the row on a line (malloc aligns to 16 bytes)
+            scr_raw = context.nrt.allocate(
+                builder, builder.add(builder.mul(n_scr, _c(i64, align)), _c(i64, 64)))
+            scr_start = builder.and_(builder.add(builder.ptrtoint(scr_raw, i64), _c(i64, 63)),
+                                     _c(i64, -64))
+            scr_data = builder.inttoptr(scr_start, fty.as_pointer())
 
             mod = builder.module
             vptr = vec.as_pointer()
@@ -223,7 +232,7 @@ def _make_rows(kw_const: int | None, sw_const: int):
                 None: a loop over ``n_rows_v``), ``reuse`` a bool constant or an i1."""
                 j0 = builder.mul(v, L)
                 c0 = builder.sub(builder.mul(j0, sw), pw)
-                sptr = ptr(sa.data, j0)
+                sptr = ptr(scr_data, j0)
                 if reuse is True:
                     first = builder.load(sptr, align=align)
                 elif reuse is False:
@@ -375,9 +384,10 @@ def _make_rows(kw_const: int | None, sw_const: int):
             else:
                 general()
             store_fence(builder, streaming)
+            context.nrt.free(builder, scr_raw)
             return context.get_dummy_value()
 
-        return types.none(x, out, scr, rows, geo, stream, r0, r1), codegen
+        return types.none(x, out, scr_len, rows, geo, stream, r0, r1), codegen
 
     return pool_rows
 
@@ -401,25 +411,25 @@ def _lanes_of(dtype) -> int:
 @njit(cache=True, nogil=True)
 def rows_k2s2(x, out, rows, geo, scr_len, stream, r0, r1):
     """k=2, s=2, d=1 along W."""
-    _rows_k2s2(x, out, np.empty(scr_len, x.dtype), rows, geo, stream, r0, r1)
+    _rows_k2s2(x, out, scr_len, rows, geo, stream, r0, r1)
 
 
 @njit(cache=True, nogil=True)
 def rows_k3s2(x, out, rows, geo, scr_len, stream, r0, r1):
     """k=3, s=2, d=1 along W."""
-    _rows_k3s2(x, out, np.empty(scr_len, x.dtype), rows, geo, stream, r0, r1)
+    _rows_k3s2(x, out, scr_len, rows, geo, stream, r0, r1)
 
 
 @njit(cache=True, nogil=True)
 def rows_s2(x, out, rows, geo, scr_len, stream, r0, r1):
     """Any window width and dilation, stride 2 along W."""
-    _rows_s2(x, out, np.empty(scr_len, x.dtype), rows, geo, stream, r0, r1)
+    _rows_s2(x, out, scr_len, rows, geo, stream, r0, r1)
 
 
 @njit(cache=True, nogil=True)
 def rows_s1(x, out, rows, geo, scr_len, stream, r0, r1):
     """Any window width and dilation, stride 1 along W."""
-    _rows_s1(x, out, np.empty(scr_len, x.dtype), rows, geo, stream, r0, r1)
+    _rows_s1(x, out, scr_len, rows, geo, stream, r0, r1)
 
 
 def tables(in_h, in_w, out_h, out_w, kh, sh, ph, dh, kw, sw, pw, dw, dtype):

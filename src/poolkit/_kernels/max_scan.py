@@ -12,8 +12,8 @@ replacing the running ``m`` if ``v`` is greater or NaN, the int32 plane index ve
 following the same mask (widened to int64 at the store). "Greater" is the dtype's order:
 floats and signed or unsigned integers compare directly, float16 bits through the
 ordering key of :func:`poolkit._kernels._scalar.order_key` (NaN above everything, -0 and
-+0 equal). The window rows inside the input are listed by
-:func:`poolkit._kernels.max_pool.window_rows`; the elements of a window are scanned in
++0 equal). The window rows inside the input are listed once per plan, in plain NumPy
+(:func:`window_table`); the elements of a window are scanned in
 row-major order, so the first maximum wins ties (of -0.0 and +0.0 the first), the last
 NaN wins, exactly as in every other path.
 
@@ -45,7 +45,6 @@ from ._lanes import (
     scan_wins,
     splat,
 )
-from .max_pool import window_rows
 
 # the geometry vector ``geo`` (int64): the indices of its entries
 G_IN_W, G_OUT_W, G_KW, G_PW, G_DW, G_LO, G_HI, G_SW = range(8)
@@ -282,21 +281,13 @@ _indices_sn = _make_row(ANY, True)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _tasks(x, out, idx, kp, geo, t0, t1, stride, want):
+def _tasks(x, out, idx, table, counts, geo, t0, t1, stride, want):
+    # the window rows of every (od, oh) come from the plan (:func:`window_table`): a
+    # task is a table lookup, and a first call compiles no table code
     in_d, in_h, in_w = x.shape[2], x.shape[3], x.shape[4]
-    out_d, out_h, out_w = out.shape[2], out.shape[3], out.shape[4]
-    # the window rows of every (od, oh), once per call: a task is then a table lookup
-    # (computing them per task cost about as much as pooling a narrow row)
-    per_row = kp[0, 0] * kp[0, 1]
-    n_oh = out_d * out_h
-    table = np.empty(n_oh * per_row, dtype=np.int64)  # plane index of column 0
-    counts = np.empty(n_oh, dtype=np.int64)
-    rows = np.empty(per_row, dtype=np.int64)
-    for t in range(n_oh):
-        n_rows = window_rows(kp, in_d, in_h, t // out_h, t % out_h, rows)
-        counts[t] = n_rows
-        for i in range(n_rows):
-            table[t * per_row + i] = rows[i] * in_w
+    out_w = out.shape[4]
+    n_oh = counts.shape[0]
+    per_row = table.shape[0] // n_oh
     plane_size = in_d * in_h * in_w
     t = t0 % n_oh
     xbase = (t0 // n_oh) * plane_size  # task = (n * C + c) * n_oh + od * out_h + oh
@@ -321,46 +312,46 @@ def _tasks(x, out, idx, kp, geo, t0, t1, stride, want):
 
 
 @njit(cache=True, nogil=True)
-def indices_s2(x, out, idx, kp, geo, t0, t1):
+def indices_s2(x, out, idx, table, counts, geo, t0, t1):
     """Values and int64 plane indices for output rows ``t0 <= task < t1`` of a
     C-contiguous ``(N, C, D, H, W)`` view (``task`` = (n, c, od, oh)), W stride 2.
 
-    ``kp`` is the geometry table of :mod:`poolkit._kernels.max_pool`, ``geo``
-    :func:`geometry`'s vector; a window without input elements yields the dtype's lowest
+    ``table`` and ``counts`` are :func:`window_table`'s, ``geo`` :func:`geometry`'s
+    vector; a window without input elements yields the dtype's lowest
     value (``poolkit._engine.lowest``) and index -1; planes have fewer than 2**31
     elements. float16 travels as its uint16 bits.
     """
-    _tasks(x, out, idx, kp, geo, t0, t1, 2, True)
+    _tasks(x, out, idx, table, counts, geo, t0, t1, 2, True)
 
 
 @njit(cache=True, nogil=True)
-def indices_s1(x, out, idx, kp, geo, t0, t1):
+def indices_s1(x, out, idx, table, counts, geo, t0, t1):
     """:func:`indices_s2` for W stride 1."""
-    _tasks(x, out, idx, kp, geo, t0, t1, 1, True)
+    _tasks(x, out, idx, table, counts, geo, t0, t1, 1, True)
 
 
 @njit(cache=True, nogil=True)
-def values_s2(x, out, idx, kp, geo, t0, t1):
+def values_s2(x, out, idx, table, counts, geo, t0, t1):
     """:func:`indices_s2` without the indices (``idx`` is not touched)."""
-    _tasks(x, out, idx, kp, geo, t0, t1, 2, False)
+    _tasks(x, out, idx, table, counts, geo, t0, t1, 2, False)
 
 
 @njit(cache=True, nogil=True)
-def values_s1(x, out, idx, kp, geo, t0, t1):
+def values_s1(x, out, idx, table, counts, geo, t0, t1):
     """:func:`values_s2` for W stride 1."""
-    _tasks(x, out, idx, kp, geo, t0, t1, 1, False)
+    _tasks(x, out, idx, table, counts, geo, t0, t1, 1, False)
 
 
 @njit(cache=True, nogil=True)
-def indices_sn(x, out, idx, kp, geo, t0, t1):
+def indices_sn(x, out, idx, table, counts, geo, t0, t1):
     """:func:`indices_s2` for any W stride (``geo[G_SW]``; a gather per window element)."""
-    _tasks(x, out, idx, kp, geo, t0, t1, ANY, True)
+    _tasks(x, out, idx, table, counts, geo, t0, t1, ANY, True)
 
 
 @njit(cache=True, nogil=True)
-def values_sn(x, out, idx, kp, geo, t0, t1):
+def values_sn(x, out, idx, table, counts, geo, t0, t1):
     """:func:`values_s2` for any W stride (``geo[G_SW]``)."""
-    _tasks(x, out, idx, kp, geo, t0, t1, ANY, False)
+    _tasks(x, out, idx, table, counts, geo, t0, t1, ANY, False)
 
 
 def geometry(in_w: int, out_w: int, kw: int, sw: int, pw: int, dw: int) -> np.ndarray:
@@ -371,3 +362,29 @@ def geometry(in_w: int, out_w: int, kw: int, sw: int, pw: int, dw: int) -> np.nd
     geo = np.array([in_w, out_w, kw, pw, dw, lo, hi, sw], dtype=np.int64)
     geo.flags.writeable = False
     return geo
+
+
+def window_table(in5, out5, kp) -> tuple[np.ndarray, np.ndarray]:
+    """The window rows of every output row ``t = od * out_h + oh`` (plain NumPy, once
+    per plan): ``(table, counts)``, read-only int64.
+
+    ``table[t * per_row + i]`` (``per_row = kd * kh``) is the flat offset in the plane of
+    column 0 of the ``i``-th window row inside the input, ``i < counts[t]``, in scan
+    order (depth, then height); ``kp`` is the geometry table of
+    :mod:`poolkit._kernels.max_pool`.
+    """
+    (in_d, in_h, in_w), (out_d, out_h) = in5[2:], out5[2:4]
+    (kd, kh, _), (sd, sh, _), (pd, ph, _), (dd, dh, _) = kp.tolist()
+    z = np.arange(out_d)[:, None] * sd - pd + np.arange(kd) * dd  # (out_d, kd)
+    y = np.arange(out_h)[:, None] * sh - ph + np.arange(kh) * dh  # (out_h, kh)
+    inside = (((z >= 0) & (z < in_d))[:, None, :, None]
+              & ((y >= 0) & (y < in_h))[None, :, None, :]).reshape(out_d * out_h, kd * kh)
+    offsets = ((z[:, None, :, None] * in_h + y[None, :, None, :]) * in_w).reshape(inside.shape)
+    # the rows inside first, scan order kept (a stable sort of "outside")
+    order = np.argsort(~inside, axis=1, kind="stable")
+    table = np.where(np.take_along_axis(inside, order, 1),
+                     np.take_along_axis(offsets, order, 1), 0).astype(np.int64).reshape(-1)
+    counts = inside.sum(axis=1).astype(np.int64)
+    table.flags.writeable = False
+    counts.flags.writeable = False
+    return table, counts

@@ -96,18 +96,19 @@ class _Pixels:
 class _Scan:
     """NCHW rows through the kernels of :mod:`poolkit._kernels.max_scan` (any dtype)."""
 
-    __slots__ = ("engine", "geo", "name")
+    __slots__ = ("counts", "engine", "geo", "name", "table")
 
     def __init__(self, in5, out5, kp, want, engine):
         (_, _, kw), (_, _, sw), (_, _, pw), (_, _, dw) = kp.tolist()
         self.geo = _scan.module().geometry(in5[4], out5[4], kw, sw, pw, dw)
+        self.table, self.counts = _scan.module().window_table(in5, out5, kp)
         self.name = f"{'indices' if want else 'values'}_s{sw if sw in (1, 2) else 'n'}"
         self.engine = engine
 
     def __call__(self, x5: np.ndarray, o5: np.ndarray, idx: np.ndarray, stream: bool) -> None:
         engine = self.engine
         run_tasks(getattr(_scan, self.name), engine.n_tasks, engine.work,
-                  np.ascontiguousarray(x5), o5, idx, engine.kp, self.geo)
+                  np.ascontiguousarray(x5), o5, idx, self.table, self.counts, self.geo)
 
 
 def scan_kernel_ok(in5, out5, kp, nhwc) -> bool:
