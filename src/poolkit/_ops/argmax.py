@@ -19,6 +19,9 @@ from .._threads import get_num_threads
 
 #: compiled kernels, imported (with numba) by the first call that needs them
 _k: Any = LazyModule("route")
+_tile: Any = LazyModule("route_tile")
+
+_TILE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 #: Tasks per thread a parallel channels-last backward aims for (dynamic balancing).
 _TASKS_PER_THREAD = 4
@@ -44,6 +47,19 @@ def _row_parts(n_batch: int, work: int) -> int:
     if threads == 1 or n_batch >= _TASKS_PER_THREAD * threads:
         return 1
     return -(-threads // n_batch)
+
+
+def _tiles_2x2(grad_shape: tuple[int, ...], shape: tuple[int, ...], nd: int,
+               channels_last: bool, dtype: np.dtype) -> bool:
+    """Do the outputs tile the input in disjoint 2x2 windows (k == s == 2, no padding),
+    so that the tile kernel of :mod:`poolkit._kernels.route_tile` may route them?
+    (Channels last, 2-D, float32/float64; whether the indices are tile-shaped is
+    checked by the kernel itself.)"""
+    if not (channels_last and nd == 2 and dtype in _TILE_DTYPES):
+        return False
+    (out_h, out_w), (in_h, in_w) = grad_shape[-3:-1], shape[-3:-1]
+    return (0 < out_h and 0 < out_w and grad_shape[-1] > 0
+            and in_h - 2 * out_h in (0, 1) and in_w - 2 * out_w in (0, 1))
 
 
 def route(
@@ -92,6 +108,18 @@ def route(
     # so dx is written in one pass, while in cache (docs of _kernels/route.py)
     dx = _engine.gradient_buffer(shape, grad.dtype, out, zeroed=False)
     work = dx.size + grad.size
+    if _tiles_2x2(grad.shape, shape, nd, channels_last, grad.dtype):
+        # every index in its own output's 2x2 tile: each pixel written once, no zeroing
+        # pass; else (the kernel checks) the scatter below overwrites all of dx
+        fail = np.zeros(1, dtype=np.uint8)
+        (out_h, out_w), (in_h, in_w) = grad.shape[-3:-1], shape[-3:-1]
+        n_chan = shape[-1]
+        _engine.run_tasks(_tile.tile2_pixels_range, n_batch * out_h, work,
+                          np.ascontiguousarray(grad).reshape(n_batch, out_h, out_w, n_chan),
+                          np.ascontiguousarray(idx).reshape(n_batch, out_h, out_w, n_chan),
+                          dx.reshape(n_batch, in_h, in_w, n_chan), fail)
+        if not fail[0]:
+            return dx
     if channels_last:
         n_chan = shape[-1]
         plane = math.prod(shape[-nd - 1 : -1])

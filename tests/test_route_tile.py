@@ -1,0 +1,206 @@
+"""The 2x2 tile routing of the channels-last max backward (``_kernels/route_tile.py``)
+against the loop reference and against the scatter it stands in for, bit for bit.
+
+Tile-shaped indices (a k == s == 2 forward, even and odd sizes, unbatched, channel
+counts around the vector width) take the tile kernel; every other index set on the
+same shapes (overlapping windows, arbitrary and duplicated indices, -1, indices outside
+the plane or beyond int32) falls back to the scatter, late or early, serial and split,
+into ``out=`` holding garbage, with the scatter's errors.
+"""
+
+from __future__ import annotations
+
+import types
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import poolkit as pk
+from _family import assert_same, forced_serial_work, random_input
+from poolkit import _reference as ref
+from poolkit._ops import argmax
+
+DTYPES = (np.float32, np.float64)
+
+
+class _Spy:
+    """Replaces ``argmax._tile``: runs the real kernel (once per part of a split call)
+    and keeps each call's ``fail`` flag; :attr:`results` says, per call, whether the
+    tile kernel routed the whole gradient."""
+
+    def __init__(self, real):
+        self.real = real
+        self.flags: dict[int, np.ndarray] = {}
+
+    def tile2_pixels_range(self, grad, idx, dx, fail, t0, t1):
+        self.flags[id(fail)] = fail
+        self.real.tile2_pixels_range(grad, idx, dx, fail, t0, t1)
+
+    @property
+    def results(self) -> list[bool]:
+        return [not fail[0] for fail in self.flags.values()]
+
+
+@pytest.fixture
+def spy(monkeypatch):
+    real = types.SimpleNamespace(tile2_pixels_range=argmax._tile.tile2_pixels_range)
+    s = _Spy(real)
+    monkeypatch.setattr(argmax, "_tile", s)
+    return s
+
+
+def _specials(rng, shape, dtype):
+    g = random_input(rng, shape, dtype, nan=True)
+    flat = g.reshape(-1)
+    picks = rng.integers(0, flat.size, size=max(1, flat.size // 5))
+    flat[picks] = rng.choice(np.array([np.inf, -np.inf, -0.0, 0.0], dtype), size=picks.size)
+    return g
+
+
+def _expected(g, idx, shape):
+    with np.errstate(invalid="ignore"):  # inf + -inf where duplicates meet
+        return ref.max_pool_backward(g, idx, shape, 2, channels_last=True)
+
+
+def _backward(g, idx, shape, out_fill=None):
+    out = None if out_fill is None else np.full(shape, out_fill, g.dtype)
+    got = pk.max_pool2d_backward(g, idx, shape, channels_last=True, out=out)
+    if out is not None:
+        assert got is out
+    return got
+
+
+@st.composite
+def _tile_case(draw):
+    out_h, out_w = draw(st.integers(1, 6)), draw(st.integers(1, 6))
+    return dict(
+        batch=draw(st.sampled_from([None, 1, 2, 3])),
+        size=(2 * out_h + draw(st.integers(0, 1)), 2 * out_w + draw(st.integers(0, 1))),
+        channels=draw(st.sampled_from([1, 3, 4, 7, 8, 9, 16, 17, 33])),
+        dtype=draw(st.sampled_from(DTYPES)), serial=draw(st.booleans()),
+        garbage=draw(st.booleans()), seed=draw(st.integers(0, 2**32 - 1)),
+    )
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_tile_case())
+def test_tile_shaped_indices_take_the_tile_kernel(case):
+    """A k2s2 forward's indices, ties and NaN in x, specials in the gradient: routed
+    by the tile kernel, the reference's bits, every element of ``out`` written."""
+    rng = np.random.default_rng(case["seed"])
+    real = argmax._tile
+    spy = _Spy(real)
+    argmax._tile = spy
+    try:
+        lead = () if case["batch"] is None else (case["batch"],)
+        shape = lead + case["size"] + (case["channels"],)
+        x = random_input(rng, shape, case["dtype"], ties=True, nan=True)
+        _, idx = pk.max_pool2d(x, 2, 2, return_indices=True, channels_last=True)
+        g = _specials(rng, idx.shape, case["dtype"])
+        with forced_serial_work(case["serial"]):
+            got = _backward(g, idx, shape, np.nan if case["garbage"] else None)
+    finally:
+        argmax._tile = real
+    assert spy.results == [True]
+    assert_same(got, _expected(g, idx, shape))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("serial", [True, False])
+def test_other_indices_on_tile_shapes_fall_back_to_the_scatter(spy, dtype, serial):
+    """Overlapping windows (k3s2p1 on even sizes: the same output shape as k2s2), and
+    arbitrary plane indices with duplicates and -1: the tile kernel gives up, the
+    scatter routes them, the reference's bits into garbage."""
+    rng = np.random.default_rng(7)
+    for shape in ((2, 14, 14, 16), (1, 8, 10, 3), (3, 6, 7, 9)):
+        x = random_input(rng, shape, dtype, ties=True)
+        _, overlapping = pk.max_pool2d(x, 3, 2, 1, return_indices=True, channels_last=True)
+        arbitrary = rng.integers(-1, shape[1] * shape[2], size=overlapping.shape)
+        for idx in (overlapping, arbitrary):
+            g = _specials(rng, idx.shape, dtype)
+            with forced_serial_work(serial):
+                got = _backward(g, idx, shape, 7.0)
+            assert spy.results[-1] is False
+            assert_same(got, _expected(g, idx, shape))
+
+
+@pytest.mark.parametrize("serial", [True, False])
+def test_one_stray_index_at_the_very_end_falls_back(spy, serial):
+    """A tile that fails on the last pixel's last channel, after every other tile was
+    written: the scatter still overwrites all of ``out``."""
+    rng = np.random.default_rng(1)
+    shape = (2, 9, 8, 11)
+    x = random_input(rng, shape, np.float32)
+    _, idx = pk.max_pool2d(x, 2, 2, return_indices=True, channels_last=True)
+    idx[-1, -1, -1, -1] = 0  # a pixel of the first tile, far from its own
+    g = _specials(rng, idx.shape, np.float32)
+    with forced_serial_work(serial):
+        got = _backward(g, idx, shape, np.nan)
+    assert spy.results[-1] is False
+    assert_same(got, _expected(g, idx, shape))
+
+
+@pytest.mark.parametrize("bad", [8 * 10, -2, (1 << 32) + 3, 1 << 40])
+def test_bad_indices_are_rejected_as_the_scatter_rejects_them(spy, bad):
+    """Outside the plane, below -1, or equal to a tile pixel in their low 32 bits: the
+    tile kernel does not take them for a pixel, the scatter raises its error."""
+    shape = (2, 8, 10, 5)
+    x = np.random.default_rng(2).standard_normal(shape).astype(np.float32)
+    _, idx = pk.max_pool2d(x, 2, 2, return_indices=True, channels_last=True)
+    idx[1, 3, 4, 2] = bad if bad != (1 << 32) + 3 else (1 << 32) + int(idx[1, 3, 4, 2])
+    g = np.ones(idx.shape, np.float32)
+    with pytest.raises(ValueError, match=r"indices must lie in \[0, 80\)"):
+        pk.max_pool2d_backward(g, idx, shape, channels_last=True)
+    assert spy.results == [False]
+
+
+def test_shapes_that_are_not_tiles_do_not_try(spy):
+    """A third extra row or column, channels first, float16, 1-D and 3-D: no tile."""
+    rng = np.random.default_rng(4)
+    cases = [((1, 7, 4, 3), (2, 2)), ((1, 4, 7, 3), (2, 2))]
+    for shape, (oh, ow) in cases:
+        idx = np.zeros((1, oh, ow, shape[-1]), np.int64)
+        g = np.ones(idx.shape, np.float32)
+        pk.max_pool2d_backward(g, idx, shape, channels_last=True)
+    x = random_input(rng, (2, 3, 8, 8), np.float32)
+    y, idx = pk.max_pool2d(x, 2, 2, return_indices=True)
+    pk.max_pool2d_backward(np.ones_like(y), idx, x.shape)
+    xh = np.ascontiguousarray(np.moveaxis(x, 1, -1)).astype(np.float16)
+    y, idx = pk.max_pool2d(xh, 2, 2, return_indices=True, channels_last=True)
+    pk.max_pool2d_backward(np.ones_like(y), idx, xh.shape, channels_last=True)
+    x1 = random_input(rng, (2, 8, 3), np.float32)
+    y, idx = pk.max_pool1d(x1, 2, 2, return_indices=True, channels_last=True)
+    pk.max_pool1d_backward(np.ones_like(y), idx, x1.shape, channels_last=True)
+    assert spy.results == []
+
+
+def test_tile_routing_matches_torch(spy):
+    """A k2s2 backward, channels last, against PyTorch's kernel on channels_last tensors."""
+    import torch
+
+    rng = np.random.default_rng(5)
+    bwd = torch.ops.aten.max_pool2d_with_indices_backward
+    for shape in ((4, 14, 14, 64), (2, 9, 11, 20)):
+        x = random_input(rng, shape, np.float32, ties=True, nan=True)
+        _, idx = pk.max_pool2d(x, 2, 2, return_indices=True, channels_last=True)
+        g = _specials(rng, idx.shape, np.float32)
+        tx = torch.from_numpy(np.moveaxis(x, -1, 1))
+        want = bwd(torch.from_numpy(np.moveaxis(g, -1, 1)), tx, [2, 2], [2, 2], [0, 0], [1, 1],
+                   False, torch.from_numpy(np.moveaxis(idx, -1, 1))).numpy()
+        assert_same(np.moveaxis(_backward(g, idx, shape), -1, 1), want)
+    assert spy.results == [True, True]
+
+
+def test_strided_views_take_the_tile_kernel(spy):
+    """Gradient and indices as strided views (copied once, then tiled)."""
+    rng = np.random.default_rng(6)
+    shape = (2, 10, 9, 12)
+    x = random_input(rng, shape, np.float64, ties=True)
+    _, idx = pk.max_pool2d(x, 2, 2, return_indices=True, channels_last=True)
+    g_full = _specials(rng, idx.shape[:-1] + (2 * idx.shape[-1],), np.float64)
+    i_full = np.repeat(idx, 2, axis=-1)
+    g, i = g_full[..., ::2], i_full[..., ::2]
+    assert_same(_backward(g, i, shape, np.nan), _expected(np.ascontiguousarray(g), idx, shape))
+    assert spy.results == [True]
