@@ -4,7 +4,9 @@ Rows wide enough for several vector blocks (plain interior blocks, masked border
 tail blocks), W stride 1, 2 and larger (the gather kernels), any window, padding,
 dilation and ceil_mode, 1-D to 3-D, every dtype, values full of ties, NaN, +-0.0,
 +-inf and integer extremes, with and without indices, contiguous and strided: values
-bit for bit and indices equal to :func:`poolkit._reference.max_pool`.
+bit for bit and indices equal to :func:`poolkit._reference.max_pool`; narrow rows split
+over the threads at every task boundary (a partial last vector is stored whole only
+where the same part's next row overwrites its extra lanes).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import numpy as np
 import pytest
 
 import poolkit as pk
+from _family import forced_serial_work
 from _torch_oracle import assert_bits_equal
 from poolkit import _engine
 from poolkit import _reference as ref
@@ -127,6 +130,28 @@ def test_index_rows_common_windows(shape, k, s, p, ceil, dtype):
     y_ref, idx_ref = ref.max_pool(x, (k, k), (s, s), (p, p), (1, 1), ceil)
     assert_bits_equal(y, y_ref, "values")
     np.testing.assert_array_equal(idx, idx_ref)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16", "int64", "uint8"])
+def test_narrow_rows_split_over_threads_match_reference(threads, dtype):
+    """Output rows of 1 to 17 elements (partial vectors, stored whole into the next
+    row where that row belongs to the same part), indices and values, every call split
+    into ``threads`` parts: no part overwrites another's outputs."""
+    rng = np.random.default_rng(threads)
+    old = pk.get_num_threads()
+    pk.set_num_threads(threads)
+    try:
+        with forced_serial_work(False):
+            for width in (2, 3, 5, 8, 9, 14, 15, 17, 18, 31, 34):
+                for rows in (1, 2, 5):
+                    x = _values(rng, (2, 3, rows, width), dtype, "specials")
+                    _check(x, (1, 2), (1, 2), (0, 0), (1, 1), False)
+                    _check(x, (1, 3), (1, 2), (0, 1), (1, 1), True)
+                    _check(x, (2, 3), (1, 3), (0, 1), (1, 1), False)
+                    _check(x, (1, 2), (1, 1), (0, 0), (1, 1), False)
+    finally:
+        pk.set_num_threads(old)
 
 
 def test_plans_pick_the_scan_rows():

@@ -19,10 +19,17 @@ NaN wins, exactly as in every other path.
 
 A block of lanes whose stored windows all lie inside the input row (the interior, most
 of a row) starts its scan at the first window element and runs branch-free. Other
-blocks (windows crossing the W border) load with masks and track per lane whether an
-element inside the input was seen: a lane takes its first element inside the input
-unconditionally, later ones by the scan rule, and a lane with none keeps the dtype's
-lowest value (-inf, the integer minimum) and index -1. Padding never wins.
+blocks (windows crossing the W border) mask their loads to the row and track per lane
+whether an element inside the input was seen: a lane takes its first element inside
+the input unconditionally, later ones by the scan rule, and a lane with none keeps the
+dtype's lowest value (-inf, the integer minimum) and index -1. Padding never wins.
+
+Masked loads and stores are slow on some CPUs (a narrow NCHW row, one block reaching
+past the row, took 3-7x as long with them on the project's Zen 3 VM), so they are kept
+for the array's ends: a block whose loads lie inside the array loads plainly (past the
+row, lanes that are never stored; at the borders, the lowest value selected into the
+lanes outside the row), and a partial last vector is stored whole when its extra lanes
+fall on the next output row of the same part, which overwrites them.
 
 Written as an intrinsic (explicit vectors), the kernel leaves LLVM's loop vectorizer
 nothing to do, which keeps a first compilation to about a second.
@@ -53,8 +60,10 @@ G_IN_W, G_OUT_W, G_KW, G_PW, G_DW, G_LO, G_HI, G_SW = range(8)
 ANY = 0
 
 #: How a window element's vector is loaded: plain, masked to columns below ``in_w``,
-#: or masked to the columns inside the row (then the lanes' validity is tracked).
-PLAIN, LIMIT, FULL = range(3)
+#: or masked to the columns inside the row (then the lanes' validity is tracked); or as
+#: ``FULL`` but with a plain load and a select, where the block's loads lie inside the
+#: array (masked loads are slow on some CPUs).
+PLAIN, LIMIT, FULL, SELECT = range(4)
 
 
 def _c(ty, value):
@@ -74,16 +83,19 @@ def _make_row(stride: int, want: bool):
     index vector."""
 
     @intrinsic
-    def pool_row(typingctx, x, out, idx, rows, trow, xbase, n_rows, geo, obase):
+    def pool_row(typingctx, x, out, idx, rows, trow, xbase, n_rows, geo, obase, oend):
         """Output row at flat offset ``obase`` of ``out`` (and ``idx``).
 
         Window row ``r < n_rows`` has plane index ``rows[trow + r]`` at column 0 and
         starts at flat element ``xbase + rows[trow + r]`` of ``x`` (``xbase``: the
-        plane's first element); ``geo`` is the geometry vector (``G_*``).
+        plane's first element); ``geo`` is the geometry vector (``G_*``). The outputs
+        from ``obase`` up to ``oend`` are written by this call or by later ones of the
+        same part, so a partial last vector that ends before ``oend`` is stored whole
+        (its extra lanes are overwritten by the next row).
         """
         if not _ok(x, out):
             return None
-        sig = types.none(x, out, idx, rows, trow, xbase, n_rows, geo, obase)
+        sig = types.none(x, out, idx, rows, trow, xbase, n_rows, geo, obase, oend)
         return sig, lambda context, builder, sig, args: _codegen(
             context, builder, sig, args, stride, want)
 
@@ -114,13 +126,14 @@ def _codegen(context, builder, sig, args, stride, want):
     in_w, out_w, kw = g(G_IN_W), g(G_OUT_W), g(G_KW)
     pw, dw, lo, hi = g(G_PW), g(G_DW), g(G_LO), g(G_HI)
     sw = g(G_SW) if gather else _c(i64, stride)
-    trow, xbase, n_rows, obase = (context.cast(builder, args[k], sig.args[k], types.int64)
-                                  for k in (4, 5, 6, 8))
+    trow, xbase, n_rows, obase, oend = (
+        context.cast(builder, args[k], sig.args[k], types.int64) for k in (4, 5, 6, 8, 9))
 
     def row_start(r):
         """Plane index of window row ``r``'s column 0."""
         return builder.load(builder.gep(ra.data, [builder.add(trow, r)]))
     L, one, zero = _c(i64, lanes), _c(i64, 1), _c(i64, 0)
+    x_size = xa.nitems
 
     def vsplat(v, ty):
         return splat(builder, v, ty.count)
@@ -152,20 +165,23 @@ def _codegen(context, builder, sig, args, stride, want):
         ptr = builder.gep(xa.data, [builder.add(builder.add(xbase, row_start(r)), p)])
         valid = None
         if gather:
-            return gather_element(r, p, ptr, mode)
+            return gather_element(r, p, ptr, FULL if mode == SELECT else mode)
         ptr = builder.bitcast(ptr, lvec.as_pointer())
         if mode == PLAIN:
             v = builder.load(ptr, align=align)
         else:
             limit = builder.trunc(builder.sub(in_w, p), i32)  # columns from in_w - p on
             m = builder.icmp_signed("<", load_ids, vsplat(limit, load_ids.type))
-            if mode == FULL:
+            if mode in (FULL, SELECT):
                 neg = builder.trunc(builder.neg(p), i32)  # columns before 0
                 m = builder.and_(m, builder.icmp_signed(">=", load_ids,
                                                         vsplat(neg, load_ids.type)))
                 valid = builder.and_(builder.icmp_signed("<", kstep, vsplat(limit, kvec)),
                                      builder.icmp_signed(">=", kstep, vsplat(neg, kvec)))
-            v = builder.call(mload, [ptr, _c(i32, align), m, fill_load])
+            if mode == SELECT:
+                v = builder.select(m, builder.load(ptr, align=align), fill_load)
+            else:
+                v = builder.call(mload, [ptr, _c(i32, align), m, fill_load])
         if s2:  # the even lanes of the two vectors
             v = builder.shuffle_vector(v, v, even)
         return v, plane_indices(r, p), valid
@@ -214,13 +230,13 @@ def _codegen(context, builder, sig, args, stride, want):
                 v, k, _ = element(builder.add(rl.index, one), el.index, p0, mode)
                 step(v, k, wins(v, builder.load(acc)))
 
-    def masked_block(p0):
+    def masked_block(p0, mode):
         builder.store(fill, acc)
         builder.store(ir.Constant(kvec, [-1] * lanes), acck)
         builder.store(ir.Constant(bvec, [0] * lanes), has)
         with cgutils.for_range(builder, n_rows) as rl:
             with cgutils.for_range(builder, kw) as el:
-                v, k, valid = element(rl.index, el.index, p0, FULL)
+                v, k, valid = element(rl.index, el.index, p0, mode)
                 h = builder.load(has)
                 take = builder.or_(wins(v, builder.load(acc)), builder.not_(h))
                 step(v, k, builder.and_(valid, take))
@@ -244,21 +260,38 @@ def _codegen(context, builder, sig, args, stride, want):
                          builder.icmp_signed("<=", select_min(ow1, out_w), hi)),
             builder.icmp_signed(">", n_rows, zero))
         in_row = builder.icmp_signed("<", builder.add(p0, last_load), in_w)
+        # every load of the block inside the array (the window rows' starts increase)
+        first_at = builder.add(builder.add(xbase, row_start(zero)), p0)
+        last_row = builder.select(builder.icmp_signed(">", n_rows, zero),
+                                  builder.sub(n_rows, one), zero)
+        last_at = builder.add(builder.add(builder.add(xbase, row_start(last_row)), p0),
+                              last_load)
+        in_array = builder.and_(builder.icmp_signed(">=", first_at, zero),
+                                builder.icmp_signed("<", last_at, x_size))
         with builder.if_else(clean, likely=True) as (yes, no):
             with yes:
-                with builder.if_else(in_row, likely=True) as (inside, tail):
+                # the lanes a load reads past the row are never stored (stride 2: not
+                # even kept), so only the array's end needs the masked loads
+                with builder.if_else(builder.or_(in_row, in_array), likely=True) as (
+                        inside, tail):
                     with inside:
                         plain_block(p0, PLAIN)
                     with tail:
                         plain_block(p0, LIMIT)
             with no:
-                masked_block(p0)
+                with builder.if_else(in_array, likely=True) as (inside, edge):
+                    with inside:
+                        masked_block(p0, SELECT)
+                    with edge:
+                        masked_block(p0, FULL)
         o = builder.add(obase, ow0)
         optr = builder.bitcast(builder.gep(oa.data, [o]), vec.as_pointer())
         iptr = builder.bitcast(builder.gep(ia.data, [o]), ivec.as_pointer())
         res = builder.load(acc)
         ks = builder.sext(builder.load(acck), ivec) if want else None
-        with builder.if_else(builder.icmp_signed("<=", ow1, out_w), likely=True) as (yes, no):
+        whole = builder.or_(builder.icmp_signed("<=", ow1, out_w),
+                            builder.icmp_signed("<=", builder.add(obase, ow1), oend))
+        with builder.if_else(whole, likely=True) as (yes, no):
             with yes:
                 builder.store(res, optr, align=align)
                 if want:
@@ -289,22 +322,23 @@ def _tasks(x, out, idx, table, counts, geo, t0, t1, stride, want):
     n_oh = counts.shape[0]
     per_row = table.shape[0] // n_oh
     plane_size = in_d * in_h * in_w
+    oend = t1 * out_w  # this part's outputs end here
     t = t0 % n_oh
     xbase = (t0 // n_oh) * plane_size  # task = (n * C + c) * n_oh + od * out_h + oh
     for task in range(t0, t1):
         trow, n_rows, o = t * per_row, counts[t], task * out_w
         if want and stride == 2:
-            _indices_s2(x, out, idx, table, trow, xbase, n_rows, geo, o)
+            _indices_s2(x, out, idx, table, trow, xbase, n_rows, geo, o, oend)
         elif want and stride == 1:
-            _indices_s1(x, out, idx, table, trow, xbase, n_rows, geo, o)
+            _indices_s1(x, out, idx, table, trow, xbase, n_rows, geo, o, oend)
         elif want:
-            _indices_sn(x, out, idx, table, trow, xbase, n_rows, geo, o)
+            _indices_sn(x, out, idx, table, trow, xbase, n_rows, geo, o, oend)
         elif stride == 2:
-            _values_s2(x, out, idx, table, trow, xbase, n_rows, geo, o)
+            _values_s2(x, out, idx, table, trow, xbase, n_rows, geo, o, oend)
         elif stride == 1:
-            _values_s1(x, out, idx, table, trow, xbase, n_rows, geo, o)
+            _values_s1(x, out, idx, table, trow, xbase, n_rows, geo, o, oend)
         else:
-            _values_sn(x, out, idx, table, trow, xbase, n_rows, geo, o)
+            _values_sn(x, out, idx, table, trow, xbase, n_rows, geo, o, oend)
         t += 1
         if t == n_oh:
             t = 0
