@@ -25,18 +25,24 @@ from poolkit._ops import argmax
 DTYPES = (np.float32, np.float64)
 
 
+_KERNELS = ("tile1_pixels_range", "tile2_pixels_range", "tile3_pixels_range")
+
+
 class _Spy:
-    """Replaces ``argmax._tile``: runs the real kernel (once per part of a split call)
+    """Replaces ``argmax._tile``: runs the real kernels (once per part of a split call)
     and keeps each call's ``fail`` flag; :attr:`results` says, per call, whether the
     tile kernel routed the whole gradient."""
 
     def __init__(self, real):
-        self.real = real
         self.flags: dict[int, np.ndarray] = {}
+        for name in _KERNELS:
+            setattr(self, name, self._spying(getattr(real, name)))
 
-    def tile2_pixels_range(self, grad, idx, dx, fail, t0, t1):
-        self.flags[id(fail)] = fail
-        self.real.tile2_pixels_range(grad, idx, dx, fail, t0, t1)
+    def _spying(self, kernel):
+        def run(grad, idx, dx, fail, t0, t1):
+            self.flags[id(fail)] = fail
+            kernel(grad, idx, dx, fail, t0, t1)
+        return run
 
     @property
     def results(self) -> list[bool]:
@@ -45,7 +51,7 @@ class _Spy:
 
 @pytest.fixture
 def spy(monkeypatch):
-    real = types.SimpleNamespace(tile2_pixels_range=argmax._tile.tile2_pixels_range)
+    real = types.SimpleNamespace(**{n: getattr(argmax._tile, n) for n in _KERNELS})
     s = _Spy(real)
     monkeypatch.setattr(argmax, "_tile", s)
     return s
@@ -74,22 +80,30 @@ def _backward(g, idx, shape, out_fill=None):
 
 @st.composite
 def _tile_case(draw):
-    out_h, out_w = draw(st.integers(1, 6)), draw(st.integers(1, 6))
+    nd = draw(st.integers(1, 3))
+    pooled = draw(st.lists(st.integers(1, 6 if nd < 3 else 3), min_size=nd, max_size=nd))
     return dict(
-        batch=draw(st.sampled_from([None, 1, 2, 3])),
-        size=(2 * out_h + draw(st.integers(0, 1)), 2 * out_w + draw(st.integers(0, 1))),
+        nd=nd, batch=draw(st.sampled_from([None, 1, 2, 3])),
+        size=tuple(2 * o + draw(st.integers(0, 1)) for o in pooled),
         channels=draw(st.sampled_from([1, 3, 4, 7, 8, 9, 16, 17, 33])),
         dtype=draw(st.sampled_from(DTYPES)), serial=draw(st.booleans()),
         garbage=draw(st.booleans()), seed=draw(st.integers(0, 2**32 - 1)),
     )
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+_POOL = {1: (pk.max_pool1d, pk.max_pool1d_backward), 2: (pk.max_pool2d, pk.max_pool2d_backward),
+         3: (pk.max_pool3d, pk.max_pool3d_backward)}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_tile_case())
 def test_tile_shaped_indices_take_the_tile_kernel(case):
-    """A k2s2 forward's indices, ties and NaN in x, specials in the gradient: routed
-    by the tile kernel, the reference's bits, every element of ``out`` written."""
+    """A k2s2 forward's indices (1-D, 2-D and 3-D), ties and NaN in x, specials in the
+    gradient: routed by the tile kernel, the reference's bits, every element of ``out``
+    written."""
     rng = np.random.default_rng(case["seed"])
+    nd = case["nd"]
+    forward, backward = _POOL[nd]
     real = argmax._tile
     spy = _Spy(real)
     argmax._tile = spy
@@ -97,14 +111,19 @@ def test_tile_shaped_indices_take_the_tile_kernel(case):
         lead = () if case["batch"] is None else (case["batch"],)
         shape = lead + case["size"] + (case["channels"],)
         x = random_input(rng, shape, case["dtype"], ties=True, nan=True)
-        _, idx = pk.max_pool2d(x, 2, 2, return_indices=True, channels_last=True)
+        _, idx = forward(x, 2, 2, return_indices=True, channels_last=True)
         g = _specials(rng, idx.shape, case["dtype"])
+        out = np.full(shape, np.nan, case["dtype"]) if case["garbage"] else None
         with forced_serial_work(case["serial"]):
-            got = _backward(g, idx, shape, np.nan if case["garbage"] else None)
+            got = backward(g, idx, shape, channels_last=True, out=out)
     finally:
         argmax._tile = real
     assert spy.results == [True]
-    assert_same(got, _expected(g, idx, shape))
+    if out is not None:
+        assert got is out
+    with np.errstate(invalid="ignore"):
+        want = ref.max_pool_backward(g, idx, shape, nd, channels_last=True)
+    assert_same(got, want)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -157,7 +176,7 @@ def test_bad_indices_are_rejected_as_the_scatter_rejects_them(spy, bad):
 
 
 def test_shapes_that_are_not_tiles_do_not_try(spy):
-    """A third extra row or column, channels first, float16, 1-D and 3-D: no tile."""
+    """A third extra row or column, channels first, float16: no tile."""
     rng = np.random.default_rng(4)
     cases = [((1, 7, 4, 3), (2, 2)), ((1, 4, 7, 3), (2, 2))]
     for shape, (oh, ow) in cases:
@@ -171,7 +190,7 @@ def test_shapes_that_are_not_tiles_do_not_try(spy):
     y, idx = pk.max_pool2d(xh, 2, 2, return_indices=True, channels_last=True)
     pk.max_pool2d_backward(np.ones_like(y), idx, xh.shape, channels_last=True)
     x1 = random_input(rng, (2, 8, 3), np.float32)
-    y, idx = pk.max_pool1d(x1, 2, 2, return_indices=True, channels_last=True)
+    y, idx = pk.max_pool1d(x1, 2, 1, return_indices=True, channels_last=True)
     pk.max_pool1d_backward(np.ones_like(y), idx, x1.shape, channels_last=True)
     assert spy.results == []
 
@@ -203,4 +222,37 @@ def test_strided_views_take_the_tile_kernel(spy):
     i_full = np.repeat(idx, 2, axis=-1)
     g, i = g_full[..., ::2], i_full[..., ::2]
     assert_same(_backward(g, i, shape, np.nan), _expected(np.ascontiguousarray(g), idx, shape))
+    assert spy.results == [True]
+
+
+@pytest.mark.parametrize("nd", [1, 3])
+def test_overlapping_windows_in_1d_and_3d_fall_back(spy, nd):
+    """k3s2p1 indices on the shapes of k2s2 tiles, 1-D and 3-D: the scatter's bits."""
+    rng = np.random.default_rng(8 + nd)
+    forward, backward = _POOL[nd]
+    shape = (2, 12, 5) if nd == 1 else (2, 6, 4, 8, 9)
+    x = random_input(rng, shape, np.float32, ties=True)
+    _, idx = forward(x, 3, 2, 1, return_indices=True, channels_last=True)
+    g = _specials(rng, idx.shape, np.float32)
+    got = backward(g, idx, shape, channels_last=True, out=np.full(shape, np.nan, np.float32))
+    assert spy.results == [False]
+    with np.errstate(invalid="ignore"):
+        assert_same(got, ref.max_pool_backward(g, idx, shape, nd, channels_last=True))
+
+
+def test_3d_tiles_match_torch(spy):
+    """A 2x2x2 backward, channels last, against PyTorch's 3-D kernel."""
+    import torch
+
+    rng = np.random.default_rng(9)
+    bwd = torch.ops.aten.max_pool3d_with_indices_backward
+    shape = (2, 9, 8, 11, 16)  # (N, D, H, W, C), odd D and W
+    x = random_input(rng, shape, np.float64, ties=True, nan=True)
+    _, idx = pk.max_pool3d(x, 2, 2, return_indices=True, channels_last=True)
+    g = _specials(rng, idx.shape, np.float64)
+    tx = torch.from_numpy(np.moveaxis(x, -1, 1))
+    want = bwd(torch.from_numpy(np.moveaxis(g, -1, 1)), tx, [2, 2, 2], [2, 2, 2], [0, 0, 0],
+               [1, 1, 1], False, torch.from_numpy(np.moveaxis(idx, -1, 1))).numpy()
+    got = pk.max_pool3d_backward(g, idx, shape, channels_last=True)
+    assert_same(np.moveaxis(got, -1, 1), want)
     assert spy.results == [True]

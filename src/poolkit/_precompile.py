@@ -52,7 +52,15 @@ def _max(pk, x, cl):
         pk.max_unpool2d_backward(np.ones(x.shape, g.dtype), idx, y.shape, k, s, p,
                                  channels_last=cl)
     pk.max_pool1d(x.reshape(x.shape[0], -1, x.shape[-1]), 3, 2, 1)
-    pk.max_pool3d(_x(x.dtype, cl, (1, 2, 4, 5, 6)), 2, channels_last=cl)
+    # k2s2 backward in 1-D and 3-D too: channels last, the tile kernels of each rank
+    x1 = x.reshape(x.shape[0], -1, x.shape[-1])
+    for x_nd, forward, backward in ((x1, pk.max_pool1d, pk.max_pool1d_backward),
+                                    (_x(x.dtype, cl, (1, 2, 4, 5, 6)), pk.max_pool3d,
+                                     pk.max_pool3d_backward)):
+        forward(x_nd, 2, channels_last=cl)
+        y, idx = forward(x_nd, 2, return_indices=True, channels_last=cl)
+        g = np.ones(y.shape, x.dtype if x.dtype.kind == "f" else np.float32)
+        backward(g, idx, x_nd.shape, channels_last=cl)
 
 
 def _avg(pk, x, cl):

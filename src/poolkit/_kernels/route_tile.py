@@ -1,26 +1,29 @@
-"""Channels-last max backward over 2x2 tiles, in vector IR (numba, cached on disk).
+"""Channels-last max backward over tiles of 2 per axis, in vector IR (numba, cached).
 
-When the outputs tile the input plane in disjoint 2x2 windows (``H`` is ``2 * OH`` or
-``2 * OH + 1``, ``W`` likewise: max pooling with k == s == 2 and no padding, the common
-downsampling layer), and every index names a pixel of its own output's tile, each
-input pixel receives at most one gradient. The scatter of :mod:`.route` (zero ``dx``,
-then ``dx[idx] += g`` in output order) then gives, at every pixel of a tile, ``0.0 +
-g`` where the index names it and +0.0 elsewhere. This kernel writes exactly that,
-tile by tile: per output pixel and vector of channels, it loads the indices and the
-gradients once and stores the four window pixels (a compare and a select each); the
-pixels no tile covers (an odd last row or column) are zeroed. ``dx`` is written once
-and never read: no zeroing pass, no read-modify-write.
+When the outputs tile the input in disjoint windows of 2 along every spatial axis (1-D
+pairs, 2-D 2x2, 3-D 2x2x2; each input size ``2 * out`` or ``2 * out + 1``: max pooling
+with k == s == 2 and no padding, the common downsampling layer), and every index names
+a pixel of its own output's tile, each input pixel receives at most one gradient. The
+scatter of :mod:`.route` (zero ``dx``, then ``dx[idx] += g`` in output order) then
+gives, at every pixel of a tile, ``0.0 + g`` where the index names it and +0.0
+elsewhere. These kernels write exactly that, tile by tile: per output pixel and vector
+of channels, they load the indices and the gradients once and store the tile's pixels
+(a compare and a select each); the pixels no tile covers (an odd last column, row or
+depth slice) are zeroed. ``dx`` is written once and never read: no zeroing pass, no
+read-modify-write.
 
 Whether the indices are tile-shaped is checked on the way, lane by lane (an index that
-matches none of its tile's four pixels, or does not fit in int32). A task that finds
-one sets ``fail[0]`` and stops, the others stop at their next task, and the caller
-routes the whole gradient through the scatter instead, which overwrites all of ``dx``
-(and reports the indices outside the plane). Indices from any source are therefore
-routed exactly as the scatter routes them; tile-shaped ones simply take this path.
+matches none of its tile's pixels, or does not fit in int32). A task that finds one
+sets ``fail[0]`` and stops, the others stop at their next task, and the caller routes
+the whole gradient through the scatter instead, which overwrites all of ``dx`` (and
+reports the indices outside the plane). Indices from any source are therefore routed
+exactly as the scatter routes them; tile-shaped ones simply take this path.
 
-float32 and float64 (8 or 4 lanes, 256-bit vectors), C-contiguous ``(N, OH, OW, C)``
-gradients and indices and ``(N, H, W, C)`` ``dx``; tasks are ``(n, oh)`` output rows,
-which own disjoint rows of ``dx``.
+float32 and float64 (8 or 4 lanes, 256-bit vectors), C-contiguous ``(N, OD, OH, OW,
+C)`` gradients and indices and ``(N, D, H, W, C)`` ``dx`` (lower ranks with unit
+leading axes); tasks are ``(n, od, oh)`` output rows, which own disjoint rows of ``dx``.
+One compiled driver per rank (``tile1_pixels_range`` ... ``tile3_pixels_range``), so a
+call compiles only its own.
 """
 
 from __future__ import annotations
@@ -31,79 +34,89 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ._lanes import masked_memory
-from ._vector_ir import I32, I64, Vectors, is_vector_array
+from ._vector_ir import I32, I64, Vectors, i64, is_vector_array
 
 
-@intrinsic
-def _tile_pixel(typingctx, dx, grad, idx, o_off, d_off, width, base, n_chan):
-    """Output pixel at flat offset ``o_off`` of ``grad``/``idx``, whose tile's top-left
-    pixel has plane index ``base`` and flat offset ``d_off`` in ``dx`` (row ``width``
-    pixels, ``n_chan`` channels): writes the tile, returns whether every channel's
-    index named one of its four pixels."""
-    if not (is_vector_array(dx) and is_vector_array(grad, dx.dtype)
-            and isinstance(idx, types.Array) and idx.dtype == types.int64):
-        return None
-    sig = types.boolean(dx, grad, idx, o_off, d_off, width, base, n_chan)
+def _make_tile_pixel(nd: int):
+    """The intrinsic of one output pixel of an ``nd``-D tile (2, 4 or 8 pixels)."""
+    # the tile's pixels, in plane-index steps of (depth, row, column)
+    steps = [(dz, dy, dx) for dz in range(2 if nd == 3 else 1)
+             for dy in range(2 if nd >= 2 else 1) for dx in range(2)]
 
-    def codegen(context, builder, s, args):
-        b = builder
-        da, ga, ia = (context.make_array(s.args[k])(context, b, args[k]) for k in range(3))
-        o_off, d_off, width, base, n_chan = (
-            context.cast(b, args[k], s.args[k], types.int64) for k in range(3, 8))
-        vx = Vectors(context, b, s.args[0].dtype)
-        lanes = vx.lanes
-        ivec = ir.VectorType(I64, lanes)
-        bvec = ir.VectorType(ir.IntType(1), lanes)
-        w32 = b.trunc(width, I32)
-        # the tile's pixels, relative to its top-left one: plane index, then dx offset
-        rel = [vx.splat(v) for v in (ir.Constant(I32, 0), ir.Constant(I32, 1), w32,
-                                      b.add(w32, ir.Constant(I32, 1)))]
-        row = b.mul(width, n_chan)
-        at = [d_off, b.add(d_off, n_chan), b.add(d_off, row),
-              b.add(b.add(d_off, row), n_chan)]
-        base_v = vx.splat(b.trunc(base, I32))
-        miss = cgutils.alloca_once_value(b, ir.Constant(bvec, [0] * lanes))
-        load_ids = masked_memory(b.module, "load", ivec)
+    @intrinsic
+    def tile_pixel(typingctx, dx, grad, idx, o_off, d_off, width, area, base, n_chan):
+        """Output pixel at flat offset ``o_off`` of ``grad``/``idx``, whose tile's first
+        pixel has plane index ``base`` and flat offset ``d_off`` in ``dx`` (rows of
+        ``width`` pixels, depth slices of ``area``, ``n_chan`` channels): writes the
+        tile, returns whether every channel's index named one of its pixels."""
+        if not (is_vector_array(dx) and is_vector_array(grad, dx.dtype)
+                and isinstance(idx, types.Array) and idx.dtype == types.int64):
+            return None
+        sig = types.boolean(dx, grad, idx, o_off, d_off, width, area, base, n_chan)
+        return sig, lambda context, builder, s, args: _tile_codegen(
+            context, builder, s, args, steps)
 
-        def channels(c, mask):
-            """Channels ``c .. c + lanes`` (``mask``: the ones below ``n_chan``)."""
-            iptr = b.bitcast(b.gep(ia.data, [b.add(o_off, c)]), ivec.as_pointer())
+    return tile_pixel
+
+
+def _tile_codegen(context, builder, s, args, steps):
+    b = builder
+    da, ga, ia = (context.make_array(s.args[k])(context, b, args[k]) for k in range(3))
+    o_off, d_off, width, area, base, n_chan = (
+        context.cast(b, args[k], s.args[k], types.int64) for k in range(3, 9))
+    vx = Vectors(context, b, s.args[0].dtype)
+    lanes = vx.lanes
+    ivec = ir.VectorType(I64, lanes)
+    bvec = ir.VectorType(ir.IntType(1), lanes)
+    # the tile's pixels, relative to its first one: plane index, then dx offset
+    pixel = [b.add(b.add(b.mul(i64(dz), area), b.mul(i64(dy), width)), i64(dx))
+             for dz, dy, dx in steps]
+    rel = [vx.splat(b.trunc(q, I32)) for q in pixel]
+    at = [b.add(d_off, b.mul(q, n_chan)) for q in pixel]
+    base_v = vx.splat(b.trunc(base, I32))
+    miss = cgutils.alloca_once_value(b, ir.Constant(bvec, [0] * lanes))
+    load_ids = masked_memory(b.module, "load", ivec)
+
+    def channels(c, mask):
+        """Channels ``c .. c + lanes`` (``mask``: the ones below ``n_chan``)."""
+        iptr = b.bitcast(b.gep(ia.data, [b.add(o_off, c)]), ivec.as_pointer())
+        if mask is None:
+            ids = b.load(iptr, align=8)
+            g = vx.load(ga.data, b.add(o_off, c))
+        else:
+            ids = b.call(load_ids, [iptr, ir.Constant(I32, 8), mask,
+                                    ir.Constant(ivec, [-1] * lanes)])
+            g = vx.masked_load(ga.data, b.add(o_off, c), mask, vx.zeros)
+        g = b.fadd(g, vx.zeros)  # 0.0 + g, as the scatter adds (-0.0 -> +0.0)
+        ids32 = b.trunc(ids, vx.k32)
+        # an index beyond int32 must not pass for its truncation
+        hit = b.icmp_signed("==", b.sext(ids32, ivec), ids)
+        pix = b.sub(ids32, base_v)
+        named = None
+        for q in range(len(steps)):
+            m = b.icmp_signed("==", pix, rel[q])
+            named = m if named is None else b.or_(named, m)
+            value = b.select(m, g, vx.zeros)
             if mask is None:
-                ids = b.load(iptr, align=8)
-                g = vx.load(ga.data, b.add(o_off, c))
+                vx.store(value, da.data, b.add(at[q], c))
             else:
-                ids = b.call(load_ids, [iptr, ir.Constant(I32, 8), mask,
-                                        ir.Constant(ivec, [-1] * lanes)])
-                g = vx.masked_load(ga.data, b.add(o_off, c), mask, vx.zeros)
-            g = b.fadd(g, vx.zeros)  # 0.0 + g, as the scatter adds (-0.0 -> +0.0)
-            ids32 = b.trunc(ids, vx.k32)
-            # an index beyond int32 must not pass for its truncation
-            hit = b.icmp_signed("==", b.sext(ids32, ivec), ids)
-            pix = b.sub(ids32, base_v)
-            named = None
-            for q in range(4):
-                m = b.icmp_signed("==", pix, rel[q])
-                named = m if named is None else b.or_(named, m)
-                value = b.select(m, g, vx.zeros)
-                if mask is None:
-                    vx.store(value, da.data, b.add(at[q], c))
-                else:
-                    vx.masked_store(value, da.data, b.add(at[q], c), mask)
-            hit = b.and_(hit, named)
-            if mask is not None:
-                hit = b.or_(hit, b.not_(mask))
-            b.store(b.or_(b.load(miss), b.not_(hit)), miss)
+                vx.masked_store(value, da.data, b.add(at[q], c), mask)
+        hit = b.and_(hit, named)
+        if mask is not None:
+            hit = b.or_(hit, b.not_(mask))
+        b.store(b.or_(b.load(miss), b.not_(hit)), miss)
 
-        n_full = b.udiv(n_chan, vx.n)
-        with cgutils.for_range(b, n_full) as loop:
-            channels(b.mul(loop.index, vx.n), None)
-        rest = b.mul(n_full, vx.n)
-        with b.if_then(b.icmp_signed("<", rest, n_chan)):
-            channels(rest, vx.lanes_between(rest, None, n_chan))
-        bits = b.bitcast(b.load(miss), ir.IntType(lanes))
-        return b.icmp_signed("==", bits, ir.Constant(ir.IntType(lanes), 0))
+    n_full = b.udiv(n_chan, vx.n)
+    with cgutils.for_range(b, n_full) as loop:
+        channels(b.mul(loop.index, vx.n), None)
+    rest = b.mul(n_full, vx.n)
+    with b.if_then(b.icmp_signed("<", rest, n_chan)):
+        channels(rest, vx.lanes_between(rest, None, n_chan))
+    bits = b.bitcast(b.load(miss), ir.IntType(lanes))
+    return b.icmp_signed("==", bits, ir.Constant(ir.IntType(lanes), 0))
 
-    return sig, codegen
+
+_tile_pixel_1d, _tile_pixel_2d, _tile_pixel_3d = (_make_tile_pixel(nd) for nd in (1, 2, 3))
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -113,28 +126,63 @@ def _zero(flat, start, stop):
         flat[j] = zero
 
 
-@njit(cache=True, nogil=True)
-def tile2_pixels_range(grad, idx, dx, fail, t0, t1):
-    """Output rows ``t0 <= task < t1`` (``task = n * OH + oh``) of the 2x2 tile routing
-    (module docstring): ``grad``/``idx`` ``(N, OH, OW, C)``, ``dx`` ``(N, H, W, C)``, any
-    content on entry; sets ``fail[0]`` (and stops) at an index that is not tile-shaped,
-    and stops at the next task once another part has set it."""
-    _, out_h, out_w, n_chan = grad.shape
-    in_h, in_w = dx.shape[1], dx.shape[2]
+@njit(cache=True, nogil=True, inline="always")
+def _tasks(grad, idx, dx, fail, t0, t1, nd):
+    """Output rows ``t0 <= task < t1`` (``task = (n * OD + od) * OH + oh``) of the tile
+    routing of ``nd``-D tiles (a literal): ``grad``/``idx`` ``(N, OD, OH, OW, C)``,
+    ``dx`` ``(N, D, H, W, C)``; an axis the tiles do not split has ``D == OD == 1``
+    (``H == OH == 1``)."""
+    _, out_d, out_h, out_w, n_chan = grad.shape
+    in_d, in_h, in_w = dx.shape[1], dx.shape[2], dx.shape[3]
+    tz, ty = (2 if nd == 3 else 1), (2 if nd >= 2 else 1)  # the tile's depth and height
+    area, volume = in_h * in_w, in_d * in_h * in_w
     g, i, d = grad.reshape(grad.size), idx.reshape(idx.size), dx.reshape(dx.size)
     for task in range(t0, t1):
         if fail[0]:
             return
-        n, oh = task // out_h, task % out_h
+        n, od, oh = task // (out_d * out_h), task // out_h % out_d, task % out_h
+        first = tz * od * area + ty * oh * in_w  # plane index of the row's first tile
         for ow in range(out_w):
-            base = 2 * oh * in_w + 2 * ow
-            if not _tile_pixel(d, g, i, ((n * out_h + oh) * out_w + ow) * n_chan,
-                               (n * in_h * in_w + base) * n_chan, in_w, base, n_chan):
+            base = first + 2 * ow
+            o_off = (task * out_w + ow) * n_chan
+            d_off = (n * volume + base) * n_chan
+            if nd == 1:
+                ok = _tile_pixel_1d(d, g, i, o_off, d_off, in_w, area, base, n_chan)
+            elif nd == 2:
+                ok = _tile_pixel_2d(d, g, i, o_off, d_off, in_w, area, base, n_chan)
+            else:
+                ok = _tile_pixel_3d(d, g, i, o_off, d_off, in_w, area, base, n_chan)
+            if not ok:
                 fail[0] = 1
                 return
-        if in_w > 2 * out_w:  # the odd last column of the task's two rows
-            for r in range(2):
-                row = (n * in_h + 2 * oh + r) * in_w
+        # the pixels no tile covers: an odd last column of the task's rows, an odd last
+        # row of its depth slices, an odd last depth slice of the item
+        for z in range(tz * od, tz * od + tz):
+            for y in range(ty * oh, ty * oh + ty):
+                row = n * volume + z * area + y * in_w
                 _zero(d, (row + 2 * out_w) * n_chan, (row + in_w) * n_chan)
-        if oh == out_h - 1 and in_h > 2 * out_h:  # the odd last row
-            _zero(d, (n * in_h + 2 * out_h) * in_w * n_chan, (n + 1) * in_h * in_w * n_chan)
+            if oh == out_h - 1:
+                start = n * volume + z * area + ty * out_h * in_w
+                _zero(d, start * n_chan, (n * volume + (z + 1) * area) * n_chan)
+        if od == out_d - 1 and oh == out_h - 1:
+            _zero(d, (n * volume + tz * out_d * area) * n_chan, (n + 1) * volume * n_chan)
+
+
+@njit(cache=True, nogil=True)
+def tile1_pixels_range(grad, idx, dx, fail, t0, t1):
+    """1-D tiles (pairs of pixels), ``(N, 1, 1, OW, C)`` views: see :func:`_tasks`; sets
+    ``fail[0]`` (and stops) at an index that is not tile-shaped, and stops at the next
+    task once another part has set it."""
+    _tasks(grad, idx, dx, fail, t0, t1, 1)
+
+
+@njit(cache=True, nogil=True)
+def tile2_pixels_range(grad, idx, dx, fail, t0, t1):
+    """:func:`tile1_pixels_range` for 2x2 tiles, ``(N, 1, OH, OW, C)`` views."""
+    _tasks(grad, idx, dx, fail, t0, t1, 2)
+
+
+@njit(cache=True, nogil=True)
+def tile3_pixels_range(grad, idx, dx, fail, t0, t1):
+    """:func:`tile1_pixels_range` for 2x2x2 tiles, ``(N, OD, OH, OW, C)`` views."""
+    _tasks(grad, idx, dx, fail, t0, t1, 3)

@@ -49,17 +49,22 @@ def _row_parts(n_batch: int, work: int) -> int:
     return -(-threads // n_batch)
 
 
-def _tiles_2x2(grad_shape: tuple[int, ...], shape: tuple[int, ...], nd: int,
-               channels_last: bool, dtype: np.dtype) -> bool:
-    """Do the outputs tile the input in disjoint 2x2 windows (k == s == 2, no padding),
-    so that the tile kernel of :mod:`poolkit._kernels.route_tile` may route them?
-    (Channels last, 2-D, float32/float64; whether the indices are tile-shaped is
-    checked by the kernel itself.)"""
-    if not (channels_last and nd == 2 and dtype in _TILE_DTYPES):
-        return False
-    (out_h, out_w), (in_h, in_w) = grad_shape[-3:-1], shape[-3:-1]
-    return (0 < out_h and 0 < out_w and grad_shape[-1] > 0
-            and in_h - 2 * out_h in (0, 1) and in_w - 2 * out_w in (0, 1))
+def _tile_view(grad_shape: tuple[int, ...], shape: tuple[int, ...], nd: int,
+               channels_last: bool, dtype: np.dtype) -> tuple[tuple, tuple] | None:
+    """``(out5, in5)``, the ``(N, D, H, W, C)`` kernel views of the gradient and of the
+    input, if the outputs tile the input in disjoint windows of 2 along every spatial
+    axis (k == s == 2, no padding; ``H`` is ``2 * OH`` or ``2 * OH + 1``, and so on), so
+    that the tile kernels of :mod:`poolkit._kernels.route_tile` may route them; else
+    None. (Channels last, float32/float64; whether the indices are tile-shaped is
+    checked by the kernels themselves.)"""
+    if not (channels_last and dtype in _TILE_DTYPES and grad_shape[-1] > 0):
+        return None
+    out_sp, in_sp = grad_shape[-nd - 1:-1], shape[-nd - 1:-1]
+    if min(out_sp) < 1 or any(i - 2 * o not in (0, 1) for i, o in zip(in_sp, out_sp)):
+        return None
+    lead = (1,) * (3 - nd)
+    n_batch = math.prod(shape[:-nd - 1])
+    return ((n_batch, *lead, *out_sp, shape[-1]), (n_batch, *lead, *in_sp, shape[-1]))
 
 
 def route(
@@ -108,16 +113,17 @@ def route(
     # so dx is written in one pass, while in cache (docs of _kernels/route.py)
     dx = _engine.gradient_buffer(shape, grad.dtype, out, zeroed=False)
     work = dx.size + grad.size
-    if _tiles_2x2(grad.shape, shape, nd, channels_last, grad.dtype):
-        # every index in its own output's 2x2 tile: each pixel written once, no zeroing
-        # pass; else (the kernel checks) the scatter below overwrites all of dx
+    views = _tile_view(grad.shape, shape, nd, channels_last, grad.dtype)
+    if views is not None:
+        # every index in its own output's tile: each pixel written once, no zeroing
+        # pass; else (the kernels check) the scatter below overwrites all of dx
+        out5, in5 = views
         fail = np.zeros(1, dtype=np.uint8)
-        (out_h, out_w), (in_h, in_w) = grad.shape[-3:-1], shape[-3:-1]
-        n_chan = shape[-1]
-        _engine.run_tasks(_tile.tile2_pixels_range, n_batch * out_h, work,
-                          np.ascontiguousarray(grad).reshape(n_batch, out_h, out_w, n_chan),
-                          np.ascontiguousarray(idx).reshape(n_batch, out_h, out_w, n_chan),
-                          dx.reshape(n_batch, in_h, in_w, n_chan), fail)
+        kernel = (_tile.tile1_pixels_range, _tile.tile2_pixels_range,
+                  _tile.tile3_pixels_range)[nd - 1]
+        _engine.run_tasks(kernel, math.prod(out5[:3]), work,
+                          np.ascontiguousarray(grad).reshape(out5),
+                          np.ascontiguousarray(idx).reshape(out5), dx.reshape(in5), fail)
         if not fail[0]:
             return dx
     if channels_last:
