@@ -25,28 +25,29 @@ from poolkit._ops import argmax
 DTYPES = (np.float32, np.float64)
 
 
-_KERNELS = ("tile1_pixels_range", "tile2_pixels_range", "tile3_pixels_range")
+_KERNELS = ("tile1_pixels_range", "tile2_pixels_range", "tile3_pixels_range",
+            "k3s2_pixels_range")
+_TILES = _KERNELS[:3]
 
 
 class _Spy:
     """Replaces ``argmax._tile``: runs the real kernels (once per part of a split call)
-    and keeps each call's ``fail`` flag; :attr:`results` says, per call, whether the
-    tile kernel routed the whole gradient."""
+    and keeps each call's ``fail`` flag; :meth:`results` says, per call of the given
+    kernels, whether the kernel routed the whole gradient."""
 
     def __init__(self, real):
-        self.flags: dict[int, np.ndarray] = {}
+        self.flags: dict[int, tuple[str, np.ndarray]] = {}
         for name in _KERNELS:
-            setattr(self, name, self._spying(getattr(real, name)))
+            setattr(self, name, self._spying(name, getattr(real, name)))
 
-    def _spying(self, kernel):
+    def _spying(self, name, kernel):
         def run(grad, idx, dx, fail, t0, t1):
-            self.flags[id(fail)] = fail
+            self.flags[id(fail)] = (name, fail)
             kernel(grad, idx, dx, fail, t0, t1)
         return run
 
-    @property
-    def results(self) -> list[bool]:
-        return [not fail[0] for fail in self.flags.values()]
+    def results(self, names=_TILES) -> list[bool]:
+        return [not fail[0] for name, fail in self.flags.values() if name in names]
 
 
 @pytest.fixture
@@ -105,7 +106,7 @@ def test_tile_shaped_indices_take_the_tile_kernel(case):
     nd = case["nd"]
     forward, backward = _POOL[nd]
     real = argmax._tile
-    spy = _Spy(real)
+    spy = _Spy(types.SimpleNamespace(**{n: getattr(real, n) for n in _KERNELS}))
     argmax._tile = spy
     try:
         lead = () if case["batch"] is None else (case["batch"],)
@@ -118,7 +119,7 @@ def test_tile_shaped_indices_take_the_tile_kernel(case):
             got = backward(g, idx, shape, channels_last=True, out=out)
     finally:
         argmax._tile = real
-    assert spy.results == [True]
+    assert spy.results() == [True]
     if out is not None:
         assert got is out
     with np.errstate(invalid="ignore"):
@@ -141,7 +142,7 @@ def test_other_indices_on_tile_shapes_fall_back_to_the_scatter(spy, dtype, seria
             g = _specials(rng, idx.shape, dtype)
             with forced_serial_work(serial):
                 got = _backward(g, idx, shape, 7.0)
-            assert spy.results[-1] is False
+            assert spy.results()[-1] is False
             assert_same(got, _expected(g, idx, shape))
 
 
@@ -157,7 +158,7 @@ def test_one_stray_index_at_the_very_end_falls_back(spy, serial):
     g = _specials(rng, idx.shape, np.float32)
     with forced_serial_work(serial):
         got = _backward(g, idx, shape, np.nan)
-    assert spy.results[-1] is False
+    assert spy.results()[-1] is False
     assert_same(got, _expected(g, idx, shape))
 
 
@@ -172,7 +173,7 @@ def test_bad_indices_are_rejected_as_the_scatter_rejects_them(spy, bad):
     g = np.ones(idx.shape, np.float32)
     with pytest.raises(ValueError, match=r"indices must lie in \[0, 80\)"):
         pk.max_pool2d_backward(g, idx, shape, channels_last=True)
-    assert spy.results == [False]
+    assert spy.results() == [False]
 
 
 def test_shapes_that_are_not_tiles_do_not_try(spy):
@@ -192,7 +193,7 @@ def test_shapes_that_are_not_tiles_do_not_try(spy):
     x1 = random_input(rng, (2, 8, 3), np.float32)
     y, idx = pk.max_pool1d(x1, 2, 1, return_indices=True, channels_last=True)
     pk.max_pool1d_backward(np.ones_like(y), idx, x1.shape, channels_last=True)
-    assert spy.results == []
+    assert spy.results() == []
 
 
 def test_tile_routing_matches_torch(spy):
@@ -209,7 +210,7 @@ def test_tile_routing_matches_torch(spy):
         want = bwd(torch.from_numpy(np.moveaxis(g, -1, 1)), tx, [2, 2], [2, 2], [0, 0], [1, 1],
                    False, torch.from_numpy(np.moveaxis(idx, -1, 1))).numpy()
         assert_same(np.moveaxis(_backward(g, idx, shape), -1, 1), want)
-    assert spy.results == [True, True]
+    assert spy.results() == [True, True]
 
 
 def test_strided_views_take_the_tile_kernel(spy):
@@ -222,7 +223,7 @@ def test_strided_views_take_the_tile_kernel(spy):
     i_full = np.repeat(idx, 2, axis=-1)
     g, i = g_full[..., ::2], i_full[..., ::2]
     assert_same(_backward(g, i, shape, np.nan), _expected(np.ascontiguousarray(g), idx, shape))
-    assert spy.results == [True]
+    assert spy.results() == [True]
 
 
 @pytest.mark.parametrize("nd", [1, 3])
@@ -235,7 +236,7 @@ def test_overlapping_windows_in_1d_and_3d_fall_back(spy, nd):
     _, idx = forward(x, 3, 2, 1, return_indices=True, channels_last=True)
     g = _specials(rng, idx.shape, np.float32)
     got = backward(g, idx, shape, channels_last=True, out=np.full(shape, np.nan, np.float32))
-    assert spy.results == [False]
+    assert spy.results() == [False]
     with np.errstate(invalid="ignore"):
         assert_same(got, ref.max_pool_backward(g, idx, shape, nd, channels_last=True))
 
@@ -255,4 +256,90 @@ def test_3d_tiles_match_torch(spy):
                [1, 1, 1], False, torch.from_numpy(np.moveaxis(idx, -1, 1))).numpy()
     got = pk.max_pool3d_backward(g, idx, shape, channels_last=True)
     assert_same(np.moveaxis(got, -1, 1), want)
-    assert spy.results == [True]
+    assert spy.results() == [True]
+
+
+
+@st.composite
+def _k3s2_case(draw):
+    out_h, out_w = draw(st.integers(1, 7)), draw(st.integers(1, 7))
+    return dict(
+        batch=draw(st.sampled_from([None, 1, 2, 3])),
+        size=(2 * out_h - draw(st.integers(0, 1)), 2 * out_w - draw(st.integers(0, 1))),
+        channels=draw(st.sampled_from([1, 3, 4, 7, 8, 9, 16, 17, 33])),
+        dtype=draw(st.sampled_from(DTYPES)), serial=draw(st.booleans()),
+        garbage=draw(st.booleans()), seed=draw(st.integers(0, 2**32 - 1)),
+    )
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_k3s2_case())
+def test_k3s2p1_indices_take_the_k3s2_kernel(case):
+    """A k3s2p1 forward's indices, even and odd sizes (the windows reach past the
+    border), ties and NaN in x, specials in the gradient: routed by the k3s2 kernel (the
+    tile kernel, tried first on even sizes, gives up), the reference's bits."""
+    rng = np.random.default_rng(case["seed"])
+    real = argmax._tile
+    spy = _Spy(types.SimpleNamespace(**{n: getattr(real, n) for n in _KERNELS}))
+    argmax._tile = spy
+    try:
+        lead = () if case["batch"] is None else (case["batch"],)
+        shape = lead + case["size"] + (case["channels"],)
+        x = random_input(rng, shape, case["dtype"], ties=True, nan=True)
+        _, idx = pk.max_pool2d(x, 3, 2, 1, return_indices=True, channels_last=True)
+        g = _specials(rng, idx.shape, case["dtype"])
+        out = np.full(shape, np.nan, case["dtype"]) if case["garbage"] else None
+        with forced_serial_work(case["serial"]):
+            got = pk.max_pool2d_backward(g, idx, shape, channels_last=True, out=out)
+    finally:
+        argmax._tile = real
+    # the last kernel tried routed it all: the k3s2 kernel, or the tile kernel where
+    # every index happens to lie in its output's tile too (tiny inputs)
+    tried = spy.results(_KERNELS)
+    assert tried[-1] is True and tried.count(True) == 1
+    if out is not None:
+        assert got is out
+    assert_same(got, _expected(g, idx, shape))
+
+
+@pytest.mark.parametrize("serial", [True, False])
+def test_indices_outside_the_3x3_window_fall_back(spy, serial):
+    """On k3s2p1 shapes: arbitrary indices with -1; one index on the pixel just left of
+    a left-edge window (the previous row's last pixel, which the window's flat range
+    would wrap onto); one on a pixel two rows away: the scatter's bits and errors."""
+    rng = np.random.default_rng(11)
+    shape = (2, 11, 12, 9)
+    x = random_input(rng, shape, np.float32, ties=True)
+    _, idx = pk.max_pool2d(x, 3, 2, 1, return_indices=True, channels_last=True)
+    wrapped = idx.copy()
+    wrapped[1, 2, 0, 4] = 4 * 12 - 1  # window of (2, 0) centers on (4, 0): (3, 11) is not in it
+    far = idx.copy()
+    far[0, 3, 3, 0] = (6 + 2) * 12 + 6
+    arbitrary = rng.integers(-1, 11 * 12, size=idx.shape)
+    for case in (wrapped, far, arbitrary):
+        g = _specials(rng, case.shape, np.float32)
+        with forced_serial_work(serial):
+            got = _backward(g, case, shape, np.nan)
+        assert spy.results(("k3s2_pixels_range",))[-1] is False
+        assert_same(got, _expected(g, case, shape))
+    bad = idx.copy()
+    bad[1, 5, 5, 8] = 11 * 12
+    with pytest.raises(ValueError, match=r"indices must lie in \[0, 132\)"):
+        pk.max_pool2d_backward(np.ones(bad.shape, np.float32), bad, shape, channels_last=True)
+
+
+def test_k3s2_routing_matches_torch(spy):
+    """A k3s2p1 backward, channels last, against PyTorch's kernel: even and odd sizes."""
+    import torch
+
+    rng = np.random.default_rng(12)
+    bwd = torch.ops.aten.max_pool2d_with_indices_backward
+    for shape in ((2, 56, 56, 64), (3, 13, 10, 20)):
+        x = random_input(rng, shape, np.float32, ties=True, nan=True)
+        _, idx = pk.max_pool2d(x, 3, 2, 1, return_indices=True, channels_last=True)
+        g = _specials(rng, idx.shape, np.float32)
+        tx = torch.from_numpy(np.moveaxis(x, -1, 1))
+        want = bwd(torch.from_numpy(np.moveaxis(g, -1, 1)), tx, [3, 3], [2, 2], [1, 1], [1, 1],
+                   False, torch.from_numpy(np.moveaxis(idx, -1, 1))).numpy()
+        assert_same(np.moveaxis(_backward(g, idx, shape), -1, 1), want)
+    assert spy.results(("k3s2_pixels_range",)) == [True, True]

@@ -1,4 +1,5 @@
-"""Channels-last max backward over tiles of 2 per axis, in vector IR (numba, cached).
+"""Channels-last max backward written directly, in vector IR (numba, cached on disk):
+tiles of 2 per axis, and 3x3 windows of stride 2.
 
 When the outputs tile the input in disjoint windows of 2 along every spatial axis (1-D
 pairs, 2-D 2x2, 3-D 2x2x2; each input size ``2 * out`` or ``2 * out + 1``: max pooling
@@ -18,6 +19,12 @@ sets ``fail[0]`` and stops, the others stop at their next task, and the caller r
 the whole gradient through the scatter instead, which overwrites all of ``dx`` (and
 reports the indices outside the plane). Indices from any source are therefore routed
 exactly as the scatter routes them; tile-shaped ones simply take this path.
+
+The same idea carries over to the overlapping windows of max pooling with k = 3, s = 2,
+p = 1 (2-D, :func:`k3s2_pixels_range`): each output's own 2x2 block is reached by no
+earlier output, so walking the outputs in order, each writes its own block and adds
+into the five pixels of its window that earlier outputs own; that is the scatter's
+every add, in its order, with the same check and fallback.
 
 float32 and float64 (8 or 4 lanes, 256-bit vectors), C-contiguous ``(N, OD, OH, OW,
 C)`` gradients and indices and ``(N, D, H, W, C)`` ``dx`` (lower ranks with unit
@@ -186,3 +193,176 @@ def tile2_pixels_range(grad, idx, dx, fail, t0, t1):
 def tile3_pixels_range(grad, idx, dx, fail, t0, t1):
     """:func:`tile1_pixels_range` for 2x2x2 tiles, ``(N, OD, OH, OW, C)`` views."""
     _tasks(grad, idx, dx, fail, t0, t1, 3)
+
+
+# ------------------------------------------------------------------------------------
+# overlapping 3x3 windows of stride 2 (k3s2p1), 2-D
+# ------------------------------------------------------------------------------------
+
+#: A k3s2p1 window's pixels relative to its center ``(2 oh, 2 ow)``, as (row, column):
+#: the output's own 2x2 block, which no earlier output reaches, and the five pixels it
+#: shares with the outputs before it (the row above, the column to the left).
+_OWN = ((0, 0), (0, 1), (1, 0), (1, 1))
+_SHARED = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (1, -1))
+
+
+def _make_k3s2_pixel(interior: bool):
+    """The intrinsic of one output pixel of the k3s2p1 routing; ``interior``: every
+    pixel of its window lies inside the input (no checks), else the four flags say
+    which of its window's rows and columns do."""
+
+    @intrinsic
+    def k3s2_pixel(typingctx, dx, grad, idx, o_off, d_off, width, center, n_chan, up, left,
+                   down, right):
+        """Output pixel at flat offset ``o_off`` of ``grad``/``idx``, its window centered
+        on plane index ``center`` at flat offset ``d_off`` of ``dx``: writes its own
+        block, adds into the shared pixels; returns whether every channel's index named
+        a pixel of its window inside the input."""
+        if not (is_vector_array(dx) and is_vector_array(grad, dx.dtype)
+                and isinstance(idx, types.Array) and idx.dtype == types.int64):
+            return None
+        sig = types.boolean(dx, grad, idx, o_off, d_off, width, center, n_chan, up, left,
+                            down, right)
+        return sig, lambda context, builder, s, args: _k3s2_codegen(
+            context, builder, s, args, interior)
+
+    return k3s2_pixel
+
+
+def _k3s2_codegen(context, builder, s, args, interior):
+    b = builder
+    da, ga, ia = (context.make_array(s.args[k])(context, b, args[k]) for k in range(3))
+    o_off, d_off, width, center, n_chan = (
+        context.cast(b, args[k], s.args[k], types.int64) for k in range(3, 8))
+    up, left, down, right = (context.cast(b, args[k], s.args[k], types.boolean)
+                             for k in range(8, 12))
+    vx = Vectors(context, b, s.args[0].dtype)
+    lanes = vx.lanes
+    ivec = ir.VectorType(I64, lanes)
+    bvec = ir.VectorType(ir.IntType(1), lanes)
+    minus_zero = ir.Constant(vx.vec, [-0.0] * lanes)
+    load_ids = masked_memory(b.module, "load", ivec)
+
+    def inside(dy, dx_):
+        """Does the window pixel (dy, dx_) lie inside the input? (an i1, or None: yes)"""
+        if interior:
+            return None
+        flags = [f for f, need in ((up, dy < 0), (down, dy > 0), (left, dx_ < 0),
+                                   (right, dx_ > 0)) if need]
+        if not flags:
+            return None
+        flag = flags[0]
+        for f in flags[1:]:
+            flag = b.and_(flag, f)
+        return flag
+
+    pixels = []
+    for dy, dx_ in _OWN + _SHARED:
+        rel = b.add(b.mul(i64(dy), width), i64(dx_))
+        flag = inside(dy, dx_)
+        lane_flag = None if flag is None else b.shuffle_vector(
+            b.insert_element(ir.Constant(bvec, None), flag, ir.Constant(I32, 0)),
+            ir.Constant(bvec, None), ir.Constant(vx.k32, [0] * lanes))
+        pixels.append(((dy, dx_) in _OWN, vx.splat(b.trunc(rel, I32)),
+                       b.add(d_off, b.mul(rel, n_chan)), flag, lane_flag))
+    center_v = vx.splat(b.trunc(center, I32))
+    miss = cgutils.alloca_once_value(b, ir.Constant(bvec, [0] * lanes))
+
+    def channels(c, mask):
+        """Channels ``c .. c + lanes`` (``mask``: the ones below ``n_chan``)."""
+        iptr = b.bitcast(b.gep(ia.data, [b.add(o_off, c)]), ivec.as_pointer())
+        if mask is None:
+            ids = b.load(iptr, align=8)
+            g = vx.load(ga.data, b.add(o_off, c))
+        else:
+            ids = b.call(load_ids, [iptr, ir.Constant(I32, 8), mask,
+                                    ir.Constant(ivec, [-1] * lanes)])
+            g = vx.masked_load(ga.data, b.add(o_off, c), mask, vx.zeros)
+        first = b.fadd(g, vx.zeros)  # 0.0 + g, the scatter's first add (-0.0 -> +0.0)
+        ids32 = b.trunc(ids, vx.k32)
+        ok = b.and_(b.icmp_signed("==", b.sext(ids32, ivec), ids),  # fits in int32
+                    b.icmp_signed(">=", ids32, vx.splat(ir.Constant(I32, 0))))
+        pix = b.sub(ids32, center_v)
+        named = ir.Constant(bvec, [0] * lanes)
+        for own, rel, at, flag, lane_flag in pixels:
+            m = b.icmp_signed("==", pix, rel)
+            if lane_flag is not None:
+                m = b.and_(m, lane_flag)
+            named = b.or_(named, m)
+
+            def write(own=own, m=m, at=at):
+                ptr_at = b.add(at, c)
+                if own:  # the first gradient this pixel gets, or +0.0
+                    value = b.select(m, first, vx.zeros)
+                else:  # old + g where named, old + -0.0 (the same bits) elsewhere
+                    old = (vx.load(da.data, ptr_at) if mask is None
+                           else vx.masked_load(da.data, ptr_at, mask, vx.zeros))
+                    value = b.fadd(old, b.select(m, g, minus_zero))
+                if mask is None:
+                    vx.store(value, da.data, ptr_at)
+                else:
+                    vx.masked_store(value, da.data, ptr_at, mask)
+
+            if flag is None:
+                write()
+            else:
+                with b.if_then(flag, likely=True):
+                    write()
+        ok = b.and_(ok, named)
+        if mask is not None:
+            ok = b.or_(ok, b.not_(mask))
+        b.store(b.or_(b.load(miss), b.not_(ok)), miss)
+
+    n_full = b.udiv(n_chan, vx.n)
+    with cgutils.for_range(b, n_full) as loop:
+        channels(b.mul(loop.index, vx.n), None)
+    rest = b.mul(n_full, vx.n)
+    with b.if_then(b.icmp_signed("<", rest, n_chan)):
+        channels(rest, vx.lanes_between(rest, None, n_chan))
+    bits = b.bitcast(b.load(miss), ir.IntType(lanes))
+    return b.icmp_signed("==", bits, ir.Constant(ir.IntType(lanes), 0))
+
+
+_k3s2_interior, _k3s2_border = _make_k3s2_pixel(True), _make_k3s2_pixel(False)
+
+
+@njit(cache=True, nogil=True)
+def k3s2_pixels_range(grad, idx, dx, fail, t0, t1):
+    """Batch items ``t0 <= n < t1`` of the channels-last routing of 3x3 windows of
+    stride 2 and padding 1: ``grad``/``idx`` ``(N, OH, OW, C)``, ``dx`` ``(N, H, W, C)``
+    with ``H`` = ``2 OH - 1`` or ``2 OH`` (``W`` likewise), any content on entry.
+
+    Output ``(oh, ow)``'s window is rows ``2 oh - 1 .. 2 oh + 1`` and columns ``2 ow - 1
+    .. 2 ow + 1``. Its own 2x2 block (rows and columns ``2 oh``, ``2 oh + 1`` and ``2
+    ow``, ``2 ow + 1``) is reached by no earlier output, in row-major order, so the
+    output writes it (``0.0 + g`` where the index names the pixel, +0.0 elsewhere); to
+    the five pixels it shares with earlier outputs it adds ``g`` where named (``-0.0``
+    elsewhere, which changes no bits). Walked in output order, that is the scatter's
+    every add, in its order; the own blocks cover ``dx``. A task is a whole batch item
+    (the adds cross output rows; splitting an item by blocks of channels instead was not
+    faster with 2 threads here, docs/speed.md). Sets ``fail[0]`` (and stops) at an index
+    outside its own window's pixels inside the input, and stops at the next item once
+    another part has set it (the caller then routes through the scatter).
+    """
+    _, out_h, out_w, n_chan = grad.shape
+    in_h, in_w = dx.shape[1], dx.shape[2]
+    g, i, d = grad.reshape(grad.size), idx.reshape(idx.size), dx.reshape(dx.size)
+    for n in range(t0, t1):
+        if fail[0]:
+            return
+        for oh in range(out_h):
+            up, down = oh > 0, 2 * oh + 1 < in_h
+            for ow in range(out_w):
+                left, right = ow > 0, 2 * ow + 1 < in_w
+                center = 2 * oh * in_w + 2 * ow
+                o_off = ((n * out_h + oh) * out_w + ow) * n_chan
+                d_off = (n * in_h * in_w + center) * n_chan
+                if up and down and left and right:
+                    ok = _k3s2_interior(d, g, i, o_off, d_off, in_w, center, n_chan, up,
+                                        left, down, right)
+                else:
+                    ok = _k3s2_border(d, g, i, o_off, d_off, in_w, center, n_chan, up, left,
+                                      down, right)
+                if not ok:
+                    fail[0] = 1
+                    return

@@ -67,6 +67,34 @@ def _tile_view(grad_shape: tuple[int, ...], shape: tuple[int, ...], nd: int,
     return ((n_batch, *lead, *out_sp, shape[-1]), (n_batch, *lead, *in_sp, shape[-1]))
 
 
+def _k3s2_view(grad_shape: tuple[int, ...], shape: tuple[int, ...], nd: int,
+               channels_last: bool, dtype: np.dtype) -> tuple[tuple, tuple] | None:
+    """``(out4, in4)``, the ``(N, H, W, C)`` kernel views, if the output shape is that
+    of 3x3 windows of stride 2 and padding 1 (``H`` is ``2 * OH - 1`` or ``2 * OH``,
+    ``W`` likewise), so that the k3s2p1 kernel of :mod:`poolkit._kernels.route_tile`
+    may route them; else None. (Channels last, 2-D, float32/float64; whether each
+    index lies in its own output's window is checked by the kernel itself.)"""
+    if not (channels_last and nd == 2 and dtype in _TILE_DTYPES and grad_shape[-1] > 0):
+        return None
+    (out_h, out_w), (in_h, in_w) = grad_shape[-3:-1], shape[-3:-1]
+    if min(out_h, out_w) < 1 or 2 * out_h - in_h not in (0, 1) or 2 * out_w - in_w not in (0, 1):
+        return None
+    n_batch = math.prod(shape[:-3])
+    return (n_batch, out_h, out_w, shape[-1]), (n_batch, in_h, in_w, shape[-1])
+
+
+def _route_directly(kernel: Any, n_tasks: int, work: int, grad: np.ndarray, idx: np.ndarray,
+                    dx: np.ndarray, views: tuple[tuple, tuple]) -> bool:
+    """Run one of the direct routing kernels of :mod:`poolkit._kernels.route_tile` on
+    the kernel views; False (``dx`` partly written) if an index did not fit its
+    assumed window."""
+    out_view, in_view = views
+    fail = np.zeros(1, dtype=np.uint8)
+    _engine.run_tasks(kernel, n_tasks, work, np.ascontiguousarray(grad).reshape(out_view),
+                      np.ascontiguousarray(idx).reshape(out_view), dx.reshape(in_view), fail)
+    return not fail[0]
+
+
 def route(
     grad: np.ndarray,
     idx: np.ndarray,
@@ -113,19 +141,19 @@ def route(
     # so dx is written in one pass, while in cache (docs of _kernels/route.py)
     dx = _engine.gradient_buffer(shape, grad.dtype, out, zeroed=False)
     work = dx.size + grad.size
-    views = _tile_view(grad.shape, shape, nd, channels_last, grad.dtype)
-    if views is not None:
-        # every index in its own output's tile: each pixel written once, no zeroing
-        # pass; else (the kernels check) the scatter below overwrites all of dx
-        out5, in5 = views
-        fail = np.zeros(1, dtype=np.uint8)
+    # channels last, indices that stay in their own output's window of a common
+    # geometry: each pixel is written directly, no zeroing pass (the kernels check the
+    # indices; where one does not fit, the scatter below overwrites all of dx)
+    tiles = _tile_view(grad.shape, shape, nd, channels_last, grad.dtype)
+    if tiles is not None:  # k == s == 2, 1-D to 3-D
         kernel = (_tile.tile1_pixels_range, _tile.tile2_pixels_range,
                   _tile.tile3_pixels_range)[nd - 1]
-        _engine.run_tasks(kernel, math.prod(out5[:3]), work,
-                          np.ascontiguousarray(grad).reshape(out5),
-                          np.ascontiguousarray(idx).reshape(out5), dx.reshape(in5), fail)
-        if not fail[0]:
+        if _route_directly(kernel, math.prod(tiles[0][:3]), work, grad, idx, dx, tiles):
             return dx
+    k3s2 = _k3s2_view(grad.shape, shape, nd, channels_last, grad.dtype)
+    if k3s2 is not None and _route_directly(  # k3s2p1, 2-D; a task per batch item
+            _tile.k3s2_pixels_range, k3s2[0][0], work, grad, idx, dx, k3s2):
+        return dx
     if channels_last:
         n_chan = shape[-1]
         plane = math.prod(shape[-nd - 1 : -1])
