@@ -58,6 +58,21 @@ def spy(monkeypatch):
     return s
 
 
+@pytest.fixture(params=["probe", "kernel"])
+def check(request, monkeypatch):
+    """Who turns non-tile indices away: the NumPy probe of one output pixel, before the
+    tile kernel is compiled or run, or (probe passed by force) the kernel's own check."""
+    if request.param == "kernel":
+        monkeypatch.setattr(argmax, "_tile_shaped_probe", lambda idx, views: True)
+    return request.param
+
+
+def _turned_away(spy, check) -> bool:
+    """The tile kernel did not route the call: it failed, or the probe skipped it."""
+    tried = spy.results()
+    return tried[-1] is False if check == "kernel" else True not in tried
+
+
 def _specials(rng, shape, dtype):
     g = random_input(rng, shape, dtype, nan=True)
     flat = g.reshape(-1)
@@ -129,7 +144,7 @@ def test_tile_shaped_indices_take_the_tile_kernel(case):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("serial", [True, False])
-def test_other_indices_on_tile_shapes_fall_back_to_the_scatter(spy, dtype, serial):
+def test_other_indices_on_tile_shapes_fall_back_to_the_scatter(spy, check, dtype, serial):
     """Overlapping windows (k3s2p1 on even sizes: the same output shape as k2s2), and
     arbitrary plane indices with duplicates and -1: the tile kernel gives up, the
     scatter routes them, the reference's bits into garbage."""
@@ -142,7 +157,7 @@ def test_other_indices_on_tile_shapes_fall_back_to_the_scatter(spy, dtype, seria
             g = _specials(rng, idx.shape, dtype)
             with forced_serial_work(serial):
                 got = _backward(g, idx, shape, 7.0)
-            assert spy.results()[-1] is False
+            assert _turned_away(spy, check)
             assert_same(got, _expected(g, idx, shape))
 
 
@@ -227,7 +242,7 @@ def test_strided_views_take_the_tile_kernel(spy):
 
 
 @pytest.mark.parametrize("nd", [1, 3])
-def test_overlapping_windows_in_1d_and_3d_fall_back(spy, nd):
+def test_overlapping_windows_in_1d_and_3d_fall_back(spy, check, nd):
     """k3s2p1 indices on the shapes of k2s2 tiles, 1-D and 3-D: the scatter's bits."""
     rng = np.random.default_rng(8 + nd)
     forward, backward = _POOL[nd]
@@ -236,7 +251,7 @@ def test_overlapping_windows_in_1d_and_3d_fall_back(spy, nd):
     _, idx = forward(x, 3, 2, 1, return_indices=True, channels_last=True)
     g = _specials(rng, idx.shape, np.float32)
     got = backward(g, idx, shape, channels_last=True, out=np.full(shape, np.nan, np.float32))
-    assert spy.results() == [False]
+    assert _turned_away(spy, check)
     with np.errstate(invalid="ignore"):
         assert_same(got, ref.max_pool_backward(g, idx, shape, nd, channels_last=True))
 
@@ -343,3 +358,23 @@ def test_k3s2_routing_matches_torch(spy):
                    False, torch.from_numpy(np.moveaxis(idx, -1, 1))).numpy()
         assert_same(np.moveaxis(_backward(g, idx, shape), -1, 1), want)
     assert spy.results(("k3s2_pixels_range",)) == [True, True]
+
+
+
+def test_the_probe_reads_one_output_pixel():
+    """The probe's verdict on k2s2 and k3s2p1 indices of the same output shape, 1-D to
+    3-D; a negative or far index in the probed pixel turns the call away too."""
+    rng = np.random.default_rng(13)
+    for nd, shape in ((1, (2, 12, 9)), (2, (2, 8, 10, 9)), (3, (1, 4, 6, 8, 9))):
+        forward = _POOL[nd][0]
+        x = random_input(rng, shape, np.float32)
+        _, tiled = forward(x, 2, 2, return_indices=True, channels_last=True)
+        views = argmax._tile_view(tiled.shape, shape, nd, True, np.dtype(np.float32))
+        assert argmax._tile_shaped_probe(tiled, views)
+        _, overlapping = forward(x, 3, 2, 1, return_indices=True, channels_last=True)
+        assert overlapping.shape == tiled.shape
+        assert not argmax._tile_shaped_probe(overlapping, views)
+        for bad in (-1, (1 << 40) + int(tiled.flat[0])):
+            probe = tiled.copy()
+            probe.reshape(views[0])[0, 0, 0, 1, 3] = bad
+            assert not argmax._tile_shaped_probe(probe, views)
