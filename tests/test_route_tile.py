@@ -10,7 +10,7 @@ into ``out=`` holding garbage, with the scatter's errors.
 
 from __future__ import annotations
 
-import types
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -36,6 +36,7 @@ class _Spy:
     kernels, whether the kernel routed the whole gradient."""
 
     def __init__(self, real):
+        """``real``: the kernel module (``argmax._tile``) whose kernels it runs."""
         self.flags: dict[int, tuple[str, np.ndarray]] = {}
         for name in _KERNELS:
             setattr(self, name, self._spying(name, getattr(real, name)))
@@ -50,12 +51,23 @@ class _Spy:
         return [not fail[0] for name, fail in self.flags.values() if name in names]
 
 
+@contextmanager
+def _spying():
+    """A :class:`_Spy` in place of ``argmax._tile`` for the block (a fixture cannot serve
+    the hypothesis tests: it would not be reset between examples)."""
+    real = argmax._tile
+    spy = _Spy(real)
+    argmax._tile = spy
+    try:
+        yield spy
+    finally:
+        argmax._tile = real
+
+
 @pytest.fixture
-def spy(monkeypatch):
-    real = types.SimpleNamespace(**{n: getattr(argmax._tile, n) for n in _KERNELS})
-    s = _Spy(real)
-    monkeypatch.setattr(argmax, "_tile", s)
-    return s
+def spy():
+    with _spying() as s:
+        yield s
 
 
 @pytest.fixture(params=["probe", "kernel"])
@@ -107,6 +119,16 @@ def _tile_case(draw):
     )
 
 
+def _case_arrays(rng, case):
+    """``(shape, x, out)`` of a hypothesis case: the input's shape (batched or not,
+    channels last), an input with ties and NaN, and ``out`` full of NaN or None."""
+    lead = () if case["batch"] is None else (case["batch"],)
+    shape = lead + case["size"] + (case["channels"],)
+    x = random_input(rng, shape, case["dtype"], ties=True, nan=True)
+    out = np.full(shape, np.nan, case["dtype"]) if case["garbage"] else None
+    return shape, x, out
+
+
 _POOL = {1: (pk.max_pool1d, pk.max_pool1d_backward), 2: (pk.max_pool2d, pk.max_pool2d_backward),
          3: (pk.max_pool3d, pk.max_pool3d_backward)}
 
@@ -120,20 +142,11 @@ def test_tile_shaped_indices_take_the_tile_kernel(case):
     rng = np.random.default_rng(case["seed"])
     nd = case["nd"]
     forward, backward = _POOL[nd]
-    real = argmax._tile
-    spy = _Spy(types.SimpleNamespace(**{n: getattr(real, n) for n in _KERNELS}))
-    argmax._tile = spy
-    try:
-        lead = () if case["batch"] is None else (case["batch"],)
-        shape = lead + case["size"] + (case["channels"],)
-        x = random_input(rng, shape, case["dtype"], ties=True, nan=True)
-        _, idx = forward(x, 2, 2, return_indices=True, channels_last=True)
-        g = _specials(rng, idx.shape, case["dtype"])
-        out = np.full(shape, np.nan, case["dtype"]) if case["garbage"] else None
-        with forced_serial_work(case["serial"]):
-            got = backward(g, idx, shape, channels_last=True, out=out)
-    finally:
-        argmax._tile = real
+    shape, x, out = _case_arrays(rng, case)
+    _, idx = forward(x, 2, 2, return_indices=True, channels_last=True)
+    g = _specials(rng, idx.shape, case["dtype"])
+    with _spying() as spy, forced_serial_work(case["serial"]):
+        got = backward(g, idx, shape, channels_last=True, out=out)
     assert spy.results() == [True]
     if out is not None:
         assert got is out
@@ -294,20 +307,11 @@ def test_k3s2p1_indices_take_the_k3s2_kernel(case):
     border), ties and NaN in x, specials in the gradient: routed by the k3s2 kernel (the
     tile kernel, tried first on even sizes, gives up), the reference's bits."""
     rng = np.random.default_rng(case["seed"])
-    real = argmax._tile
-    spy = _Spy(types.SimpleNamespace(**{n: getattr(real, n) for n in _KERNELS}))
-    argmax._tile = spy
-    try:
-        lead = () if case["batch"] is None else (case["batch"],)
-        shape = lead + case["size"] + (case["channels"],)
-        x = random_input(rng, shape, case["dtype"], ties=True, nan=True)
-        _, idx = pk.max_pool2d(x, 3, 2, 1, return_indices=True, channels_last=True)
-        g = _specials(rng, idx.shape, case["dtype"])
-        out = np.full(shape, np.nan, case["dtype"]) if case["garbage"] else None
-        with forced_serial_work(case["serial"]):
-            got = pk.max_pool2d_backward(g, idx, shape, channels_last=True, out=out)
-    finally:
-        argmax._tile = real
+    shape, x, out = _case_arrays(rng, case)
+    _, idx = pk.max_pool2d(x, 3, 2, 1, return_indices=True, channels_last=True)
+    g = _specials(rng, idx.shape, case["dtype"])
+    with _spying() as spy, forced_serial_work(case["serial"]):
+        got = pk.max_pool2d_backward(g, idx, shape, channels_last=True, out=out)
     # the last kernel tried routed it all: the k3s2 kernel, or the tile kernel where
     # every index happens to lie in its output's tile too (tiny inputs)
     tried = spy.results(_KERNELS)

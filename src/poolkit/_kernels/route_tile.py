@@ -44,6 +44,45 @@ from ._lanes import masked_memory
 from ._vector_ir import I32, I64, Vectors, i64, is_vector_array
 
 
+def _channel_vectors(context, b, vx, ia, ga, o_off, n_chan, body):
+    """Walk the channels of one output pixel at flat offset ``o_off`` of ``grad`` (data
+    ``ga``) and ``idx`` (data ``ia``), in whole vectors and a masked last one. For each,
+    load the int64 indices and the gradients and call ``body(c, mask, ids32, g)`` (``c``:
+    the first channel, ``mask``: the lanes below ``n_chan`` or None, ``ids32``: the
+    indices as int32), which stores its results and returns the lanes whose index it
+    accepted. Returns an i1: every index fitted in int32 and was accepted."""
+    lanes = vx.lanes
+    ivec = ir.VectorType(I64, lanes)
+    bvec = ir.VectorType(ir.IntType(1), lanes)
+    miss = cgutils.alloca_once_value(b, ir.Constant(bvec, [0] * lanes))
+    load_ids = masked_memory(b.module, "load", ivec)
+
+    def channels(c, mask):
+        iptr = b.bitcast(b.gep(ia.data, [b.add(o_off, c)]), ivec.as_pointer())
+        if mask is None:
+            ids = b.load(iptr, align=8)
+            g = vx.load(ga.data, b.add(o_off, c))
+        else:
+            ids = b.call(load_ids, [iptr, ir.Constant(I32, 8), mask,
+                                    ir.Constant(ivec, [-1] * lanes)])
+            g = vx.masked_load(ga.data, b.add(o_off, c), mask, vx.zeros)
+        ids32 = b.trunc(ids, vx.k32)
+        # an index beyond int32 must not pass for its truncation
+        ok = b.and_(b.icmp_signed("==", b.sext(ids32, ivec), ids), body(c, mask, ids32, g))
+        if mask is not None:
+            ok = b.or_(ok, b.not_(mask))
+        b.store(b.or_(b.load(miss), b.not_(ok)), miss)
+
+    n_full = b.udiv(n_chan, vx.n)
+    with cgutils.for_range(b, n_full) as loop:
+        channels(b.mul(loop.index, vx.n), None)
+    rest = b.mul(n_full, vx.n)
+    with b.if_then(b.icmp_signed("<", rest, n_chan)):
+        channels(rest, vx.lanes_between(rest, None, n_chan))
+    bits = b.bitcast(b.load(miss), ir.IntType(lanes))
+    return b.icmp_signed("==", bits, ir.Constant(ir.IntType(lanes), 0))
+
+
 def _make_tile_pixel(nd: int):
     """The intrinsic of one output pixel of an ``nd``-D tile (2, 4 or 8 pixels)."""
     # the tile's pixels, in plane-index steps of (depth, row, column)
@@ -72,32 +111,15 @@ def _tile_codegen(context, builder, s, args, steps):
     o_off, d_off, width, area, base, n_chan = (
         context.cast(b, args[k], s.args[k], types.int64) for k in range(3, 9))
     vx = Vectors(context, b, s.args[0].dtype)
-    lanes = vx.lanes
-    ivec = ir.VectorType(I64, lanes)
-    bvec = ir.VectorType(ir.IntType(1), lanes)
     # the tile's pixels, relative to its first one: plane index, then dx offset
     pixel = [b.add(b.add(b.mul(i64(dz), area), b.mul(i64(dy), width)), i64(dx))
              for dz, dy, dx in steps]
     rel = [vx.splat(b.trunc(q, I32)) for q in pixel]
     at = [b.add(d_off, b.mul(q, n_chan)) for q in pixel]
     base_v = vx.splat(b.trunc(base, I32))
-    miss = cgutils.alloca_once_value(b, ir.Constant(bvec, [0] * lanes))
-    load_ids = masked_memory(b.module, "load", ivec)
 
-    def channels(c, mask):
-        """Channels ``c .. c + lanes`` (``mask``: the ones below ``n_chan``)."""
-        iptr = b.bitcast(b.gep(ia.data, [b.add(o_off, c)]), ivec.as_pointer())
-        if mask is None:
-            ids = b.load(iptr, align=8)
-            g = vx.load(ga.data, b.add(o_off, c))
-        else:
-            ids = b.call(load_ids, [iptr, ir.Constant(I32, 8), mask,
-                                    ir.Constant(ivec, [-1] * lanes)])
-            g = vx.masked_load(ga.data, b.add(o_off, c), mask, vx.zeros)
+    def tile(c, mask, ids32, g):
         g = b.fadd(g, vx.zeros)  # 0.0 + g, as the scatter adds (-0.0 -> +0.0)
-        ids32 = b.trunc(ids, vx.k32)
-        # an index beyond int32 must not pass for its truncation
-        hit = b.icmp_signed("==", b.sext(ids32, ivec), ids)
         pix = b.sub(ids32, base_v)
         named = None
         for q in range(len(steps)):
@@ -108,19 +130,9 @@ def _tile_codegen(context, builder, s, args, steps):
                 vx.store(value, da.data, b.add(at[q], c))
             else:
                 vx.masked_store(value, da.data, b.add(at[q], c), mask)
-        hit = b.and_(hit, named)
-        if mask is not None:
-            hit = b.or_(hit, b.not_(mask))
-        b.store(b.or_(b.load(miss), b.not_(hit)), miss)
+        return named
 
-    n_full = b.udiv(n_chan, vx.n)
-    with cgutils.for_range(b, n_full) as loop:
-        channels(b.mul(loop.index, vx.n), None)
-    rest = b.mul(n_full, vx.n)
-    with b.if_then(b.icmp_signed("<", rest, n_chan)):
-        channels(rest, vx.lanes_between(rest, None, n_chan))
-    bits = b.bitcast(b.load(miss), ir.IntType(lanes))
-    return b.icmp_signed("==", bits, ir.Constant(ir.IntType(lanes), 0))
+    return _channel_vectors(context, b, vx, ia, ga, o_off, n_chan, tile)
 
 
 _tile_pixel_1d, _tile_pixel_2d, _tile_pixel_3d = (_make_tile_pixel(nd) for nd in (1, 2, 3))
@@ -238,10 +250,8 @@ def _k3s2_codegen(context, builder, s, args, interior):
                              for k in range(8, 12))
     vx = Vectors(context, b, s.args[0].dtype)
     lanes = vx.lanes
-    ivec = ir.VectorType(I64, lanes)
     bvec = ir.VectorType(ir.IntType(1), lanes)
     minus_zero = ir.Constant(vx.vec, [-0.0] * lanes)
-    load_ids = masked_memory(b.module, "load", ivec)
 
     def inside(dy, dx_):
         """Does the window pixel (dy, dx_) lie inside the input? (an i1, or None: yes)"""
@@ -266,22 +276,9 @@ def _k3s2_codegen(context, builder, s, args, interior):
         pixels.append(((dy, dx_) in _OWN, vx.splat(b.trunc(rel, I32)),
                        b.add(d_off, b.mul(rel, n_chan)), flag, lane_flag))
     center_v = vx.splat(b.trunc(center, I32))
-    miss = cgutils.alloca_once_value(b, ir.Constant(bvec, [0] * lanes))
 
-    def channels(c, mask):
-        """Channels ``c .. c + lanes`` (``mask``: the ones below ``n_chan``)."""
-        iptr = b.bitcast(b.gep(ia.data, [b.add(o_off, c)]), ivec.as_pointer())
-        if mask is None:
-            ids = b.load(iptr, align=8)
-            g = vx.load(ga.data, b.add(o_off, c))
-        else:
-            ids = b.call(load_ids, [iptr, ir.Constant(I32, 8), mask,
-                                    ir.Constant(ivec, [-1] * lanes)])
-            g = vx.masked_load(ga.data, b.add(o_off, c), mask, vx.zeros)
+    def window(c, mask, ids32, g):
         first = b.fadd(g, vx.zeros)  # 0.0 + g, the scatter's first add (-0.0 -> +0.0)
-        ids32 = b.trunc(ids, vx.k32)
-        ok = b.and_(b.icmp_signed("==", b.sext(ids32, ivec), ids),  # fits in int32
-                    b.icmp_signed(">=", ids32, vx.splat(ir.Constant(I32, 0))))
         pix = b.sub(ids32, center_v)
         named = ir.Constant(bvec, [0] * lanes)
         for own, rel, at, flag, lane_flag in pixels:
@@ -308,19 +305,9 @@ def _k3s2_codegen(context, builder, s, args, interior):
             else:
                 with b.if_then(flag, likely=True):
                     write()
-        ok = b.and_(ok, named)
-        if mask is not None:
-            ok = b.or_(ok, b.not_(mask))
-        b.store(b.or_(b.load(miss), b.not_(ok)), miss)
+        return b.and_(named, b.icmp_signed(">=", ids32, vx.splat(ir.Constant(I32, 0))))
 
-    n_full = b.udiv(n_chan, vx.n)
-    with cgutils.for_range(b, n_full) as loop:
-        channels(b.mul(loop.index, vx.n), None)
-    rest = b.mul(n_full, vx.n)
-    with b.if_then(b.icmp_signed("<", rest, n_chan)):
-        channels(rest, vx.lanes_between(rest, None, n_chan))
-    bits = b.bitcast(b.load(miss), ir.IntType(lanes))
-    return b.icmp_signed("==", bits, ir.Constant(ir.IntType(lanes), 0))
+    return _channel_vectors(context, b, vx, ia, ga, o_off, n_chan, window)
 
 
 _k3s2_interior, _k3s2_border = _make_k3s2_pixel(True), _make_k3s2_pixel(False)
